@@ -1,0 +1,267 @@
+/**
+ * Error classes and codes shared by every Shardline package.
+ *
+ * Callers test `error.code`, never `instanceof`: errors cross worker threads (as {@link SerializedError})
+ * and may come from another copy of this package.
+ */
+
+/** Every error code Shardline raises. Documented in the README's error table. */
+export const ErrorCodes = {
+  /** An option or argument is invalid; the message names it. */
+  INVALID_OPTION: 'ERR_INVALID_OPTION',
+  /** A record or item cannot be sent: too large, bad partition key, bad explicit hash key. */
+  INVALID_RECORD: 'ERR_INVALID_RECORD',
+  /** A payload could not be decoded (or an item encoded) by the codec named in the message. */
+  CODEC: 'ERR_CODEC',
+  /** A KPL aggregate is malformed: bad MD5 trailer, truncated body, bad table indexes. */
+  KPL_MALFORMED: 'ERR_KPL_MALFORMED',
+  /** Kinesis refused for throughput (ProvisionedThroughputExceeded, KMSThrottling). */
+  THROTTLED: 'ERR_THROTTLED',
+  /** A shard iterator expired (older than 5 minutes). */
+  EXPIRED_ITERATOR: 'ERR_EXPIRED_ITERATOR',
+  /** The stream or shard does not exist. */
+  NOT_FOUND: 'ERR_NOT_FOUND',
+  /** Credentials are missing or lack permission. */
+  ACCESS_DENIED: 'ERR_ACCESS_DENIED',
+  /** A control-plane limit was hit (LimitExceededException). */
+  LIMIT_EXCEEDED: 'ERR_LIMIT_EXCEEDED',
+  /** A transient server-side (5xx) or network failure. */
+  TRANSIENT: 'ERR_TRANSIENT',
+  /** Kinesis rejected the request as invalid (InvalidArgumentException, ValidationException). */
+  INVALID_REQUEST: 'ERR_INVALID_REQUEST',
+  /** Some other error from Kinesis. */
+  KINESIS: 'ERR_KINESIS',
+  /** The operation was aborted (stop, AbortSignal). */
+  ABORTED: 'ERR_ABORTED',
+  /** The object is closed or stopped and refuses the call. */
+  CLOSED: 'ERR_CLOSED',
+  /** A lease is held by someone else, or the caller's fencing token is stale. */
+  LEASE_LOST: 'ERR_LEASE_LOST',
+  /** Redis could not be reached or answered with an error. */
+  REDIS: 'ERR_REDIS',
+  /** A message between threads did not match the protocol. */
+  PROTOCOL: 'ERR_PROTOCOL',
+  /** A user handler threw or rejected. */
+  HANDLER: 'ERR_HANDLER',
+  /** A worker thread crashed. */
+  WORKER_CRASHED: 'ERR_WORKER_CRASHED',
+  /** Anything not covered above. */
+  INTERNAL: 'ERR_INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface ShardlineErrorOptions {
+  retriable?: boolean;
+  cause?: unknown;
+  /** Extra context that is safe to log and to send across threads (JSON-serialisable). */
+  details?: Record<string, unknown>;
+}
+
+/** Base class of every error Shardline raises. */
+export class ShardlineError extends Error {
+  override name = 'ShardlineError';
+  readonly code: string;
+  readonly retriable: boolean;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: string, message: string, options: ShardlineErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+    this.details = options.details;
+  }
+}
+
+/** An invalid option or argument. The message names the option and says what to change. */
+export class ShardlineOptionError extends ShardlineError {
+  override name = 'ShardlineOptionError';
+  readonly option: string;
+  constructor(option: string, message: string) {
+    super(ErrorCodes.INVALID_OPTION, `${option} ${message}`, { details: { option } });
+    this.option = option;
+  }
+}
+
+/** A payload the codec cannot decode, or an item it cannot encode. */
+export class CodecError extends ShardlineError {
+  override name = 'CodecError';
+  readonly codec: string;
+  constructor(codec: string, message: string, cause?: unknown) {
+    super(ErrorCodes.CODEC, `codec '${codec}': ${message}`, { cause, details: { codec } });
+    this.codec = codec;
+  }
+}
+
+/** A malformed KPL aggregate (bad checksum, truncated body, bad indexes). */
+export class KplError extends ShardlineError {
+  override name = 'KplError';
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCodes.KPL_MALFORMED, `KPL aggregate: ${message}`, { cause });
+  }
+}
+
+/** An error from Kinesis, classified by {@link classifyAwsError}. */
+export class KinesisError extends ShardlineError {
+  override name = 'KinesisError';
+  /** The AWS error name (`error.name` of the root cause), e.g. `ProvisionedThroughputExceededException`. */
+  readonly awsName: string | undefined;
+  constructor(code: string, message: string, options: ShardlineErrorOptions & { awsName?: string }) {
+    super(code, message, options);
+    this.awsName = options.awsName;
+  }
+}
+
+/** An error crossing a thread boundary: plain data, never an Error or SDK object. */
+export interface SerializedError {
+  name: string;
+  code: string;
+  message: string;
+  retriable: boolean;
+  stack?: string;
+  details?: Record<string, unknown>;
+  cause?: SerializedError;
+}
+
+function isJsonSafe(value: unknown): boolean {
+  try {
+    JSON.stringify(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Turns any thrown value into plain data that survives `postMessage` and `JSON.stringify`. */
+export function serializeError(error: unknown, depth = 0): SerializedError {
+  if (error instanceof Error) {
+    const e = error as Error & { code?: unknown; retriable?: unknown; details?: unknown };
+    const out: SerializedError = {
+      name: e.name,
+      code: typeof e.code === 'string' ? e.code : ErrorCodes.INTERNAL,
+      message: e.message,
+      retriable: typeof e.retriable === 'boolean' ? e.retriable : false,
+    };
+    if (e.stack !== undefined) out.stack = e.stack;
+    if (
+      e.details !== undefined &&
+      typeof e.details === 'object' &&
+      e.details !== null &&
+      isJsonSafe(e.details)
+    ) {
+      out.details = e.details as Record<string, unknown>;
+    }
+    if (e.cause !== undefined && depth < 8) out.cause = serializeError(e.cause, depth + 1);
+    return out;
+  }
+  return { name: 'Error', code: ErrorCodes.INTERNAL, message: String(error), retriable: false };
+}
+
+/** Rebuilds a {@link ShardlineError} (with its cause chain) from {@link serializeError} output. */
+export function deserializeError(data: SerializedError): ShardlineError {
+  const cause = data.cause === undefined ? undefined : deserializeError(data.cause);
+  const options: ShardlineErrorOptions = { retriable: data.retriable };
+  if (cause !== undefined) options.cause = cause;
+  if (data.details !== undefined) options.details = data.details;
+  const error = new ShardlineError(data.code, data.message, options);
+  error.name = data.name;
+  if (data.stack !== undefined) error.stack = data.stack;
+  return error;
+}
+
+/** The innermost `cause` of an error chain (bounded, cycle-safe). */
+export function rootCause(error: unknown): unknown {
+  let current = error;
+  for (let i = 0; i < 16; i++) {
+    const next = (current as { cause?: unknown } | null)?.cause;
+    if (next === undefined || next === null || next === current) break;
+    current = next;
+  }
+  return current;
+}
+
+const THROTTLE_NAMES = new Set([
+  'ProvisionedThroughputExceededException',
+  'KMSThrottlingException',
+  'ThrottlingException',
+  'Throttling',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+]);
+const NOT_FOUND_NAMES = new Set(['ResourceNotFoundException']);
+const ACCESS_NAMES = new Set([
+  'AccessDeniedException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'ExpiredTokenException',
+  'KMSAccessDeniedException',
+  'KMSDisabledException',
+  'KMSNotFoundException',
+  'KMSInvalidStateException',
+  'CredentialsProviderError',
+  'MissingAuthenticationTokenException',
+]);
+const INVALID_NAMES = new Set(['InvalidArgumentException', 'ValidationException', 'ResourceInUseException']);
+const TRANSIENT_NAMES = new Set([
+  'InternalFailure',
+  'InternalFailureException',
+  'InternalServerError',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'KMSOptInRequired',
+  'TimeoutError',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'AbortError',
+]);
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+]);
+
+/**
+ * Maps an AWS SDK (or network) error to a {@link KinesisError} by `error.name` of the root cause,
+ * never by `instanceof`: the SDK may be a different copy, and wrappers hide the real error.
+ * A {@link ShardlineError} passes through unchanged.
+ */
+export function classifyAwsError(error: unknown, operation?: string): ShardlineError {
+  if (error instanceof ShardlineError && !(error.cause !== undefined && error.code === ErrorCodes.INTERNAL)) {
+    return error;
+  }
+  const root = rootCause(error) as {
+    name?: unknown;
+    code?: unknown;
+    message?: unknown;
+    $metadata?: { httpStatusCode?: number };
+    $fault?: unknown;
+  } | null;
+  const name = typeof root?.name === 'string' ? root.name : 'Error';
+  const sysCode = typeof root?.code === 'string' ? root.code : undefined;
+  const status = root?.$metadata?.httpStatusCode;
+  const text = typeof root?.message === 'string' ? root.message : String(root);
+  const where = operation === undefined ? '' : `${operation}: `;
+  const make = (code: string, retriable: boolean) =>
+    new KinesisError(code, `${where}${name}: ${text}`, { retriable, cause: error, awsName: name });
+
+  if (THROTTLE_NAMES.has(name)) return make(ErrorCodes.THROTTLED, true);
+  if (name === 'ExpiredIteratorException') return make(ErrorCodes.EXPIRED_ITERATOR, true);
+  if (name === 'LimitExceededException') return make(ErrorCodes.LIMIT_EXCEEDED, true);
+  if (NOT_FOUND_NAMES.has(name)) return make(ErrorCodes.NOT_FOUND, false);
+  if (ACCESS_NAMES.has(name)) return make(ErrorCodes.ACCESS_DENIED, false);
+  if (INVALID_NAMES.has(name)) return make(ErrorCodes.INVALID_REQUEST, false);
+  if (TRANSIENT_NAMES.has(name)) return make(ErrorCodes.TRANSIENT, true);
+  if (sysCode !== undefined && NETWORK_CODES.has(sysCode)) return make(ErrorCodes.TRANSIENT, true);
+  if (typeof status === 'number' && status >= 500) return make(ErrorCodes.TRANSIENT, true);
+  if (status === 429) return make(ErrorCodes.THROTTLED, true);
+  if (root?.$fault === 'server') return make(ErrorCodes.TRANSIENT, true);
+  return make(ErrorCodes.KINESIS, false);
+}

@@ -1,0 +1,29 @@
+/** A record as Kinesis returns it, before KPL deaggregation and codec decoding. */
+export interface KinesisRecordInput {
+  data: Uint8Array;
+  partitionKey: string;
+  sequenceNumber: string;
+  explicitHashKey?: string;
+  approximateArrivalTimestamp?: Date;
+}
+
+/** One record handed to user code: decoded by the codec, unpacked from a KPL aggregate where it was one. */
+export interface ShardRecord<T = unknown> {
+  /** Decoded by the codec. */
+  data: T;
+  partitionKey: string;
+  sequenceNumber: string;
+  /** Set for records unpacked from a KPL aggregate or a framed codec. */
+  subSequenceNumber?: number;
+  explicitHashKey?: string;
+  approximateArrivalTimestamp: Date;
+}
+
+/** A position in a shard: the record at (sequenceNumber, subSequenceNumber), or the shard's end. */
+export interface ShardPosition {
+  sequenceNumber: string;
+  subSequenceNumber?: number;
+}
+
+/** The checkpoint value that marks a shard read to its end. */
+export const SHARD_END = 'SHARD_END' as const;

@@ -123,38 +123,74 @@ export interface SerializedError {
   cause?: SerializedError;
 }
 
-function isJsonSafe(value: unknown): boolean {
+/**
+ * `details` as plain JSON data, or undefined when it is not JSON-serialisable. A JSON round trip (not a
+ * mere `JSON.stringify` check) is what makes it safe for `postMessage` too: a function or symbol inside
+ * would pass the check (JSON drops it silently) and then make `postMessage` throw a DataCloneError.
+ */
+function plainDetails(value: unknown): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
   try {
-    JSON.stringify(value);
-    return true;
+    const json = JSON.stringify(value);
+    return json === undefined ? undefined : (JSON.parse(json) as Record<string, unknown>);
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-/** Turns any thrown value into plain data that survives `postMessage` and `JSON.stringify`. */
+/** A thrown value's text for a message: never throws, never `[object Object]` when JSON says more. */
+function describeThrown(value: unknown): string {
+  if (typeof value === 'object' && value !== null) {
+    try {
+      const json = JSON.stringify(value);
+      if (json !== undefined) return json.length > 1_000 ? `${json.slice(0, 1_000)}...` : json;
+    } catch {
+      // fall through to String()
+    }
+  }
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/**
+ * Turns any thrown value into plain data that survives `postMessage` and `JSON.stringify`.
+ * Errors from another realm (a `vm` context) and error-like objects (`{ name?, message, code? }`) keep
+ * their fields; any other value becomes an `ERR_INTERNAL` error whose message describes it.
+ */
 export function serializeError(error: unknown, depth = 0): SerializedError {
-  if (error instanceof Error) {
-    const e = error as Error & { code?: unknown; retriable?: unknown; details?: unknown };
+  const isErrorLike =
+    error instanceof Error ||
+    (typeof error === 'object' &&
+      error !== null &&
+      typeof (error as { message?: unknown }).message === 'string');
+  if (isErrorLike) {
+    const e = error as {
+      name?: unknown;
+      message?: unknown;
+      stack?: unknown;
+      code?: unknown;
+      retriable?: unknown;
+      details?: unknown;
+      cause?: unknown;
+    };
     const out: SerializedError = {
-      name: e.name,
+      name: typeof e.name === 'string' ? e.name : 'Error',
       code: typeof e.code === 'string' ? e.code : ErrorCodes.INTERNAL,
-      message: e.message,
+      message: typeof e.message === 'string' ? e.message : describeThrown(e.message),
       retriable: typeof e.retriable === 'boolean' ? e.retriable : false,
     };
-    if (e.stack !== undefined) out.stack = e.stack;
-    if (
-      e.details !== undefined &&
-      typeof e.details === 'object' &&
-      e.details !== null &&
-      isJsonSafe(e.details)
-    ) {
-      out.details = e.details as Record<string, unknown>;
+    if (typeof e.stack === 'string') out.stack = e.stack;
+    const details = plainDetails(e.details);
+    if (details !== undefined) out.details = details;
+    if (e.cause !== undefined && e.cause !== error && depth < 8) {
+      out.cause = serializeError(e.cause, depth + 1);
     }
-    if (e.cause !== undefined && depth < 8) out.cause = serializeError(e.cause, depth + 1);
     return out;
   }
-  return { name: 'Error', code: ErrorCodes.INTERNAL, message: String(error), retriable: false };
+  return { name: 'Error', code: ErrorCodes.INTERNAL, message: describeThrown(error), retriable: false };
 }
 
 /** Rebuilds a {@link ShardlineError} (with its cause chain) from {@link serializeError} output. */
@@ -212,7 +248,6 @@ const TRANSIENT_NAMES = new Set([
   'TimeoutError',
   'RequestTimeout',
   'RequestTimeoutException',
-  'AbortError',
 ]);
 const NETWORK_CODES = new Set([
   'ECONNRESET',
@@ -252,6 +287,9 @@ export function classifyAwsError(error: unknown, operation?: string): ShardlineE
   const make = (code: string, retriable: boolean) =>
     new KinesisError(code, `${where}${name}: ${text}`, { retriable, cause: error, awsName: name });
 
+  // The SDK raises AbortError only when the caller's abortSignal fired (its own timeouts are TimeoutError):
+  // a deliberate stop, which must not be retried or reported as a failure.
+  if (name === 'AbortError') return make(ErrorCodes.ABORTED, false);
   if (THROTTLE_NAMES.has(name)) return make(ErrorCodes.THROTTLED, true);
   if (name === 'ExpiredIteratorException') return make(ErrorCodes.EXPIRED_ITERATOR, true);
   if (name === 'LimitExceededException') return make(ErrorCodes.LIMIT_EXCEEDED, true);

@@ -1,0 +1,419 @@
+/**
+ * Builds the KinesisClient every Shardline package uses.
+ *
+ * Why not `new KinesisClient(config)`: @aws-sdk/client-kinesis (3.1143.0) defaults to an HTTP/2 handler
+ * (`NodeHttp2Handler` with `disableConcurrentStreams: true`, see its runtimeConfig). That fails against
+ * both local emulators (kinesis-mock, kinesalite: ERR_HTTP2_ERROR / no response), and on AWS it opens a
+ * new HTTP/2 session per request (aws-sdk-js-v3 issue #8279), so no connection is reused. An HTTP/1.1
+ * `NodeHttpHandler` with keep-alive agents and enough sockets for one long-lived connection per shard
+ * works everywhere and reuses connections.
+ *
+ * The client speaks the awsJson1_1 protocol (`Content-Type: application/x-amz-json-1.1`,
+ * `X-Amz-Target: Kinesis_20131202.<Operation>`, blobs as base64 strings, timestamps as epoch seconds).
+ */
+
+import http from 'node:http';
+import https from 'node:https';
+import type { KinesisClientConfig } from '@aws-sdk/client-kinesis';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import type { NodeHttpHandlerOptions } from '@smithy/node-http-handler';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { ShardlineOptionError } from './errors.js';
+import type { Logger } from './logger.js';
+import { silentLogger } from './logger.js';
+
+/** HTTP settings of the handler {@link createKinesisClient} builds. */
+export interface KinesisClientOptions {
+  /**
+   * Most concurrent connections per origin (http and https agents each). A shard reader keeps about
+   * one request in flight, so this bounds the shards one client serves without queueing.
+   * @defaultValue 256
+   */
+  maxSockets?: number;
+  /**
+   * Longest wait for a TCP (and TLS) connection; 0 disables it.
+   * @defaultValue 10_000
+   */
+  connectionTimeoutMs?: number;
+  /**
+   * Longest wait from sending a request to the start of its response; 0 disables it. On expiry the
+   * request fails with a retriable `TimeoutError` (never just a console warning, the SDK's default).
+   * @defaultValue 30_000
+   */
+  requestTimeoutMs?: number;
+  /**
+   * Longest silence on the socket while a request or its response is in progress (a stalled body);
+   * 0 disables it.
+   * @defaultValue 30_000
+   */
+  socketTimeoutMs?: number;
+  /**
+   * Where the HTTP handler's own warnings go (socket exhaustion).
+   * @defaultValue the config's `logger`, else silent
+   */
+  logger?: Logger;
+}
+
+/** Defaults of {@link KinesisClientOptions}. */
+export const KINESIS_CLIENT_DEFAULTS = Object.freeze({
+  maxSockets: 256,
+  connectionTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  socketTimeoutMs: 30_000,
+});
+
+type NotFunction<T> = Exclude<T, (...args: never[]) => unknown>;
+
+/** Static credentials: the only kind that can cross to a worker thread. */
+export interface PortableCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+  credentialScope?: string;
+  accountId?: string;
+}
+
+/**
+ * The structured-clone-safe part of a KinesisClientConfig: what a worker thread needs to build its own
+ * client with {@link createKinesisClient}. Other plain (string, number, boolean) settings of the
+ * original config are carried too.
+ */
+export interface PortableKinesisConfig {
+  region?: string;
+  endpoint?: string | { url: string; headers?: Record<string, string[]> };
+  credentials?: PortableCredentials;
+  maxAttempts?: number;
+  retryMode?: string;
+  useFipsEndpoint?: boolean;
+  useDualstackEndpoint?: boolean;
+  profile?: string;
+  customUserAgent?: NotFunction<KinesisClientConfig['customUserAgent']>;
+  userAgentAppId?: string;
+  defaultsMode?: NotFunction<KinesisClientConfig['defaultsMode']>;
+  tls?: boolean;
+  /** HTTP handler options, when the original config gave them as plain data. */
+  requestHandler?: Record<string, unknown>;
+}
+
+/** Configs of the clients built here, so {@link portableClientConfig} can describe them later. */
+const builtFrom = new WeakMap<object, Readonly<KinesisClientConfig>>();
+
+function checkMs(value: unknown, option: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new ShardlineOptionError(
+      option,
+      `must be a finite number of milliseconds >= 0 (got ${String(value)})`,
+    );
+  }
+  return value;
+}
+
+function resolveOptions(options: KinesisClientOptions | undefined): Required<
+  Omit<KinesisClientOptions, 'logger'>
+> & {
+  logger: Logger | undefined;
+} {
+  if (options === undefined) return { ...KINESIS_CLIENT_DEFAULTS, logger: undefined };
+  if (typeof options !== 'object' || options === null) {
+    throw new ShardlineOptionError('kinesisClientOptions', `must be an object (got ${String(options)})`);
+  }
+  const maxSockets = options.maxSockets ?? KINESIS_CLIENT_DEFAULTS.maxSockets;
+  if (
+    typeof maxSockets !== 'number' ||
+    !(maxSockets === Number.POSITIVE_INFINITY || (Number.isInteger(maxSockets) && maxSockets >= 1))
+  ) {
+    throw new ShardlineOptionError(
+      'kinesisClientOptions.maxSockets',
+      `must be an integer >= 1 or Infinity (got ${String(maxSockets)})`,
+    );
+  }
+  const logger = options.logger;
+  if (
+    logger !== undefined &&
+    (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function')
+  ) {
+    throw new ShardlineOptionError(
+      'kinesisClientOptions.logger',
+      'must be a logger with debug, info, warn, error',
+    );
+  }
+  return {
+    maxSockets,
+    connectionTimeoutMs: checkMs(
+      options.connectionTimeoutMs ?? KINESIS_CLIENT_DEFAULTS.connectionTimeoutMs,
+      'kinesisClientOptions.connectionTimeoutMs',
+    ),
+    requestTimeoutMs: checkMs(
+      options.requestTimeoutMs ?? KINESIS_CLIENT_DEFAULTS.requestTimeoutMs,
+      'kinesisClientOptions.requestTimeoutMs',
+    ),
+    socketTimeoutMs: checkMs(
+      options.socketTimeoutMs ?? KINESIS_CLIENT_DEFAULTS.socketTimeoutMs,
+      'kinesisClientOptions.socketTimeoutMs',
+    ),
+    logger,
+  };
+}
+
+/** Whether `x` is a KinesisClient, also one from another copy of @aws-sdk/client-kinesis. */
+export function isKinesisClient(x: unknown): x is KinesisClient {
+  if (x instanceof KinesisClient) return true;
+  const c = x as { send?: unknown; destroy?: unknown; config?: { serviceId?: unknown } } | null;
+  return (
+    typeof c === 'object' &&
+    c !== null &&
+    typeof c.send === 'function' &&
+    typeof c.destroy === 'function' &&
+    typeof c.config === 'object' &&
+    c.config !== null &&
+    c.config.serviceId === 'Kinesis'
+  );
+}
+
+function isHttpHandler(x: unknown): boolean {
+  return typeof (x as { handle?: unknown } | null)?.handle === 'function';
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  if (typeof x !== 'object' || x === null) return false;
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
+function agentFrom<A>(given: unknown, make: (options: object) => A, defaults: object): A | unknown {
+  // An Agent the user made is used as is (their sockets, their TLS settings); plain options are merged
+  // over ours so keep-alive and maxSockets still apply unless they override them.
+  if (given !== undefined && !isPlainObject(given)) return given;
+  return make({ ...defaults, ...(given as object | undefined) });
+}
+
+function smithyLogger(logger: Logger) {
+  const forward =
+    (fn: Logger['debug']) =>
+    (...content: unknown[]) =>
+      (fn as (...args: unknown[]) => void).apply(logger, content);
+  return {
+    trace: forward(logger.debug),
+    debug: forward(logger.debug),
+    info: forward(logger.info),
+    warn: forward(logger.warn),
+    error: forward(logger.error),
+  };
+}
+
+/**
+ * A KinesisClient for `config`, on an HTTP/1.1 keep-alive `NodeHttpHandler` (see the module notes for
+ * why). A ready KinesisClient is returned as is. The config's own `requestHandler` is kept when it is a
+ * handler instance; given as plain options, they are applied to the HTTP/1.1 handler (the SDK would
+ * have applied them to its HTTP/2 one).
+ *
+ * @throws ShardlineOptionError when `config` is neither a config object nor a client, or an option is invalid.
+ */
+export function createKinesisClient(
+  config?: KinesisClientConfig | PortableKinesisConfig | KinesisClient,
+  options?: KinesisClientOptions,
+): KinesisClient {
+  if (isKinesisClient(config)) return config;
+  const resolved = resolveOptions(options);
+  if (config !== undefined && (typeof config !== 'object' || config === null || Array.isArray(config))) {
+    throw new ShardlineOptionError(
+      'kinesis',
+      `must be a KinesisClientConfig object (e.g. { region: 'eu-west-1' }) or a KinesisClient (got ${
+        config === null ? 'null' : Array.isArray(config) ? 'an array' : typeof config
+      })`,
+    );
+  }
+  const input = (config ?? {}) as KinesisClientConfig;
+  const given = input.requestHandler;
+  let requestHandler: unknown = given;
+  if (!isHttpHandler(given)) {
+    if (given !== undefined && !isPlainObject(given)) {
+      throw new ShardlineOptionError(
+        'kinesis.requestHandler',
+        'must be an HttpHandler (e.g. new NodeHttpHandler()) or NodeHttpHandler options',
+      );
+    }
+    const user = (given ?? {}) as NodeHttpHandlerOptions;
+    const agentDefaults = { keepAlive: true, maxSockets: resolved.maxSockets };
+    const logger = resolved.logger ?? (input.logger as Logger | undefined) ?? silentLogger;
+    const handlerOptions: NodeHttpHandlerOptions = {
+      connectionTimeout: resolved.connectionTimeoutMs,
+      requestTimeout: resolved.requestTimeoutMs,
+      socketTimeout: resolved.socketTimeoutMs,
+      // Without it the SDK only prints a console warning when the request timeout passes.
+      throwOnRequestTimeout: true,
+      ...user,
+      httpAgent: agentFrom(user.httpAgent, (o) => new http.Agent(o), agentDefaults) as http.Agent,
+      httpsAgent: agentFrom(user.httpsAgent, (o) => new https.Agent(o), agentDefaults) as https.Agent,
+      // The handler's default logger is the console; library code never writes there.
+      logger: smithyLogger(logger),
+    };
+    requestHandler = new NodeHttpHandler(handlerOptions);
+  }
+  const client = new KinesisClient({ ...input, requestHandler } as KinesisClientConfig);
+  // A snapshot: later changes to the caller's object do not alter what this client was built from.
+  builtFrom.set(client, { ...input });
+  return client;
+}
+
+const CREDENTIAL_KEYS = [
+  'accessKeyId',
+  'secretAccessKey',
+  'sessionToken',
+  'expiration',
+  'credentialScope',
+  'accountId',
+] as const;
+
+/** Whether `value` survives structuredClone unchanged in meaning (no functions, no class instances). */
+function isPortableValue(value: unknown, depth = 0): boolean {
+  if (value === null || value === undefined) return true;
+  const type = typeof value;
+  if (type === 'string' || type === 'number' || type === 'boolean' || type === 'bigint') return true;
+  if (type !== 'object' || depth > 8) return false;
+  if (value instanceof Date) return true;
+  if (Array.isArray(value)) return value.every((v) => isPortableValue(v, depth + 1));
+  if (!isPlainObject(value)) return false;
+  return Object.values(value).every((v) => isPortableValue(v, depth + 1));
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'object' && value !== null) {
+    const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)?.constructor
+      ?.name;
+    return name ? `a ${name} instance` : 'an object';
+  }
+  return typeof value;
+}
+
+function portableCredentials(value: unknown): PortableCredentials {
+  if (typeof value === 'function') {
+    throw new ShardlineOptionError(
+      'kinesis.credentials',
+      'is a credential provider function, which cannot cross to worker threads. Either leave ' +
+        'credentials unset so that every thread resolves the default chain itself (environment variables, ' +
+        'shared config files, container or instance role), or pass static credentials ' +
+        '({ accessKeyId, secretAccessKey, sessionToken? }), for example resolved once with `await provider()`.',
+    );
+  }
+  const c = value as Record<string, unknown> | null;
+  if (
+    typeof c !== 'object' ||
+    c === null ||
+    typeof c.accessKeyId !== 'string' ||
+    typeof c.secretAccessKey !== 'string'
+  ) {
+    throw new ShardlineOptionError(
+      'kinesis.credentials',
+      `must be { accessKeyId, secretAccessKey, sessionToken? } or a provider function (got ${describe(value)})`,
+    );
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of CREDENTIAL_KEYS) {
+    const v = c[key];
+    if (v === undefined) continue;
+    if (key === 'expiration' ? !(v instanceof Date) : typeof v !== 'string') {
+      throw new ShardlineOptionError(`kinesis.credentials.${key}`, `has an unexpected type (${describe(v)})`);
+    }
+    out[key] = v;
+  }
+  return out as unknown as PortableCredentials;
+}
+
+function portableEndpoint(value: unknown): PortableKinesisConfig['endpoint'] {
+  if (typeof value === 'string') return value;
+  if (value instanceof URL) return value.href;
+  if (typeof value === 'function') {
+    throw new ShardlineOptionError(
+      'kinesis.endpoint',
+      "is a function, which cannot cross to worker threads: pass the URL as a string (e.g. 'http://127.0.0.1:4567')",
+    );
+  }
+  const e = value as { url?: unknown; headers?: unknown } | null;
+  if (typeof e === 'object' && e !== null && (typeof e.url === 'string' || e.url instanceof URL)) {
+    const url = typeof e.url === 'string' ? e.url : e.url.href;
+    if (e.headers === undefined || (isPlainObject(e.headers) && Object.keys(e.headers).length === 0))
+      return url;
+    if (!isPortableValue(e.headers)) {
+      throw new ShardlineOptionError(
+        'kinesis.endpoint.headers',
+        'must be plain data to cross to worker threads',
+      );
+    }
+    return { url, headers: e.headers as Record<string, string[]> };
+  }
+  if (isPortableValue(value)) return value as PortableKinesisConfig['endpoint'];
+  throw new ShardlineOptionError('kinesis.endpoint', `must be a URL string (got ${describe(value)})`);
+}
+
+/**
+ * The part of `config` a worker thread needs to build the same client with {@link createKinesisClient};
+ * plain data that survives `postMessage`.
+ *
+ * Left behind, because each thread makes its own: a `requestHandler` instance (workers build their
+ * HTTP/1.1 keep-alive handler) and `logger`.
+ *
+ * @throws ShardlineOptionError when a setting cannot cross threads (a credential provider function,
+ * a region or endpoint function, a class instance), saying what to pass instead; and for a KinesisClient
+ * not built by {@link createKinesisClient}, whose settings the SDK has already turned into functions.
+ */
+export function portableClientConfig(config: KinesisClientConfig | KinesisClient): PortableKinesisConfig {
+  let source: Readonly<KinesisClientConfig>;
+  if (isKinesisClient(config)) {
+    const known = builtFrom.get(config);
+    if (known === undefined) {
+      throw new ShardlineOptionError(
+        'kinesis',
+        'is a KinesisClient built outside Shardline: the SDK has turned its settings into functions, which ' +
+          'cannot cross to worker threads. Pass the plain config instead (e.g. { region, endpoint, credentials }), ' +
+          'or a client made by createKinesisClient(config).',
+      );
+    }
+    source = known;
+  } else if (typeof config === 'object' && config !== null && !Array.isArray(config)) {
+    source = config;
+  } else {
+    throw new ShardlineOptionError(
+      'kinesis',
+      `must be a KinesisClientConfig object or a KinesisClient (got ${describe(config)})`,
+    );
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(source)) {
+    if (value === undefined) continue;
+    switch (key) {
+      case 'credentials':
+        out.credentials = portableCredentials(value);
+        break;
+      case 'endpoint':
+        out.endpoint = portableEndpoint(value);
+        break;
+      case 'logger':
+        break;
+      case 'requestHandler':
+        if (isHttpHandler(value)) break;
+        if (!isPortableValue(value)) {
+          throw new ShardlineOptionError(
+            'kinesis.requestHandler',
+            'holds objects that cannot cross to worker threads (e.g. an http.Agent): pass a handler instance ' +
+              '(each worker builds its own HTTP/1.1 handler) or plain options only',
+          );
+        }
+        out.requestHandler = value;
+        break;
+      default:
+        if (Array.isArray(value) && value.length === 0) break; // e.g. extensions: []
+        if (!isPortableValue(value)) {
+          throw new ShardlineOptionError(
+            `kinesis.${key}`,
+            `is ${describe(value)}, which cannot cross to worker threads: pass plain data (a string, number or boolean)`,
+          );
+        }
+        out[key] = value;
+    }
+  }
+  return out as PortableKinesisConfig;
+}

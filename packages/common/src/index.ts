@@ -1,3 +1,5 @@
+export type { Codec, CodecName } from './codecs.js';
+export { codecs, DEFAULT_MAX_PAYLOAD_BYTES, resolveCodec } from './codecs.js';
 export type { ErrorCode, SerializedError, ShardlineErrorOptions } from './errors.js';
 export {
   CodecError,
@@ -11,7 +13,71 @@ export {
   ShardlineOptionError,
   serializeError,
 } from './errors.js';
+export type { KinesisClientOptions, PortableCredentials, PortableKinesisConfig } from './kinesis-client.js';
+export {
+  createKinesisClient,
+  isKinesisClient,
+  KINESIS_CLIENT_DEFAULTS,
+  portableClientConfig,
+} from './kinesis-client.js';
+export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
+export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';
 export type { LogFn, Logger } from './logger.js';
 export { childLogger, silentLogger } from './logger.js';
+export type {
+  AckMessage,
+  BatchMessage,
+  BytesBatchMessage,
+  CoordinatorMessage,
+  CoordinatorMessageType,
+  CreditMessage,
+  DecodedBatchMessage,
+  DecodedRecordMessage,
+  ErrorMessage,
+  FetchedMessage,
+  LogLevel,
+  LogMessage,
+  PackedRecordMeta,
+  RecordToPack,
+  ShardEndMessage,
+  StopMessage,
+  ThrottledMessage,
+  UnpackedRecord,
+  WorkerMessage,
+  WorkerMessageType,
+} from './messages.js';
+export {
+  assertNever,
+  isCoordinatorMessage,
+  isWorkerMessage,
+  PROTOCOL_VERSION,
+  packRecords,
+  parseCoordinatorMessage,
+  parseWorkerMessage,
+  recordData,
+  transferListOf,
+  unpackRecords,
+} from './messages.js';
+export type { BackoffMs, RetryContext, RetryOptions } from './retry.js';
+export {
+  abortError,
+  backoffDelay,
+  isRetriable,
+  retry,
+  sleep,
+  validateBackoff,
+  validateRetryOptions,
+} from './retry.js';
+export type { ShardHashRange } from './routing.js';
+export {
+  MAX_HASH_KEY,
+  MAX_PARTITION_KEY_LENGTH,
+  parseExplicitHashKey,
+  partitionKeyToHashKey,
+  ShardRouter,
+  validatePartitionKey,
+} from './routing.js';
+export type { Clock, RateLimiterOptions, TokenBucketOptions } from './token-bucket.js';
+export { RateLimiter, TokenBucket } from './token-bucket.js';
 export type { KinesisRecordInput, ShardPosition, ShardRecord } from './types.js';
 export { SHARD_END } from './types.js';

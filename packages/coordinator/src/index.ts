@@ -1,0 +1,1 @@
+export type { Checkpoint, HostInfo, Lease, LeaseManager, LeaseSeed } from './leases/types.js';

@@ -1,0 +1,69 @@
+import type { ShardPosition } from '@shardline/common';
+
+/** A checkpoint: processed up to this position, or the shard read to its end. */
+export type Checkpoint = ShardPosition | 'SHARD_END';
+
+/** One lease per shard per consumer group and stream. */
+export interface Lease {
+  shardId: string;
+  /** Host holding the lease; undefined when free. */
+  owner: string | undefined;
+  /**
+   * Fencing token: incremented by every acquisition. Renew, release and checkpoint succeed only with the
+   * counter the caller got when it acquired, so a host whose lease moved cannot write.
+   */
+  counter: number;
+  /** When the lease expires, in ms on the lease store's clock (the Redis server's for Redis). */
+  expiresAtMs: number | undefined;
+  checkpoint: Checkpoint | undefined;
+  parentShardIds: string[];
+  childShardIds: string[];
+  /** A host that asked the owner to hand this lease over. */
+  handoffTo: string | undefined;
+}
+
+/** A live host of the group, from its heartbeats. */
+export interface HostInfo {
+  hostId: string;
+  lastSeenAtMs: number;
+  /** Leases it held at its last heartbeat. */
+  shards: number;
+}
+
+/** What is known of a shard when its lease is created. */
+export interface LeaseSeed {
+  shardId: string;
+  parentShardIds: string[];
+  childShardIds?: string[];
+}
+
+/**
+ * Where leases and checkpoints live: in memory (one host) or Redis (many hosts). Every transition is
+ * atomic and fenced by owner + counter. Methods that change a lease return the lease as it is after the
+ * change, or undefined when the change was refused (not the owner, stale counter, not free).
+ */
+export interface LeaseManager {
+  readonly hostId: string;
+  readonly leaseDurationMs: number;
+  /** Creates leases for shards that have none (create-if-absent); adds child ids to existing ones. */
+  ensureLeases(seeds: readonly LeaseSeed[]): Promise<void>;
+  listLeases(): Promise<Lease[]>;
+  getLease(shardId: string): Promise<Lease | undefined>;
+  /** Takes the lease when free, expired, or handed over to this host; increments the counter. */
+  acquire(shardId: string): Promise<Lease | undefined>;
+  /** Extends the lease by leaseDurationMs when this host still owns it with this counter. */
+  renew(shardId: string, counter: number): Promise<Lease | undefined>;
+  /** Frees the lease (keeping its checkpoint) when this host owns it with this counter. */
+  release(shardId: string, counter: number): Promise<boolean>;
+  /** Writes the checkpoint; throws ShardlineError ERR_LEASE_LOST when owner or counter do not match. */
+  checkpoint(shardId: string, counter: number, checkpoint: Checkpoint): Promise<void>;
+  /** Asks the owner to hand the lease to `toHostId`; false when the lease is free or already asked. */
+  requestHandoff(shardId: string, toHostId: string): Promise<boolean>;
+  /** Records this host as alive, holding `shards` leases. */
+  heartbeat(shards: number): Promise<void>;
+  /** Hosts seen within one lease duration. */
+  liveHosts(): Promise<HostInfo[]>;
+  /** The store's clock (ms), the one lease expiry is measured on. */
+  now(): Promise<number>;
+  close(): Promise<void>;
+}

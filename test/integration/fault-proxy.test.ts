@@ -27,18 +27,7 @@ import {
 } from '@shardline/testing';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { expect } from 'chai';
-
-/** A small seedable PRNG (mulberry32), so that "random" faults are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../support/random.js';
 
 type AwsError = Error & {
   code?: string;
@@ -178,13 +167,13 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
 
     it('fires a probability rule on exactly the calls its seeded random picks', async () => {
       const seed = 20_261_126;
-      const draws = mulberry32(seed);
+      const draws = seededRandom(seed);
       let expected = 0;
       for (let i = 0; i < 200; i++) if (draws() < 0.3) expected++;
       // What this seed yields: a fixed number, not a statistical hope (near 0.3 * 200 = 60).
       expect(expected).to.equal(55);
 
-      const p = await startProxy({ random: mulberry32(seed) });
+      const p = await startProxy({ random: seededRandom(seed) });
       const c = proxied({}, p);
       const rule = p.addRule({
         operation: 'DescribeStreamSummary',
@@ -291,7 +280,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
     it('fails a fraction of PutRecords entries per entry; only the others reach the stream', async () => {
       const stream = uniqueStream('partial');
       await kinesis.createStream(stream, { shards: 2 });
-      const p = await startProxy({ random: mulberry32(7) });
+      const p = await startProxy({ random: seededRandom(7) });
       const c = proxied({}, p);
       p.addRule({ action: { type: 'partial-failure', fraction: 0.3 } });
       const entries: PutRecordsRequestEntry[] = Array.from({ length: 100 }, (_, i) => ({

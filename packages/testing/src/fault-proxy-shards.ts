@@ -4,9 +4,12 @@
  * Kinesis does (MD5 of the partition key, or the explicit hash key, against the open shards' hash-key
  * ranges), with the ranges fetched from the upstream by ListShards and cached per stream.
  */
-import { createHash } from 'node:crypto';
-
-const MAX_HASH_KEY = (1n << 128n) - 1n;
+import {
+  parseExplicitHashKey,
+  partitionKeyToHashKey,
+  type ShardHashRange,
+  ShardRouter,
+} from '@shardline/common';
 
 /** A stream as a request names it. `scope` separates same-named streams of other regions/accounts. */
 export interface StreamRef {
@@ -24,58 +27,30 @@ export function streamKey(ref: StreamRef): string {
  * the entry, so it has no shard).
  */
 export function entryHashKey(partitionKey: unknown, explicitHashKey: unknown): bigint | undefined {
-  if (explicitHashKey !== undefined && explicitHashKey !== null) {
-    if (typeof explicitHashKey !== 'string' || !/^(?:0|[1-9][0-9]{0,38})$/.test(explicitHashKey))
-      return undefined;
-    const value = BigInt(explicitHashKey);
-    return value > MAX_HASH_KEY ? undefined : value;
-  }
-  if (typeof partitionKey !== 'string' || partitionKey.length === 0) return undefined;
-  return BigInt(`0x${createHash('md5').update(partitionKey, 'utf8').digest('hex')}`);
-}
-
-/** An open shard's inclusive hash-key range. */
-export interface ShardRange {
-  shardId: string;
-  start: bigint;
-  end: bigint;
-}
-
-/** The open shards of a stream, sorted by range start, for binary-search routing. */
-export class ShardMap {
-  readonly #ranges: ShardRange[];
-  constructor(ranges: ShardRange[]) {
-    this.#ranges = [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  }
-
-  get shardIds(): string[] {
-    return this.#ranges.map((r) => r.shardId);
-  }
-
-  /** The shard whose range holds `hashKey`, or undefined when it falls in a gap (resharding seen halfway). */
-  shardFor(hashKey: bigint): string | undefined {
-    const ranges = this.#ranges;
-    let lo = 0;
-    let hi = ranges.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (ranges[mid]!.start <= hashKey) {
-        found = mid;
-        lo = mid + 1;
-      } else {
-        hi = mid - 1;
-      }
+  try {
+    if (explicitHashKey !== undefined && explicitHashKey !== null) {
+      return typeof explicitHashKey === 'string' ? parseExplicitHashKey(explicitHashKey) : undefined;
     }
-    if (found === -1 || hashKey > ranges[found]!.end) return undefined;
-    return ranges[found]!.shardId;
+    if (typeof partitionKey !== 'string' || partitionKey.length === 0) return undefined;
+    return partitionKeyToHashKey(partitionKey);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The shard whose range holds `hashKey`, or undefined when it falls in a gap (resharding seen halfway). */
+function shardOf(router: ShardRouter, hashKey: bigint): string | undefined {
+  try {
+    return router.shardForHashKey(hashKey);
+  } catch {
+    return undefined;
   }
 }
 
 /** Reads the open shards from a ListShards `Shards` array (closed shards have an EndingSequenceNumber). */
-export function openShardRanges(shards: unknown): ShardRange[] {
+export function openShardRanges(shards: unknown): ShardHashRange[] {
   if (!Array.isArray(shards)) return [];
-  const out: ShardRange[] = [];
+  const out: ShardHashRange[] = [];
   for (const shard of shards as Array<Record<string, unknown> | null>) {
     if (shard === null || typeof shard !== 'object' || typeof shard.ShardId !== 'string') continue;
     const seq = shard.SequenceNumberRange as Record<string, unknown> | undefined;
@@ -85,18 +60,18 @@ export function openShardRanges(shards: unknown): ShardRange[] {
     const end = range?.EndingHashKey;
     if (typeof start !== 'string' || typeof end !== 'string') continue;
     if (!/^[0-9]{1,40}$/.test(start) || !/^[0-9]{1,40}$/.test(end)) continue;
-    out.push({ shardId: shard.ShardId, start: BigInt(start), end: BigInt(end) });
+    out.push({ shardId: shard.ShardId, startingHashKey: start, endingHashKey: end });
   }
   return out;
 }
 
 /** Fetches a stream's open shard ranges from the upstream; rejects when it cannot. */
-export type ShardRangeFetcher = (ref: StreamRef) => Promise<ShardRange[]>;
+export type ShardRangeFetcher = (ref: StreamRef) => Promise<ShardHashRange[]>;
 
 interface CacheEntry {
-  map: ShardMap | undefined;
+  map: ShardRouter | undefined;
   fetchedAt: number;
-  pending: Promise<ShardMap | undefined> | undefined;
+  pending: Promise<ShardRouter | undefined> | undefined;
 }
 
 /** Per-stream shard maps, refreshed after `ttlMs`, on a routing miss, or when invalidated. */
@@ -116,7 +91,7 @@ export class ShardMapCache {
   }
 
   /** The stream's shard map; `refresh` forces a new ListShards unless one is already in flight. */
-  async get(ref: StreamRef, refresh = false): Promise<ShardMap | undefined> {
+  async get(ref: StreamRef, refresh = false): Promise<ShardRouter | undefined> {
     const key = streamKey(ref);
     let entry = this.#entries.get(key);
     if (entry === undefined) {
@@ -128,10 +103,10 @@ export class ShardMapCache {
     const ttl = entry.map === undefined ? this.#failureTtlMs : this.#ttlMs;
     if (!refresh && age < ttl) return entry.map;
     const current = entry;
-    current.pending = this.#fetch(ref).then(
-      (ranges) => (ranges.length === 0 ? undefined : new ShardMap(ranges)),
-      () => undefined,
-    );
+    // A failed fetch, or ranges the router refuses, leave the stream unrouted until the next try.
+    current.pending = this.#fetch(ref)
+      .then((ranges) => (ranges.length === 0 ? undefined : new ShardRouter(ranges)))
+      .catch(() => undefined);
     try {
       current.map = await current.pending;
       current.fetchedAt = this.#now();
@@ -148,7 +123,7 @@ export class ShardMapCache {
   async route(ref: StreamRef, hashKeys: Array<bigint | undefined>): Promise<Array<string | undefined>> {
     let map = await this.get(ref);
     if (map === undefined) return hashKeys.map(() => undefined);
-    const lookup = (m: ShardMap) => hashKeys.map((h) => (h === undefined ? undefined : m.shardFor(h)));
+    const lookup = (m: ShardRouter) => hashKeys.map((h) => (h === undefined ? undefined : shardOf(m, h)));
     let shards = lookup(map);
     if (shards.some((s, i) => s === undefined && hashKeys[i] !== undefined)) {
       map = await this.get(ref, true);

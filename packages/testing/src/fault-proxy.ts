@@ -25,7 +25,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { KinesisClientConfig } from '@aws-sdk/client-kinesis';
-import { type Logger, ShardlineOptionError, silentLogger } from '@shardline/common';
+import { type Logger, type ShardHashRange, ShardlineOptionError, silentLogger } from '@shardline/common';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { type LimitsOptions, resolveLimits, ShardLimiter } from './fault-proxy-limits.js';
 import {
@@ -34,7 +34,6 @@ import {
   type IteratorTarget,
   openShardRanges,
   ShardMapCache,
-  type ShardRange,
   type StreamRef,
   streamKey,
 } from './fault-proxy-shards.js';
@@ -1291,8 +1290,8 @@ export class FaultProxy {
    * name (kinesalite does not take StreamARN), with the credentials of the client that last named the
    * stream. The signature does not match the body: emulators only check that one is present.
    */
-  async #fetchShardRanges(ref: StreamRef): Promise<ShardRange[]> {
-    const ranges: ShardRange[] = [];
+  async #fetchShardRanges(ref: StreamRef): Promise<ShardHashRange[]> {
+    const ranges: ShardHashRange[] = [];
     let nextToken: string | undefined;
     const region = ref.scope === '' ? 'us-east-1' : ref.scope;
     for (let page = 0; page < 1_000; page++) {

@@ -110,11 +110,8 @@ function validateRedisUrl(option: string, value: unknown): string {
   return value;
 }
 
-/** Whether the server at `url` answers PING within `timeoutMs`. Never throws. */
-export async function pingRedis(
-  url: string,
-  timeoutMs: number = REDIS_DEFAULTS.probeTimeoutMs,
-): Promise<boolean> {
+/** A one-shot client for probes: no reconnects, no offline queue, every step bounded by `timeoutMs`. */
+function probeClient(url: string, timeoutMs: number): Redis {
   const redis = new Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
@@ -125,6 +122,15 @@ export async function pingRedis(
   });
   // A refused connection is an answer here, not an error to print.
   redis.on('error', () => {});
+  return redis;
+}
+
+/** Whether the server at `url` answers PING within `timeoutMs`. Never throws. */
+export async function pingRedis(
+  url: string,
+  timeoutMs: number = REDIS_DEFAULTS.probeTimeoutMs,
+): Promise<boolean> {
+  const redis = probeClient(url, timeoutMs);
   let timer: NodeJS.Timeout | undefined;
   try {
     const probe = redis
@@ -146,15 +152,7 @@ export async function pingRedis(
 
 /** The `process_id` the server at `url` reports, or undefined if it does not answer in time. */
 async function serverProcessId(url: string, timeoutMs: number): Promise<number | undefined> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    enableOfflineQueue: false,
-  });
-  redis.on('error', () => {});
+  const redis = probeClient(url, timeoutMs);
   try {
     await redis.connect();
     const match = /^process_id:(\d+)/m.exec(await redis.info('server'));

@@ -9,6 +9,7 @@ import {
   ShardlineOptionError,
 } from '@shardline/common';
 import { expect } from 'chai';
+import { seededRandom } from '../../support/random.js';
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array): string =>
@@ -34,18 +35,6 @@ function expectCodecError(fn: () => unknown, codec: string, pattern?: RegExp): C
   expect(codecError.message).to.contain(`codec '${codec}'`);
   if (pattern !== undefined) expect(codecError.message).to.match(pattern);
   return codecError;
-}
-
-/** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const jsonValues: unknown[] = [
@@ -218,7 +207,7 @@ describe('codecs', () => {
 
       it(`${name}: random items pack greedily, in order, never over maxBytes`, () => {
         const codec = codecs[name];
-        const random = prng(name.length * 7919);
+        const random = seededRandom(name.length * 7919);
         for (let round = 0; round < 40; round++) {
           const items = Array.from({ length: 1 + Math.floor(random() * 60) }, (_, i) => ({
             i,
@@ -339,7 +328,7 @@ describe('codecs', () => {
     });
 
     it('never throws anything but CodecError on random or mutated bytes', () => {
-      const random = prng(20_240_611);
+      const random = seededRandom(20_240_611);
       const valid = allNames.flatMap((name) => codecs[name].encode(samples[name].slice(0, 8)));
       let decodedOk = 0;
       let rejected = 0;

@@ -15,6 +15,7 @@ import {
   type UserRecord,
 } from '@shardline/common';
 import { expect } from 'chai';
+import { seededRandom } from '../../support/random.js';
 
 // aws-kinesis-agg (AWS's reference Node implementation) is CommonJS and its typings import aws-sdk v2 and
 // aws-lambda types that are not installed: describe the parts used here.
@@ -86,17 +87,6 @@ const KEYS = [
   '字'.repeat(256),
 ];
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomBytes(random: () => number, length: number): Uint8Array {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = Math.floor(random() * 256);
@@ -118,7 +108,7 @@ type EhkMode = 'none' | 'all' | 'mixed';
  * against its aggregation leave such keys out; everything else keeps them.
  */
 function makeRecords(count: number, mode: EhkMode, seed: number, integerLikeKeys = true): UserRecord[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const ehks = Array.from({ length: 5 }, () => randomHashKey(random));
   ehks.push('340282366920938463463374607431768211455');
   if (integerLikeKeys) ehks.push('0', '42');
@@ -373,7 +363,7 @@ describe('KPL aggregation', () => {
     });
 
     it('records near the 1 MiB limit, both ways and byte for byte', async () => {
-      const random = prng(99);
+      const random = seededRandom(99);
       const records: UserRecord[] = [
         { partitionKey: '🦄'.repeat(128), data: randomBytes(random, 700_000) },
         { partitionKey: '中文键', explicitHashKey: '12345', data: randomBytes(random, 700_000) },
@@ -522,7 +512,7 @@ describe('KPL aggregation', () => {
 
   describe('Aggregator', () => {
     it('splits at the limit, never emits over maxBytes, and tracks sizeBytes exactly', () => {
-      const random = prng(4242);
+      const random = seededRandom(4242);
       for (const maxBytes of [120, 400, 2_000, 30_000]) {
         const aggregator = new Aggregator({ maxBytes });
         expect(aggregator.maxBytes).to.equal(maxBytes);
@@ -744,7 +734,7 @@ describe('KPL aggregation', () => {
     });
 
     it('never throws anything but KplError on random bodies with a valid MD5', () => {
-      const random = prng(7);
+      const random = seededRandom(7);
       const [agg] = aggregate(makeRecords(6, 'mixed', 1));
       const body = protoBody(agg!.data);
       let ok = 0;

@@ -1,6 +1,7 @@
 import { ErrorCodes, RateLimiter, type ShardlineError, TokenBucket } from '@shardline/common';
 import { expect } from 'chai';
 import sinon from 'sinon';
+import { seededRandom } from '../../support/random.js';
 
 const MiB = 1024 * 1024;
 
@@ -40,18 +41,6 @@ async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
   expect.fail('expected a rejection, but the promise resolved');
 }
 
-/** A deterministic PRNG (mulberry32) so property checks are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 describe('common/token-bucket', () => {
   describe('TokenBucket', () => {
     it('starts full (capacity = rate by default) and refills at the rate', () => {
@@ -81,7 +70,7 @@ describe('common/token-bucket', () => {
     });
 
     it('waiting exactly delayMs(n) always makes n available (integer clock and rates)', () => {
-      const random = prng(42);
+      const random = seededRandom(42);
       for (const rate of [1, 3, 5, 7, 1_000, MiB, 2 * MiB]) {
         const clock = manualClock(1_000);
         const bucket = new TokenBucket({ ratePerSec: rate, clock: clock.now, initial: 0 });

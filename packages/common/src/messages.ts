@@ -27,6 +27,11 @@ export interface PackedRecordMeta {
   offset: number;
   /** Byte length of the record's data. */
   length: number;
+  /**
+   * Set when the reader could not unpack this record (a malformed KPL aggregate): `data` is then the
+   * record's raw bytes, and the receiver applies its poison-record policy to exactly this record.
+   */
+  error?: SerializedError;
 }
 
 /** A record already decoded by the codec in the worker; `data` must be structured-cloneable. */
@@ -38,6 +43,12 @@ export interface DecodedRecordMessage {
   explicitHashKey?: string;
   /** ApproximateArrivalTimestamp, epoch milliseconds. */
   arrivalMs: number;
+  /**
+   * Set when the record could not be decoded (codec error) or unpacked (malformed KPL aggregate):
+   * `data` is then a `Uint8Array` of the raw payload, and the receiver applies its poison-record
+   * policy to exactly this record.
+   */
+  error?: SerializedError;
 }
 
 interface BatchBase {
@@ -250,6 +261,7 @@ function recordCommon(r: Obj, path: string): string | undefined {
     optCount(r, 'subSequenceNumber', path),
     optStr(r, 'explicitHashKey', path),
     finite(r, 'arrivalMs', path),
+    r.error === undefined ? undefined : checkSerializedError(r.error, `${path}error`, 0),
   );
 }
 
@@ -474,6 +486,7 @@ export function packRecords(records: readonly RecordToPack[]): {
     };
     if (r.subSequenceNumber !== undefined) meta.subSequenceNumber = r.subSequenceNumber;
     if (r.explicitHashKey !== undefined) meta.explicitHashKey = r.explicitHashKey;
+    if (r.error !== undefined) meta.error = r.error;
     metas[i] = meta;
     offset += r.data.byteLength;
   }
@@ -503,6 +516,7 @@ export function unpackRecords(records: readonly PackedRecordMeta[], buffer: Arra
     };
     if (m.subSequenceNumber !== undefined) r.subSequenceNumber = m.subSequenceNumber;
     if (m.explicitHashKey !== undefined) r.explicitHashKey = m.explicitHashKey;
+    if (m.error !== undefined) r.error = m.error;
     out[i] = r;
   }
   return out;

@@ -166,6 +166,15 @@ describe('common/messages', () => {
       expect(recordData(buffer, records[2]!)).to.deep.equal(encoder.encode('hello world'));
     });
 
+    it('a record that could not be unpacked carries its SerializedError through pack and unpack', () => {
+      const error = serializeError(new ShardlineError(ErrorCodes.KPL_MALFORMED, 'bad MD5'));
+      const input = [{ ...sampleRecords()[0]!, error }];
+      const { records, buffer } = packRecords(input);
+      expect(records[0]!.error).to.deep.equal(error);
+      expect(unpackRecords(records, buffer)[0]!.error).to.deep.equal(error);
+      expect(packRecords(sampleRecords()).records[0]).to.not.have.property('error');
+    });
+
     it('an empty batch packs to an empty buffer', () => {
       const { records, buffer, bytes } = packRecords([]);
       expect([records.length, buffer.byteLength, bytes]).to.deep.equal([0, 0, 0]);
@@ -326,6 +335,13 @@ describe('common/messages', () => {
           /childShardIds must be an array or undefined \(got string\)/,
         ],
         [{ ...valid[2]!, childShardIds: ['a', 2] }, /childShardIds\[1\] must be a string \(got number\)/],
+        [
+          {
+            ...(valid[0] as BytesBatchMessage),
+            records: [{ ...(valid[0] as BytesBatchMessage).records[0]!, error: new Error('raw') }],
+          },
+          /records\[0\]\.error\.code must be a string \(got undefined\)/,
+        ],
         [{ ...valid[4]!, error: new Error('raw') }, /error\.code must be a string \(got undefined\)/],
         [{ ...valid[4]!, error: 'boom' }, /error must be a SerializedError object \(got string\)/],
         [

@@ -1,1 +1,31 @@
+export type {
+  CoordinatorEventListener,
+  CoordinatorEventMap,
+  CoordinatorEventName,
+  CoordinatorEventSource,
+  HandlerFailureAction,
+  LeaseLostReason,
+  LeaseReleasedReason,
+  StartPosition,
+} from './events.js';
+export type { MemoryLeaseManagerOptions, MemoryLeaseStoreOptions } from './leases/memory.js';
+export { MemoryLeaseManager, MemoryLeaseStore } from './leases/memory.js';
+export type { LeaseKeys } from './leases/redis.js';
+export { RedisLeaseManager } from './leases/redis.js';
+export type { RedisConnection, RedisLeaseManagerOptions } from './leases/redis-options.js';
+export { REDIS_LEASE_DEFAULTS, redactRedisUrl } from './leases/redis-options.js';
 export type { Checkpoint, HostInfo, Lease, LeaseManager, LeaseSeed } from './leases/types.js';
+export type {
+  CheckpointOptions,
+  CoordinatorOptions,
+  DeadLetterOptions,
+  HandlerErrorOptions,
+  InitialPosition,
+  LeasesOptions,
+  MetricsOptions,
+  MetricsRegistry,
+  RecordBatch,
+  RecordHandler,
+  ResolvedCoordinatorOptions,
+} from './options.js';
+export { COORDINATOR_DEFAULTS, resolveCoordinatorOptions } from './options.js';

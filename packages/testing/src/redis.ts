@@ -62,10 +62,20 @@ export interface RedisServerOptions {
    * @defaultValue false
    */
   unref?: boolean;
+  /**
+   * Started with `--requirepass`: clients must AUTH. `url` then carries it (`redis://:PASSWORD@...`).
+   * @defaultValue undefined (no password)
+   */
+  password?: string;
+  /**
+   * Extra redis-server arguments, appended last (e.g. `['--cluster-enabled', 'yes']`).
+   * @defaultValue []
+   */
+  args?: readonly string[];
 }
 
 export interface RedisServer {
-  /** `redis://127.0.0.1:PORT` */
+  /** `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` with a password */
   readonly url: string;
   readonly port: number;
   /** The redis-server process (stop it with SIGSTOP / SIGCONT to simulate a hung server). */
@@ -170,13 +180,13 @@ async function serverProcessId(url: string, timeoutMs: number): Promise<number |
  */
 async function waitForRedisServer(
   managed: ManagedProcess,
-  port: number,
+  url: string,
   redisPid: () => number | undefined,
   deadline: number,
 ): Promise<'ready' | 'exited' | 'timeout'> {
   while (managed.exitInfo === undefined) {
     const pid = redisPid();
-    if (pid !== undefined && (await serverProcessId(`redis://${HOST}:${port}`, 500)) === pid) {
+    if (pid !== undefined && (await serverProcessId(url, 500)) === pid) {
       return managed.exitInfo === undefined ? 'ready' : 'exited';
     }
     if (Date.now() >= deadline) return 'timeout';
@@ -226,6 +236,15 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       `must be a positive integer of milliseconds (got ${String(startupTimeoutMs)})`,
     );
   }
+  const password = options.password;
+  if (password !== undefined && (typeof password !== 'string' || password === '')) {
+    throw new ShardlineOptionError('password', 'must be a non-empty string when set');
+  }
+  const extraArgs = options.args ?? [];
+  if (!Array.isArray(extraArgs) || !extraArgs.every((arg) => typeof arg === 'string')) {
+    throw new ShardlineOptionError('args', `must be an array of strings (got ${JSON.stringify(extraArgs)})`);
+  }
+  const auth = password === undefined ? '' : `:${encodeURIComponent(password)}@`;
   const deadline = Date.now() + startupTimeoutMs;
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await getFreePort({ host: HOST }));
@@ -248,6 +267,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
         tmpdir(),
         '--loglevel',
         'warning',
+        ...(password === undefined ? [] : ['--requirepass', password]),
+        ...extraArgs,
       ],
     });
     let redisPid: number | undefined;
@@ -258,13 +279,18 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
         managed.addExtraPid(m.pid);
       }
     });
-    const readiness = await waitForRedisServer(managed, port, () => redisPid, deadline);
+    const readiness = await waitForRedisServer(
+      managed,
+      `redis://${auth}${HOST}:${port}`,
+      () => redisPid,
+      deadline,
+    );
     if (readiness === 'ready' && redisPid !== undefined) {
       if (options.unref === true) managed.unref();
       let stopping: Promise<void> | undefined;
       const pid = redisPid;
       return {
-        url: `redis://${HOST}:${port}`,
+        url: `redis://${auth}${HOST}:${port}`,
         port,
         pid,
         stop: () => {

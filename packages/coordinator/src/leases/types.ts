@@ -20,6 +20,13 @@ export interface Lease {
   childShardIds: string[];
   /** A host that asked the owner to hand this lease over. */
   handoffTo: string | undefined;
+  /**
+   * The store's clock (ms) when this copy was read or written, where the store tells it (Redis does).
+   * `expiresAtMs - readAtMs` is how long the lease still had: less than leaseDurationMs after a renew
+   * while a handoff is pending (the Redis store caps renewals then), so a host must time its lease
+   * from it rather than assume a full duration.
+   */
+  readAtMs?: number;
 }
 
 /** A live host of the group, from its heartbeats. */

@@ -1,0 +1,216 @@
+/**
+ * The coordinator's typed events: `coordinator.on(name, listener)` returns an unsubscribe function.
+ *
+ * Listeners are the user's code running on the coordinator thread, in the middle of lease and shard
+ * bookkeeping: one that throws (or returns a promise that rejects) is logged and skipped, never allowed
+ * to break the coordinator or the other listeners.
+ */
+
+import type { Logger, ShardlineError } from '@shardline/common';
+import { ShardlineOptionError, serializeError } from '@shardline/common';
+
+/** Why this host no longer holds a lease it was reading. */
+export type LeaseLostReason =
+  /** Renewal failed long enough that the lease may have expired (e.g. Redis unreachable). */
+  | 'renew-failed'
+  /** The store refused renewal or checkpoint: another host holds the lease now (fenced). */
+  | 'fenced'
+  /** The lease expired before it could be renewed. */
+  | 'expired';
+
+/** Why this host gave a lease back. */
+export type LeaseReleasedReason =
+  /** `stop()` or the AbortSignal. */
+  | 'stop'
+  /** Another host asked for it (rebalancing). */
+  | 'handoff'
+  /** The shard was read to its end. */
+  | 'shard-end'
+  /** Over `maxShardConsumers`. */
+  | 'over-capacity'
+  /** The shard stopped after handler failures (`onHandlerError.then: 'stop-shard'`). */
+  | 'failed';
+
+/** Where a reader started in its shard. */
+export type StartPosition =
+  | 'TRIM_HORIZON'
+  | 'LATEST'
+  | 'AT_TIMESTAMP'
+  | 'AFTER_SEQUENCE_NUMBER'
+  | 'AT_SEQUENCE_NUMBER';
+
+/** What happens after a handler failure. */
+export type HandlerFailureAction = 'retry' | 'stop-shard' | 'dead-letter' | 'skip';
+
+/** Event name -> payload of every event the coordinator emits. */
+export interface CoordinatorEventMap {
+  /** This host took a shard's lease. */
+  'lease.acquired': { shardId: string; counter: number; checkpoint?: string };
+  /** This host lost a lease without releasing it; its reader stops at once. */
+  'lease.lost': { shardId: string; counter: number; reason: LeaseLostReason };
+  /** This host released a lease (checkpoint written first). */
+  'lease.released': { shardId: string; counter: number; reason: LeaseReleasedReason };
+  /** A reader started on a shard. */
+  'shard.started': {
+    shardId: string;
+    position: StartPosition;
+    sequenceNumber?: string;
+    subSequenceNumber?: number;
+    thread?: number;
+  };
+  /** A shard was read to its end and checkpointed SHARD_END. */
+  'shard.ended': { shardId: string; childShardIds: string[] };
+  /** A batch was processed (handler resolved, or the iterator asked for the next batch). */
+  'batch.processed': {
+    shardId: string;
+    records: number;
+    durationMs: number;
+    lastSequenceNumber?: string;
+    lastSubSequenceNumber?: number;
+    millisBehindLatest?: number;
+  };
+  /** A checkpoint was written. `sequenceNumber` is `'SHARD_END'` at shard end. */
+  checkpoint: { shardId: string; sequenceNumber: string; subSequenceNumber?: number; counter: number };
+  /** GetRecords was throttled on a shard; the reader backs off for `delayMs`. */
+  throttled: { shardId: string; delayMs: number };
+  /** The handler (or decoding) failed for a batch; `action` says what happens next. */
+  'handler.failed': {
+    shardId: string;
+    error: ShardlineError;
+    attempt: number;
+    action: HandlerFailureAction;
+    records: number;
+  };
+  /** A worker thread crashed; its shards resume from their checkpoints on a new thread. */
+  'worker.crashed': { thread: number; error: ShardlineError; shardIds: string[]; respawned: boolean };
+  /** An error the coordinator survived (a failed ListShards, a reader's fatal error...). */
+  error: { error: ShardlineError; shardId?: string };
+  /** Something needs the operator's attention but nothing failed (e.g. not enough capacity). */
+  warning: { code: string; message: string; details?: Record<string, unknown> };
+}
+
+export type CoordinatorEventName = keyof CoordinatorEventMap;
+export type CoordinatorEventListener<E extends CoordinatorEventName> = (
+  payload: CoordinatorEventMap[E],
+) => unknown;
+
+/** Every event name, for validating names given by JavaScript callers. */
+export const COORDINATOR_EVENT_NAMES: readonly CoordinatorEventName[] = Object.freeze([
+  'lease.acquired',
+  'lease.lost',
+  'lease.released',
+  'shard.started',
+  'shard.ended',
+  'batch.processed',
+  'checkpoint',
+  'throttled',
+  'handler.failed',
+  'worker.crashed',
+  'error',
+  'warning',
+]);
+
+const KNOWN = new Set<string>(COORDINATOR_EVENT_NAMES);
+
+/** The subscription side, as `startCoordinator()`'s result exposes it. */
+export interface CoordinatorEventSource {
+  on<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void;
+  once<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void;
+}
+
+interface Subscription {
+  listener: (payload: never) => unknown;
+  once: boolean;
+}
+
+/**
+ * A typed, synchronous event emitter. Unlike Node's EventEmitter, an `error` event with no listener is
+ * not thrown (the coordinator logs errors itself), and a throwing listener is logged, not propagated.
+ */
+export class CoordinatorEvents implements CoordinatorEventSource {
+  readonly #logger: Logger;
+  readonly #subscriptions = new Map<CoordinatorEventName, Subscription[]>();
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  /**
+   * Calls `listener` for every `event` until the returned function is called (idempotent).
+   * @throws ShardlineOptionError for an unknown event name or a listener that is not a function.
+   */
+  on<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void {
+    return this.#subscribe(event, listener, false);
+  }
+
+  /** Like {@link on}, for the next `event` only. */
+  once<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void {
+    return this.#subscribe(event, listener, true);
+  }
+
+  listenerCount(event: CoordinatorEventName): number {
+    return this.#subscriptions.get(event)?.length ?? 0;
+  }
+
+  /**
+   * Calls the listeners of `event` in subscription order. Listeners added meanwhile wait for the next
+   * emit; listeners removed meanwhile are skipped. Never throws.
+   */
+  emit<E extends CoordinatorEventName>(event: E, payload: CoordinatorEventMap[E]): void {
+    const list = this.#subscriptions.get(event);
+    if (list === undefined || list.length === 0) return;
+    for (const subscription of [...list]) {
+      if (!list.includes(subscription)) continue;
+      if (subscription.once) this.#remove(event, subscription);
+      let result: unknown;
+      try {
+        result = (subscription.listener as CoordinatorEventListener<E>)(payload);
+      } catch (error) {
+        this.#listenerFailed(event, error);
+        continue;
+      }
+      if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+        Promise.resolve(result).catch((error: unknown) => this.#listenerFailed(event, error));
+      }
+    }
+  }
+
+  /** Drops every listener (the coordinator calls it once stopped). */
+  clear(): void {
+    this.#subscriptions.clear();
+  }
+
+  #subscribe(event: CoordinatorEventName, listener: (payload: never) => unknown, once: boolean): () => void {
+    if (typeof event !== 'string' || !KNOWN.has(event)) {
+      throw new ShardlineOptionError(
+        'event',
+        `must be one of ${COORDINATOR_EVENT_NAMES.map((n) => `'${n}'`).join(', ')} (got ${JSON.stringify(event)})`,
+      );
+    }
+    if (typeof listener !== 'function') {
+      throw new ShardlineOptionError('listener', `must be a function (got ${typeof listener})`);
+    }
+    const subscription: Subscription = { listener, once };
+    let list = this.#subscriptions.get(event);
+    if (list === undefined) {
+      list = [];
+      this.#subscriptions.set(event, list);
+    }
+    list.push(subscription);
+    return () => this.#remove(event, subscription);
+  }
+
+  #remove(event: CoordinatorEventName, subscription: Subscription): void {
+    const list = this.#subscriptions.get(event);
+    const index = list?.indexOf(subscription) ?? -1;
+    if (list !== undefined && index >= 0) list.splice(index, 1);
+  }
+
+  #listenerFailed(event: CoordinatorEventName, error: unknown): void {
+    try {
+      this.#logger.error({ event, err: serializeError(error) }, `a '${event}' event listener threw`);
+    } catch {
+      // A logger that throws too has nowhere left to report to.
+    }
+  }
+}

@@ -1,0 +1,38 @@
+--[[
+  acquire: takes a shard lease for ARGV[1] when it is free, expired, or already held by ARGV[1] (a retry
+  after an ambiguous reply), unless a live handoff reservation names another host. Increments the
+  counter (the fencing token) on every acquisition; clears the handoff request.
+
+  KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
+  ARGV[1]  hostId
+  ARGV[2]  leaseDurationMs
+
+  Returns  { status, nowMs, lease }  nowMs on the Redis server clock; lease the HGETALL array after the
+           change ('OK') or as it is (refusals), empty for 'NOT_FOUND'. status:
+           'OK'         acquired
+           'NOT_FOUND'  no such lease (ensureLeases creates leases)
+           'HELD'       another host holds it and it has not expired
+           'RESERVED'   its owner was asked to hand it to another host, and that request is still live
+]]
+if redis.replicate_commands then redis.replicate_commands() end
+local key = KEYS[1]
+local host = ARGV[1]
+local duration = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
+local f = redis.call('HMGET', key, 'owner', 'expiresAtMs', 'handoffTo', 'handoffAtMs')
+local owner, expires, handoffTo, handoffAt = f[1], tonumber(f[2]), f[3], tonumber(f[4])
+
+if owner and expires and expires > now and owner ~= host then
+  return { 'HELD', now, redis.call('HGETALL', key) }
+end
+if handoffTo and handoffTo ~= host and handoffAt and handoffAt + duration > now then
+  return { 'RESERVED', now, redis.call('HGETALL', key) }
+end
+
+redis.call('HINCRBY', key, 'counter', 1)
+redis.call('HSET', key, 'owner', host, 'expiresAtMs', string.format('%.0f', now + duration))
+redis.call('HDEL', key, 'handoffTo', 'handoffAtMs')
+return { 'OK', now, redis.call('HGETALL', key) }

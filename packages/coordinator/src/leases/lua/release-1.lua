@@ -1,0 +1,29 @@
+--[[
+  release: frees a lease held by ARGV[1] with counter ARGV[2] (expired or not: nobody else took it).
+  Keeps the checkpoint. A pending handoff request stays as a reservation: until its deadline
+  (handoffAtMs + leaseDurationMs) only the requester may acquire the lease.
+
+  KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
+  ARGV[1]  hostId
+  ARGV[2]  counter (fencing token from acquire)
+
+  Returns  { status, nowMs, lease }  lease the HGETALL array (after the change for 'OK'). status:
+           'OK'             released
+           'NOT_FOUND'      no such lease
+           'NOT_OWNER'      free, or held by another host
+           'STALE_COUNTER'  held by this host under another counter
+]]
+if redis.replicate_commands then redis.replicate_commands() end
+local key = KEYS[1]
+local host = ARGV[1]
+local counter = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
+local f = redis.call('HMGET', key, 'owner', 'counter')
+if f[1] ~= host then return { 'NOT_OWNER', now, redis.call('HGETALL', key) } end
+if tonumber(f[2]) ~= counter then return { 'STALE_COUNTER', now, redis.call('HGETALL', key) } end
+
+redis.call('HDEL', key, 'owner', 'expiresAtMs')
+return { 'OK', now, redis.call('HGETALL', key) }

@@ -1,0 +1,34 @@
+--[[
+  request-handoff: asks the owner of a live lease to hand it to ARGV[1]. The owner sees handoffTo on its
+  next renew; from then on its renewals do not extend the lease past handoffAtMs + leaseDurationMs.
+
+  KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
+  ARGV[1]  the requesting hostId
+  ARGV[2]  leaseDurationMs
+
+  Returns  { status, nowMs, lease }  lease the HGETALL array (after the change for 'OK'). status:
+           'OK'         requested
+           'NOT_FOUND'  no such lease
+           'FREE'       nobody holds it (or the holder's lease expired): acquire it instead
+           'SELF'       ARGV[1] holds it already
+           'ASKED'      a request (by any host) is already pending
+]]
+if redis.replicate_commands then redis.replicate_commands() end
+local key = KEYS[1]
+local host = ARGV[1]
+local duration = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
+local f = redis.call('HMGET', key, 'owner', 'expiresAtMs', 'handoffTo', 'handoffAtMs')
+local owner, expires, handoffTo, handoffAt = f[1], tonumber(f[2]), f[3], tonumber(f[4])
+
+if not owner or not expires or expires <= now then return { 'FREE', now, redis.call('HGETALL', key) } end
+if owner == host then return { 'SELF', now, redis.call('HGETALL', key) } end
+if handoffTo and handoffAt and handoffAt + duration > now then
+  return { 'ASKED', now, redis.call('HGETALL', key) }
+end
+
+redis.call('HSET', key, 'handoffTo', host, 'handoffAtMs', string.format('%.0f', now))
+return { 'OK', now, redis.call('HGETALL', key) }

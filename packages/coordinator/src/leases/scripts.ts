@@ -1,0 +1,272 @@
+/**
+ * The lease Lua scripts (one file each under `lua/`, named `<name>-<numKeys>.lua`) and a typed facade
+ * over them. Every lease transition is one script, so it is atomic on the server and checks the owner
+ * and counter before it writes.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, ShardlineError } from '@shardline/common';
+import type { Cluster, Redis } from 'ioredis';
+
+/**
+ * tsc does not copy .lua files to dist/, and the package publishes src/ too. This path resolves to
+ * packages/coordinator/src/leases/lua/ both from src/leases/ (tsx, tests) and from dist/leases/ (the
+ * built package): both directories sit two levels under the package root.
+ */
+const LUA_DIR = new URL('../../src/leases/lua/', import.meta.url);
+
+/**
+ * Script name -> file. Commands are registered as `shardline<Name>V<version>`: bump the version when a
+ * script's contract changes, so two library versions sharing one ioredis instance never run each
+ * other's script under the same name.
+ */
+const SCRIPT_FILES = {
+  acquire: 'acquire-1.lua',
+  checkpoint: 'checkpoint-1.lua',
+  ensureLeases: 'ensure-leases-1.lua',
+  getLease: 'get-lease-1.lua',
+  heartbeat: 'heartbeat-2.lua',
+  leave: 'leave-2.lua',
+  listLeases: 'list-leases-1.lua',
+  liveHosts: 'live-hosts-2.lua',
+  release: 'release-1.lua',
+  renew: 'renew-1.lua',
+  requestHandoff: 'request-handoff-1.lua',
+  time: 'time-1.lua',
+} as const;
+
+const SCRIPT_VERSION = 1;
+
+export type ScriptName = keyof typeof SCRIPT_FILES;
+
+export interface LeaseScript {
+  name: ScriptName;
+  /** The ioredis command name, e.g. `shardlineAcquireV1`. */
+  command: string;
+  file: string;
+  numberOfKeys: number;
+  lua: string;
+}
+
+let loaded: ReadonlyMap<ScriptName, LeaseScript> | undefined;
+
+/** Reads every script once per process. Throws ERR_INTERNAL naming the file when one is missing. */
+export function loadLeaseScripts(): ReadonlyMap<ScriptName, LeaseScript> {
+  if (loaded !== undefined) return loaded;
+  const scripts = new Map<ScriptName, LeaseScript>();
+  for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
+    const url = new URL(file, LUA_DIR);
+    let lua: string;
+    try {
+      lua = readFileSync(url, 'utf8');
+    } catch (error) {
+      throw new ShardlineError(
+        ErrorCodes.INTERNAL,
+        `lease script ${file} not found at ${fileURLToPath(url)}: the @shardline/coordinator package is ` +
+          'incomplete (its src/leases/lua/ directory must be installed next to dist/)',
+        { cause: error },
+      );
+    }
+    const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)?.[1]);
+    const command = `shardline${name[0]!.toUpperCase()}${name.slice(1)}V${SCRIPT_VERSION}`;
+    scripts.set(name, { name, command, file, numberOfKeys, lua });
+  }
+  loaded = scripts;
+  return scripts;
+}
+
+/** A lease hash as HGETALL returns it: field, value, field, value... */
+export type RawLease = string[];
+
+export type AcquireStatus = 'OK' | 'NOT_FOUND' | 'HELD' | 'RESERVED';
+export type FencedStatus = 'OK' | 'NOT_FOUND' | 'NOT_OWNER' | 'STALE_COUNTER';
+export type RenewStatus = FencedStatus | 'EXPIRED';
+export type CheckpointStatus = FencedStatus | 'ENDED';
+export type HandoffStatus = 'OK' | 'NOT_FOUND' | 'FREE' | 'SELF' | 'ASKED';
+
+export interface TransitionReply<S extends string> {
+  status: S;
+  nowMs: number;
+  lease: RawLease;
+}
+
+export interface RawHost {
+  hostId: string;
+  lastSeenAtMs: number;
+  shards: number;
+}
+
+/** Typed calls of the lease scripts. Keys are full Redis keys (see `leaseKeys()` in redis.ts). */
+export interface LeaseScripts {
+  acquire(leaseKey: string, hostId: string, leaseDurationMs: number): Promise<TransitionReply<AcquireStatus>>;
+  renew(
+    leaseKey: string,
+    hostId: string,
+    counter: number,
+    leaseDurationMs: number,
+  ): Promise<TransitionReply<RenewStatus>>;
+  release(leaseKey: string, hostId: string, counter: number): Promise<TransitionReply<FencedStatus>>;
+  checkpoint(
+    leaseKey: string,
+    hostId: string,
+    counter: number,
+    position: string,
+    subSequenceNumber: string,
+  ): Promise<TransitionReply<CheckpointStatus>>;
+  requestHandoff(
+    leaseKey: string,
+    toHostId: string,
+    leaseDurationMs: number,
+  ): Promise<TransitionReply<HandoffStatus>>;
+  /** `seeds` are triples: shardId, parents JSON, children JSON. */
+  ensureLeases(indexKey: string, seeds: string[]): Promise<{ created: number; updated: number }>;
+  getLease(leaseKey: string): Promise<{ nowMs: number; lease: RawLease }>;
+  listLeases(indexKey: string): Promise<{ nowMs: number; leases: [string, RawLease][] }>;
+  heartbeat(
+    hostsKey: string,
+    hostShardsKey: string,
+    hostId: string,
+    shards: number,
+    leaseDurationMs: number,
+  ): Promise<{ nowMs: number; pruned: number }>;
+  liveHosts(
+    hostsKey: string,
+    hostShardsKey: string,
+    leaseDurationMs: number,
+  ): Promise<{ nowMs: number; hosts: RawHost[] }>;
+  leave(hostsKey: string, hostShardsKey: string, hostId: string): Promise<boolean>;
+  time(anyKey: string): Promise<number>;
+}
+
+type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+
+const STATUSES: Record<string, ReadonlySet<string>> = {
+  acquire: new Set(['OK', 'NOT_FOUND', 'HELD', 'RESERVED']),
+  renew: new Set(['OK', 'NOT_FOUND', 'NOT_OWNER', 'STALE_COUNTER', 'EXPIRED']),
+  release: new Set(['OK', 'NOT_FOUND', 'NOT_OWNER', 'STALE_COUNTER']),
+  checkpoint: new Set(['OK', 'NOT_FOUND', 'NOT_OWNER', 'STALE_COUNTER', 'ENDED']),
+  requestHandoff: new Set(['OK', 'NOT_FOUND', 'FREE', 'SELF', 'ASKED']),
+};
+
+function malformed(script: string, reply: unknown): ShardlineError {
+  let text: string;
+  try {
+    text = JSON.stringify(reply)?.slice(0, 200) ?? String(reply);
+  } catch {
+    text = String(reply);
+  }
+  return new ShardlineError(ErrorCodes.REDIS, `unexpected reply from the ${script} lease script: ${text}`, {
+    retriable: false,
+  });
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+function toInteger(script: string, value: unknown, reply: unknown): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw malformed(script, reply);
+  return n;
+}
+
+function transition<S extends string>(script: ScriptName, reply: unknown): TransitionReply<S> {
+  if (!Array.isArray(reply) || reply.length !== 3) throw malformed(script, reply);
+  const [status, nowMs, lease] = reply as unknown[];
+  if (typeof status !== 'string' || !STATUSES[script]?.has(status) || !isStringArray(lease)) {
+    throw malformed(script, reply);
+  }
+  return { status: status as S, nowMs: toInteger(script, nowMs, reply), lease };
+}
+
+/**
+ * Registers the scripts on `redis` with `defineCommand` (idempotent: same names, same bodies) and
+ * returns the typed facade. Replies are checked at runtime: anything unexpected is ERR_REDIS.
+ */
+export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
+  const scripts = loadLeaseScripts();
+  const commands = new Map<ScriptName, ScriptCommand>();
+  for (const script of scripts.values()) {
+    redis.defineCommand(script.command, { lua: script.lua, numberOfKeys: script.numberOfKeys });
+    const fn = (redis as unknown as Record<string, ScriptCommand>)[script.command];
+    if (typeof fn !== 'function') throw malformed(`${script.name} (defineCommand)`, script.command);
+    commands.set(script.name, fn.bind(redis));
+  }
+  const call = (name: ScriptName, ...args: (string | number)[]): Promise<unknown> =>
+    commands.get(name)!(...args);
+
+  return {
+    acquire: async (leaseKey, hostId, leaseDurationMs) =>
+      transition('acquire', await call('acquire', leaseKey, hostId, leaseDurationMs)),
+    renew: async (leaseKey, hostId, counter, leaseDurationMs) =>
+      transition('renew', await call('renew', leaseKey, hostId, counter, leaseDurationMs)),
+    release: async (leaseKey, hostId, counter) =>
+      transition('release', await call('release', leaseKey, hostId, counter)),
+    checkpoint: async (leaseKey, hostId, counter, position, subSequenceNumber) =>
+      transition(
+        'checkpoint',
+        await call('checkpoint', leaseKey, hostId, counter, position, subSequenceNumber),
+      ),
+    requestHandoff: async (leaseKey, toHostId, leaseDurationMs) =>
+      transition('requestHandoff', await call('requestHandoff', leaseKey, toHostId, leaseDurationMs)),
+    async ensureLeases(indexKey, seeds) {
+      const reply = await call('ensureLeases', indexKey, ...seeds);
+      if (!Array.isArray(reply) || reply.length !== 2) throw malformed('ensureLeases', reply);
+      return {
+        created: toInteger('ensureLeases', reply[0], reply),
+        updated: toInteger('ensureLeases', reply[1], reply),
+      };
+    },
+    async getLease(leaseKey) {
+      const reply = await call('getLease', leaseKey);
+      if (!Array.isArray(reply) || reply.length !== 2 || !isStringArray(reply[1])) {
+        throw malformed('getLease', reply);
+      }
+      return { nowMs: toInteger('getLease', reply[0], reply), lease: reply[1] };
+    },
+    async listLeases(indexKey) {
+      const reply = await call('listLeases', indexKey);
+      if (!Array.isArray(reply) || reply.length === 0) throw malformed('listLeases', reply);
+      const leases: [string, RawLease][] = [];
+      for (const entry of reply.slice(1) as unknown[]) {
+        if (!Array.isArray(entry) || typeof entry[0] !== 'string' || !isStringArray(entry[1])) {
+          throw malformed('listLeases', reply);
+        }
+        leases.push([entry[0], entry[1]]);
+      }
+      return { nowMs: toInteger('listLeases', reply[0], reply), leases };
+    },
+    async heartbeat(hostsKey, hostShardsKey, hostId, shards, leaseDurationMs) {
+      const reply = await call('heartbeat', hostsKey, hostShardsKey, hostId, shards, leaseDurationMs);
+      if (!Array.isArray(reply) || reply.length !== 2) throw malformed('heartbeat', reply);
+      return {
+        nowMs: toInteger('heartbeat', reply[0], reply),
+        pruned: toInteger('heartbeat', reply[1], reply),
+      };
+    },
+    async liveHosts(hostsKey, hostShardsKey, leaseDurationMs) {
+      const reply = await call('liveHosts', hostsKey, hostShardsKey, leaseDurationMs);
+      if (!Array.isArray(reply) || reply.length === 0) throw malformed('liveHosts', reply);
+      const hosts: RawHost[] = [];
+      for (const entry of reply.slice(1) as unknown[]) {
+        if (!Array.isArray(entry) || entry.length !== 3 || typeof entry[0] !== 'string') {
+          throw malformed('liveHosts', reply);
+        }
+        hosts.push({
+          hostId: entry[0],
+          lastSeenAtMs: toInteger('liveHosts', entry[1], reply),
+          shards: toInteger('liveHosts', entry[2], reply),
+        });
+      }
+      return { nowMs: toInteger('liveHosts', reply[0], reply), hosts };
+    },
+    async leave(hostsKey, hostShardsKey, hostId) {
+      const reply = await call('leave', hostsKey, hostShardsKey, hostId);
+      return toInteger('leave', reply, reply) === 1;
+    },
+    async time(anyKey) {
+      const reply = await call('time', anyKey);
+      return toInteger('time', reply, reply);
+    },
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * An in-memory stand-in for the KinesisClient calls the producer makes (ListShards, PutRecords), so unit
+ * tests can script answers and drive time with fake timers.
+ */
+import {
+  ListShardsCommand,
+  type ListShardsCommandInput,
+  PutRecordsCommand,
+  type PutRecordsCommandInput,
+  type PutRecordsCommandOutput,
+  type PutRecordsResultEntry,
+  type Shard,
+} from '@aws-sdk/client-kinesis';
+import { MAX_HASH_KEY, ShardRouter } from '@shardline/common';
+
+/** `n` open shards splitting the hash-key space evenly. */
+export function evenShards(n: number, prefix = 'shardId-'): Shard[] {
+  const out: Shard[] = [];
+  const step = (MAX_HASH_KEY + 1n) / BigInt(n);
+  for (let i = 0; i < n; i++) {
+    const start = step * BigInt(i);
+    const end = i === n - 1 ? MAX_HASH_KEY : step * BigInt(i + 1) - 1n;
+    out.push({
+      ShardId: `${prefix}${String(i).padStart(12, '0')}`,
+      HashKeyRange: { StartingHashKey: start.toString(), EndingHashKey: end.toString() },
+      SequenceNumberRange: { StartingSequenceNumber: '0' },
+    });
+  }
+  return out;
+}
+
+export function awsError(name: string, message = name, status = 400): Error {
+  const error = new Error(message) as Error & { $metadata: { httpStatusCode: number }; $fault: string };
+  error.name = name;
+  error.$metadata = { httpStatusCode: status };
+  error.$fault = status >= 500 ? 'server' : 'client';
+  return error;
+}
+
+export type PutHandler = (
+  input: PutRecordsCommandInput,
+  call: number,
+  stub: StubKinesis,
+) => PutRecordsCommandOutput | Promise<PutRecordsCommandOutput>;
+
+export class StubKinesis {
+  readonly config = { serviceId: 'Kinesis' };
+  shards: Shard[];
+  puts: PutRecordsCommandInput[] = [];
+  listShardsCalls: ListShardsCommandInput[] = [];
+  listShardsError: Error | undefined;
+  destroyed = false;
+  /** ListShards page size (NextToken = the next index); undefined answers everything at once. */
+  pageSize: number | undefined;
+  onPut: PutHandler | undefined;
+  #seq = 0;
+  /** Successful entries in the order they were written, with their shard. */
+  written: Array<{ partitionKey: string; data: Uint8Array; shardId: string; sequenceNumber: string }> = [];
+
+  constructor(shards: Shard[] = evenShards(1)) {
+    this.shards = shards;
+  }
+
+  async send(command: unknown): Promise<unknown> {
+    if (command instanceof ListShardsCommand) {
+      this.listShardsCalls.push(command.input);
+      if (this.listShardsError !== undefined) throw this.listShardsError;
+      if (this.pageSize === undefined) return { Shards: this.shards };
+      const from = Number(command.input.NextToken ?? 0);
+      const to = from + this.pageSize;
+      return {
+        Shards: this.shards.slice(from, to),
+        NextToken: to < this.shards.length ? String(to) : undefined,
+      };
+    }
+    if (command instanceof PutRecordsCommand) {
+      const call = this.puts.length;
+      this.puts.push(command.input);
+      if (this.onPut !== undefined) return this.onPut(command.input, call, this);
+      return this.succeed(command.input);
+    }
+    throw new Error(`unexpected command ${String((command as object).constructor.name)}`);
+  }
+
+  /** Answers every entry (or those `fail` does not pick) as written, on the shard its key hashes to. */
+  succeed(
+    input: PutRecordsCommandInput,
+    fail: (index: number) => string | undefined = () => undefined,
+  ): PutRecordsCommandOutput {
+    const router = new ShardRouter(
+      this.shards
+        .filter((s) => s.SequenceNumberRange?.EndingSequenceNumber === undefined)
+        .map((s) => ({
+          shardId: s.ShardId!,
+          startingHashKey: s.HashKeyRange!.StartingHashKey!,
+          endingHashKey: s.HashKeyRange!.EndingHashKey!,
+        })),
+    );
+    let failed = 0;
+    const records: PutRecordsResultEntry[] = (input.Records ?? []).map((entry, i) => {
+      const code = fail(i);
+      if (code !== undefined) {
+        failed++;
+        return { ErrorCode: code, ErrorMessage: `${code} (stub)` };
+      }
+      const shardId = router.shardFor(entry.PartitionKey!, entry.ExplicitHashKey);
+      const sequenceNumber = String(++this.#seq).padStart(20, '0');
+      this.written.push({ partitionKey: entry.PartitionKey!, data: entry.Data!, shardId, sequenceNumber });
+      return { ShardId: shardId, SequenceNumber: sequenceNumber };
+    });
+    return { Records: records, FailedRecordCount: failed, $metadata: {} };
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+  }
+}

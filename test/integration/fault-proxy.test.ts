@@ -27,6 +27,7 @@ import {
 } from '@shardline/testing';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { expect } from 'chai';
+import { rejection } from '../support/assertions.js';
 import { seededRandom } from '../support/random.js';
 
 type AwsError = Error & {
@@ -34,15 +35,6 @@ type AwsError = Error & {
   $metadata?: { httpStatusCode?: number; attempts?: number };
   $retryable?: unknown;
 };
-
-async function failure(promise: Promise<unknown>): Promise<AwsError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as AwsError;
-  }
-  throw new Error('expected the call to fail');
-}
 
 const SHARD0 = 'shardId-000000000000';
 const SHARD1 = 'shardId-000000000001';
@@ -133,7 +125,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         (await client.send(new GetRecordsCommand({ ShardIterator: it1 }))).$metadata.httpStatusCode,
       ).to.equal(200);
       for (let i = 0; i < 2; i++) {
-        const err = await failure(client.send(new GetRecordsCommand({ ShardIterator: it0 })));
+        const err = await rejection<AwsError>(client.send(new GetRecordsCommand({ ShardIterator: it0 })));
         expect(err.name).to.equal('ProvisionedThroughputExceededException');
         expect(err.$metadata?.httpStatusCode).to.equal(400);
         expect(err.message).to.equal(
@@ -158,7 +150,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         iterator = (await client.send(new GetRecordsCommand({ ShardIterator: iterator }))).NextShardIterator!;
       }
       proxy.addRule({ shardId: SHARD1, action: { type: 'error', error: 'ExpiredIteratorException' } });
-      const err = await failure(client.send(new GetRecordsCommand({ ShardIterator: iterator })));
+      const err = await rejection<AwsError>(client.send(new GetRecordsCommand({ ShardIterator: iterator })));
       expect(err.name).to.equal('ExpiredIteratorException');
       expect(err.message).to.match(
         /^Iterator expired\. The iterator was created at time .* 300000 milliseconds\.$/,
@@ -201,7 +193,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         times: 1,
         action: { type: 'error', error: 'InternalFailure' },
       });
-      const err = await failure(client.send(new ListShardsCommand({ StreamName: TWO })));
+      const err = await rejection<AwsError>(client.send(new ListShardsCommand({ StreamName: TWO })));
       expect(err.name).to.equal('InternalFailure');
       expect(err.$metadata?.httpStatusCode).to.equal(500);
 
@@ -224,7 +216,9 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         action: { type: 'error', error: 'ProvisionedThroughputExceededException' },
       });
       const retrying = proxied({ maxAttempts: undefined });
-      const err = await failure(retrying.send(new DescribeStreamSummaryCommand({ StreamName: TWO })));
+      const err = await rejection<AwsError>(
+        retrying.send(new DescribeStreamSummaryCommand({ StreamName: TWO })),
+      );
       expect(err.name).to.equal('ProvisionedThroughputExceededException');
       expect(err.$metadata?.attempts).to.equal(3);
       expect(rule.hits).to.equal(3);
@@ -235,7 +229,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
 
     it('resets the connection: the SDK sees ECONNRESET, the next call works, default retries recover', async () => {
       proxy.addRule({ operation: 'ListShards', times: 1, action: { type: 'reset' } });
-      const err = await failure(client.send(new ListShardsCommand({ StreamName: TWO })));
+      const err = await rejection<AwsError>(client.send(new ListShardsCommand({ StreamName: TWO })));
       expect(err.code).to.equal('ECONNRESET');
       expect((await client.send(new ListShardsCommand({ StreamName: TWO }))).Shards).to.have.length(2);
 
@@ -266,9 +260,11 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         times: 1,
         action: { type: 'error', error: 'LimitExceededException' },
       });
-      const expired = await failure(client.send(new GetRecordsCommand({ ShardIterator: iterator })));
+      const expired = await rejection<AwsError>(
+        client.send(new GetRecordsCommand({ ShardIterator: iterator })),
+      );
       expect(expired.name).to.equal('ExpiredIteratorException');
-      const limited = await failure(client.send(new ListShardsCommand({ StreamName: TWO })));
+      const limited = await rejection<AwsError>(client.send(new ListShardsCommand({ StreamName: TWO })));
       expect(limited.name).to.equal('LimitExceededException');
       expect(limited.message).to.equal(`Rate exceeded for stream ${TWO} under account 000000000000.`);
       expect(limited.$metadata?.httpStatusCode).to.equal(400);
@@ -334,7 +330,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         times: 1,
         action: { type: 'error', error: 'InternalFailure', forward: true },
       });
-      const err = await failure(
+      const err = await rejection<AwsError>(
         client.send(
           new PutRecordCommand({
             StreamName: stream,
@@ -472,9 +468,9 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         );
         expect(first.Records).to.have.length(20); // 20 * (1000 + 1) = 20,020 bytes from a 10,000 bucket
         const next = () => c.send(new GetRecordsCommand({ ShardIterator: first.NextShardIterator! }));
-        expect((await failure(next())).name).to.equal('ProvisionedThroughputExceededException');
+        expect((await rejection<AwsError>(next())).name).to.equal('ProvisionedThroughputExceededException');
         now += 1_002; // -10,020 + 10,020 = 0: still no budget
-        expect((await failure(next())).name).to.equal('ProvisionedThroughputExceededException');
+        expect((await rejection<AwsError>(next())).name).to.equal('ProvisionedThroughputExceededException');
         now += 1;
         expect((await next()).Records).to.have.length(0);
       });
@@ -508,7 +504,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         now += 1;
         await c.send(new PutRecordCommand({ StreamName: stream, Data: Buffer.from('a'), PartitionKey: 'k' }));
         await c.send(new PutRecordCommand({ StreamName: stream, Data: Buffer.from('b'), PartitionKey: 'k' }));
-        const err = await failure(
+        const err = await rejection<AwsError>(
           c.send(new PutRecordCommand({ StreamName: stream, Data: Buffer.from('c'), PartitionKey: 'k' })),
         );
         expect(err.name).to.equal('ProvisionedThroughputExceededException');
@@ -650,7 +646,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
           times: 1,
           action: { type: 'error', error: 'LimitExceededException' },
         });
-        expect((await failure(subscribe())).name).to.equal('LimitExceededException');
+        expect((await rejection<AwsError>(subscribe())).name).to.equal('LimitExceededException');
 
         const out = await subscribe();
         const seen: string[] = [];
@@ -705,7 +701,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         const it0 = await client.send(
           new GetShardIteratorCommand({ StreamARN: arn, ShardId: SHARD0, ShardIteratorType: 'TRIM_HORIZON' }),
         );
-        const err = await failure(
+        const err = await rejection<AwsError>(
           client.send(new GetRecordsCommand({ ShardIterator: it0.ShardIterator!, StreamARN: arn })),
         );
         expect(err.name).to.equal('ProvisionedThroughputExceededException');
@@ -718,7 +714,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
 describe('FaultProxy without an upstream', () => {
   it('rejects invalid options and rules, naming the field', async () => {
     const option = async (p: Promise<unknown>) => {
-      const err = (await failure(p)) as AwsError & { option?: string };
+      const err = (await rejection<AwsError>(p)) as AwsError & { option?: string };
       expect(err.code).to.equal(ErrorCodes.INVALID_OPTION);
       return err.message;
     };
@@ -796,7 +792,7 @@ describe('FaultProxy without an upstream', () => {
       maxAttempts: 1,
     });
     try {
-      const pending = failure(c.send(new ListShardsCommand({ StreamName: 's' })));
+      const pending = rejection<AwsError>(c.send(new ListShardsCommand({ StreamName: 's' })));
       while ((p.counters.injected.latency ?? 0) === 0) await new Promise((r) => setTimeout(r, 5));
       const started = performance.now();
       await p.stop();
@@ -814,7 +810,7 @@ describe('FaultProxy without an upstream', () => {
       maxAttempts: 1,
     });
     try {
-      const err = await failure(c.send(new ListShardsCommand({ StreamName: 's' })));
+      const err = await rejection<AwsError>(c.send(new ListShardsCommand({ StreamName: 's' })));
       expect(err.$metadata?.httpStatusCode).to.equal(502);
       expect(err.name).to.equal('FaultProxyUpstreamError');
     } finally {
@@ -822,7 +818,7 @@ describe('FaultProxy without an upstream', () => {
       await Promise.all([p.stop(), p.stop()]);
       await p.stop();
     }
-    const refused = await failure(
+    const refused = await rejection<AwsError>(
       new Promise((resolve, reject) => {
         const socket = connect(Number(new URL(p.endpoint).port), '127.0.0.1', () =>
           resolve(socket.destroy()),

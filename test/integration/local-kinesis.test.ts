@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
@@ -24,24 +23,10 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { expect } from 'chai';
 // Internal seam (not exported by the package): lets a test lose the port race on purpose.
 import { startKinesisMock } from '../../packages/testing/src/kinesis-mock.js';
+import { isProcessAlive } from '../support/process.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MAX_HASH_KEY = (1n << 128n) - 1n;
-
-/** Alive and not a zombie (an orphan's zombie lingers until init reaps it; it holds nothing). */
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return process.platform !== 'linux';
-  }
-}
 
 async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5_000) {
   const deadline = Date.now() + timeoutMs;

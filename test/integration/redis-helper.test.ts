@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   getFreePort,
   isPortOpen,
@@ -9,30 +8,8 @@ import {
 } from '@shardline/testing';
 import { expect } from 'chai';
 import { Redis } from 'ioredis';
-
-/** Alive and not a zombie (an orphan's zombie lingers until init reaps it; it holds nothing). */
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return process.platform !== 'linux';
-  }
-}
-
-async function expectRejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from '../support/assertions.js';
+import { isProcessAlive } from '../support/process.js';
 
 async function withClient<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
@@ -83,7 +60,7 @@ describe('Redis helper: startRedisServer', () => {
   it('fails with the server output when the given port is taken', async () => {
     const running = await startRedisServer();
     try {
-      const error = await expectRejection(startRedisServer({ port: running.port }));
+      const error = await rejection<Error & { code?: string }>(startRedisServer({ port: running.port }));
       expect(error.code).to.equal('ERR_REDIS');
       expect(error.message).to.include('Address already in use');
     } finally {
@@ -92,14 +69,16 @@ describe('Redis helper: startRedisServer', () => {
   });
 
   it('fails clearly when the program does not exist', async () => {
-    const error = await expectRejection(startRedisServer({ command: '/nonexistent/redis-server' }));
+    const error = await rejection<Error & { code?: string }>(
+      startRedisServer({ command: '/nonexistent/redis-server' }),
+    );
     expect(error.code).to.equal('ERR_REDIS');
     expect(error.message).to.include('could not be started');
     expect(error.message).to.include('ENOENT');
   });
 
   it('rejects bad options with the option named', async () => {
-    const error = await expectRejection(startRedisServer({ port: 0 }));
+    const error = await rejection<Error & { code?: string }>(startRedisServer({ port: 0 }));
     expect(error.code).to.equal('ERR_INVALID_OPTION');
     expect(error.message).to.match(/^port must be an integer from 1 to 65535/);
   });
@@ -136,7 +115,9 @@ describe('Redis helper: resolveRedisUrl', () => {
   });
 
   it('rejects a REDIS_URL that is not a redis:// URL', async () => {
-    const error = await expectRejection(resolveRedisUrl({ env: { REDIS_URL: 'localhost:6379' } }));
+    const error = await rejection<Error & { code?: string }>(
+      resolveRedisUrl({ env: { REDIS_URL: 'localhost:6379' } }),
+    );
     expect(error.code).to.equal('ERR_INVALID_OPTION');
     expect(error.message).to.include('REDIS_URL must be a redis:// or rediss:// URL');
   });
@@ -164,7 +145,7 @@ describe('Redis helper: resolveRedisUrl', () => {
   });
 
   it('says how to provide Redis when none can be found or started', async () => {
-    const error = await expectRejection(
+    const error = await rejection<Error & { code?: string }>(
       resolveRedisUrl({ env: {}, defaultUrl: closedUrl, redisServerCommand: '/nonexistent/redis-server' }),
     );
     expect(error.code).to.equal('ERR_REDIS');
@@ -225,7 +206,7 @@ describe('Redis helper: useTestRedis', () => {
   });
 
   it('rejects an empty name', async () => {
-    const error = await expectRejection(useTestRedis(''));
+    const error = await rejection<Error & { code?: string }>(useTestRedis(''));
     expect(error.code).to.equal('ERR_INVALID_OPTION');
   });
 });

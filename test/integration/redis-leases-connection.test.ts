@@ -19,17 +19,9 @@ import {
 } from '@shardline/testing';
 import { expect } from 'chai';
 import { Cluster, Redis } from 'ioredis';
+import { rejection } from '../support/assertions.js';
 
 const PASSWORD = 'pa55-w0rd-s3cret';
-
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -8,17 +8,9 @@ import { type Lease, RedisLeaseManager, type RedisLeaseManagerOptions } from '@s
 import { type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import sinon from 'sinon';
+import { rejection } from '../support/assertions.js';
 
 const SHORT_LEASE_MS = 300;
-
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
 async function waitFor<T>(

@@ -11,16 +11,7 @@ import {
 } from '@shardline/common';
 import { expect } from 'chai';
 import sinon from 'sinon';
-
-/** The rejection of `promise`; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  expect.fail('expected a rejection, but the promise resolved');
-}
+import { rejection } from '../../support/assertions.js';
 
 function throttle(): Error {
   return Object.assign(new Error('Rate exceeded for shard'), {

@@ -1,6 +1,7 @@
 import { ErrorCodes, RateLimiter, type ShardlineError, TokenBucket } from '@shardline/common';
 import { expect } from 'chai';
 import sinon from 'sinon';
+import { rejection } from '../../support/assertions.js';
 import { seededRandom } from '../../support/random.js';
 
 const MiB = 1024 * 1024;
@@ -30,15 +31,6 @@ function thrown(fn: () => unknown): ShardlineError {
     return error as ShardlineError;
   }
   expect.fail('expected an error, but the call returned');
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  expect.fail('expected a rejection, but the promise resolved');
 }
 
 describe('common/token-bucket', () => {

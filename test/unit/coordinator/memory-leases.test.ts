@@ -1,17 +1,9 @@
-import { ErrorCodes, SHARD_END, type ShardlineError } from '@shardline/common';
+import { ErrorCodes, SHARD_END } from '@shardline/common';
 import { MemoryLeaseManager, MemoryLeaseStore } from '@shardline/coordinator';
 import { expect } from 'chai';
+import { rejection } from '../../support/assertions.js';
 
 const D = 10_000;
-
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  expect.fail('expected a rejection');
-}
 
 describe('MemoryLeaseManager', () => {
   let t: number;

@@ -1,5 +1,5 @@
 import type { ListShardsCommandInput, ListShardsCommandOutput, Shard } from '@aws-sdk/client-kinesis';
-import { ErrorCodes, type ShardlineError } from '@shardline/common';
+import { ErrorCodes } from '@shardline/common';
 import { expect } from 'chai';
 import {
   type ListShardsApi,
@@ -7,6 +7,7 @@ import {
   ShardDiscovery,
   toShardInfo,
 } from '../../../packages/coordinator/src/shard-discovery.js';
+import { rejection } from '../../support/assertions.js';
 
 function sdkShard(id: string, fields: Partial<Shard> = {}): Shard {
   return {
@@ -37,15 +38,6 @@ function scripted(answers: Array<Partial<ListShardsCommandOutput> | Error>) {
 }
 
 const noWait = async () => {};
-
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  expect.fail('expected a rejection');
-}
 
 describe('shard discovery', () => {
   it('converts shards: both parents, ranges, closed when EndingSequenceNumber is present', () => {

@@ -12,6 +12,7 @@ import {
 import { Producer, type ProducerOptions, type PutReceipt } from '@shardline/producer';
 import { expect } from 'chai';
 import sinon from 'sinon';
+import { rejection } from '../../support/assertions.js';
 import { awsError, evenShards, StubKinesis } from './stub-kinesis.js';
 
 let clock: sinon.SinonFakeTimers;
@@ -27,15 +28,6 @@ function make<T = unknown>(options: Partial<ProducerOptions<T>> = {}): Producer<
   });
   producers.push(producer as Producer<unknown>);
   return producer;
-}
-
-async function failure(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** Settles the fake clock enough for microtasks, answers and lingering. */
@@ -157,7 +149,7 @@ describe('producer (unit, fake time)', () => {
       it(`rejects ${name} without affecting other records`, async () => {
         const producer = make({ lingerMs: 0 });
         const good1 = producer.put({ ok: 1 }, { partitionKey: 'a' });
-        const error = await failure(producer.put(data, options as never));
+        const error = await rejection(producer.put(data, options as never));
         const good2 = producer.put({ ok: 2 }, { partitionKey: 'a' });
         expect(error.code).to.equal(code);
         expect(error.message).to.contain(message);
@@ -178,7 +170,7 @@ describe('producer (unit, fake time)', () => {
 
     it('rejects, with aggregate: true, a record too large to aggregate even though it fits a record', async () => {
       const producer = make({ lingerMs: 0, codec: 'raw', aggregate: true });
-      const error = await failure(producer.put(new Uint8Array(1_048_576 - 10), { partitionKey: 'abcd' }));
+      const error = await rejection(producer.put(new Uint8Array(1_048_576 - 10), { partitionKey: 'abcd' }));
       expect(error.code).to.equal(ErrorCodes.INVALID_RECORD);
       expect(error.message).to.contain('too large to aggregate');
     });
@@ -309,7 +301,7 @@ describe('producer (unit, fake time)', () => {
       const producer = make({ lingerMs: 0, retry: { retries: 2, backoffMs: { initial: 5, max: 5 } } });
       const good = producer.put('good');
       const bad = producer.put('bad');
-      const errorPromise = failure(bad);
+      const errorPromise = rejection(bad);
       await tick(1_000);
       const error = await errorPromise;
       expect(error.code).to.equal(ErrorCodes.THROTTLED);
@@ -321,7 +313,7 @@ describe('producer (unit, fake time)', () => {
     it('rejects at once an entry that failed with a non-retriable code', async () => {
       stub.onPut = (input, _call, s) => s.succeed(input, () => 'InvalidArgumentException');
       const producer = make({ lingerMs: 0 });
-      const error = failure(producer.put('x'));
+      const error = rejection(producer.put('x'));
       await tick(10);
       expect((await error).code).to.equal(ErrorCodes.INVALID_REQUEST);
       expect(stub.puts).to.have.length(1);
@@ -351,8 +343,8 @@ describe('producer (unit, fake time)', () => {
         const producer = make({ lingerMs: 0 });
         const errors: unknown[] = [];
         producer.on('error', (e) => errors.push(e));
-        const a = failure(producer.put(1));
-        const b = failure(producer.put(2));
+        const a = rejection(producer.put(1));
+        const b = rejection(producer.put(2));
         await tick(1_000);
         expect((await a).code).to.equal(code);
         expect((await b).code).to.equal(code);
@@ -367,7 +359,7 @@ describe('producer (unit, fake time)', () => {
         'Stream test under account 000000000000 not found.',
       );
       const producer = make({ lingerMs: 0 });
-      const error = failure(producer.put(1));
+      const error = rejection(producer.put(1));
       await tick(10);
       const e = await error;
       expect(e.code).to.equal(ErrorCodes.NOT_FOUND);
@@ -475,7 +467,7 @@ describe('producer (unit, fake time)', () => {
       const pending = [track(producer.put(1)), track(producer.put(2))];
       const closing = producer.close();
       expect(producer.close()).to.equal(closing);
-      const late = await failure(producer.put(3));
+      const late = await rejection(producer.put(3));
       expect(late.code).to.equal(ErrorCodes.CLOSED);
       await tick(10);
       await closing;
@@ -493,7 +485,7 @@ describe('producer (unit, fake time)', () => {
       controller.abort();
       await tick(1);
       for (const s of states) expect((s.error as ShardlineError).code).to.equal(ErrorCodes.ABORTED);
-      expect((await failure(producer.put(9))).code).to.equal(ErrorCodes.ABORTED);
+      expect((await rejection(producer.put(9))).code).to.equal(ErrorCodes.ABORTED);
       answers.pending.shift()?.release();
       await tick(1);
       await producer.close();

@@ -1,18 +1,10 @@
 import { once } from 'node:events';
 import { MessageChannel } from 'node:worker_threads';
-import { ErrorCodes, type ShardlineError } from '@shardline/common';
+import { ErrorCodes } from '@shardline/common';
 import type { ShardReaderTask } from '@shardline/shard-worker';
 import shardReaderTask from '@shardline/shard-worker/worker';
 import { expect } from 'chai';
-
-async function rejection(promise: Promise<unknown>): Promise<ShardlineError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ShardlineError;
-  }
-  expect.fail('expected a rejection');
-}
+import { rejection } from '../../support/assertions.js';
 
 describe('shard-worker task entry', () => {
   it('rejects a task without ports, naming the field', async () => {

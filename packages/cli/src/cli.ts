@@ -1,0 +1,159 @@
+/**
+ * The `shardline` program: commander setup, global options, and the mapping of every outcome to an
+ * exit code (see EXIT_CODES). Usage errors print commander's message; other errors print one line
+ * (`shardline: <message>`), with the stack only under -v.
+ */
+import { createRequire } from 'node:module';
+import { codecs } from '@shardline/common';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { describeCommand } from './commands/describe.js';
+import { listCommand } from './commands/list.js';
+import type { PutOptions } from './commands/put.js';
+import { putCommand } from './commands/put.js';
+import type { TailOptions } from './commands/tail.js';
+import { tailCommand } from './commands/tail.js';
+import type { CliIo } from './context.js';
+import { CommandContext } from './context.js';
+import { EXIT_CODES, toCliError } from './exit.js';
+import type { GlobalOptions } from './kinesis.js';
+
+export type { CliIo } from './context.js';
+
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+const CODEC_NAMES = Object.keys(codecs);
+
+function parseEndpoint(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('must be a URL such as http://127.0.0.1:4567');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError(`must be an http:// or https:// URL (got ${url.protocol})`);
+  }
+  return value;
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new InvalidArgumentError('must be an integer >= 1');
+  }
+  return n;
+}
+
+function parseTimestamp(value: string): Date {
+  const date = new Date(value);
+  if (value.trim() === '' || Number.isNaN(date.getTime())) {
+    throw new InvalidArgumentError('must be an ISO 8601 date, e.g. 2026-01-31T12:00:00Z');
+  }
+  return date;
+}
+
+function codecOption(): Option {
+  return new Option('--codec <name>', 'codec of the record payloads').choices(CODEC_NAMES).default('json');
+}
+
+/**
+ * Runs `shardline` with `argv` (the user's arguments, without node and the script) and resolves with
+ * the exit code. Never rejects. `signal` aborting (Ctrl-C) stops the command gracefully: 130.
+ */
+export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSignal): Promise<number> {
+  let exitCode: number = EXIT_CODES.OK;
+  let ctx: CommandContext | undefined;
+  let stream: string | undefined;
+  const program = new Command('shardline');
+
+  const run =
+    <A extends unknown[]>(fn: (ctx: CommandContext, ...args: A) => Promise<number>) =>
+    async (...args: A) => {
+      // commander passes (...arguments, options, command): the command is last.
+      const command = args[args.length - 1] as Command;
+      const first = args[0];
+      stream = typeof first === 'string' ? first : undefined;
+      ctx = new CommandContext(io, command.optsWithGlobals<GlobalOptions>(), signal);
+      exitCode = await fn(ctx, ...args);
+    };
+
+  program
+    .description('Inspect, read and write Amazon Kinesis data streams.')
+    .version(version, '-V, --version')
+    .option(
+      '--endpoint <url>',
+      'Kinesis endpoint, e.g. http://127.0.0.1:4567 for a local Kinesis',
+      parseEndpoint,
+    )
+    .option('--region <region>', 'AWS region (default: AWS_REGION, else us-east-1 with --endpoint)')
+    .option('--json', 'machine-readable output')
+    .option('-v, --verbose', 'diagnostics on stderr, stacks with errors')
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    });
+
+  program
+    .command('list')
+    .description('list the streams')
+    .action(run((c) => listCommand(c)));
+
+  program
+    .command('describe')
+    .description('show a stream and its shards: parents, hash key ranges, open or closed')
+    .argument('<stream>', 'stream name')
+    .action(run((c, name: string) => describeCommand(c, name)));
+
+  program
+    .command('tail')
+    .description('print the records of a stream, one JSON line each (stops when caught up unless --follow)')
+    .argument('<stream>', 'stream name')
+    .addOption(
+      new Option(
+        '--from <position>',
+        'where to start (default: latest with --follow, else trim-horizon)',
+      ).choices(['trim-horizon', 'latest', 'timestamp']),
+    )
+    .option('--timestamp <iso>', 'start at this arrival time (implies --from timestamp)', parseTimestamp)
+    .addOption(
+      new Option('--format <format>', 'output format')
+        .choices(['json', 'json-pretty', 'raw'])
+        .default('json'),
+    )
+    .addOption(codecOption())
+    .option('-n, --count <count>', 'stop after this many records', parseCount)
+    .option('-f, --follow', 'keep reading new records until Ctrl-C')
+    .action(run((c, name: string, options: TailOptions) => tailCommand(c, name, options)));
+
+  program
+    .command('put')
+    .description('put one record (--data) or one record per stdin line (JSON for JSON codecs)')
+    .argument('<stream>', 'stream name')
+    .option('--data <value>', 'the record (JSON for the json, jsonl, msgpack and json-array codecs)')
+    .option('-k, --partition-key <key>', 'partition key of every record (default: a random key per record)')
+    .option('--aggregate', 'KPL-aggregate the records')
+    .addOption(codecOption())
+    .action(run((c, name: string, options: PutOptions) => putCommand(c, name, options)));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; every usage error (already printed by commander) exits 2.
+      return error.exitCode === 0 ? EXIT_CODES.OK : EXIT_CODES.USAGE;
+    }
+    if (signal.aborted) return EXIT_CODES.INTERRUPTED;
+    const verbose = ctx?.globals.verbose === true || argv.includes('-v') || argv.includes('--verbose');
+    const failure = toCliError(error, { stream, endpoint: ctx?.globals.endpoint });
+    io.stderr.write(`shardline: ${failure.message}\n`);
+    if (verbose) {
+      const original = failure.cause ?? failure;
+      io.stderr.write(`${(original as Error).stack ?? String(original)}\n`);
+    }
+    return failure.exitCode;
+  } finally {
+    ctx?.close();
+  }
+  return signal.aborted ? EXIT_CODES.INTERRUPTED : exitCode;
+}

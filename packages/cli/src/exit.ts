@@ -1,0 +1,119 @@
+/**
+ * Exit codes and the one place that turns any error into a message and an exit code.
+ */
+import { classifyAwsError, ErrorCodes, rootCause } from '@shardline/common';
+
+/** The process exit codes of `shardline` (documented in the package README). */
+export const EXIT_CODES = Object.freeze({
+  /** Done. */
+  OK: 0,
+  /** Any other failure (a Kinesis error, a record Kinesis refused). */
+  FAILURE: 1,
+  /** Bad usage: an unknown or invalid option, a missing argument, bad input (stdin line N). */
+  USAGE: 2,
+  /** The stream does not exist. */
+  NOT_FOUND: 3,
+  /** Kinesis could not be reached (connection refused, DNS, timeout). */
+  UNREACHABLE: 4,
+  /** Credentials missing, rejected or lacking permission. */
+  ACCESS_DENIED: 5,
+  /** Interrupted by Ctrl-C (SIGINT), after a graceful stop. */
+  INTERRUPTED: 130,
+});
+
+/** An error that knows its message for the user and its exit code. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.exitCode = exitCode;
+  }
+}
+
+/** What an error is about, to word its message. */
+export interface ErrorContext {
+  stream?: string;
+  endpoint?: string;
+}
+
+/** System error codes and SDK names that mean "nothing answered", not "Kinesis said no". */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'EPIPE',
+]);
+
+function systemCode(error: unknown): string | undefined {
+  const e = error as { code?: unknown; errors?: unknown } | null;
+  if (typeof e?.code === 'string') return e.code;
+  // Node's happy-eyeballs connect fails with an AggregateError holding one error per address.
+  if (Array.isArray(e?.errors)) {
+    for (const inner of e.errors) {
+      const code = (inner as { code?: unknown } | null)?.code;
+      if (typeof code === 'string') return code;
+    }
+  }
+  return undefined;
+}
+
+function isUnreachable(error: unknown): string | undefined {
+  const candidates = [error, rootCause(error)];
+  for (const candidate of candidates) {
+    const code = systemCode(candidate);
+    if (code !== undefined && UNREACHABLE_CODES.has(code)) return code;
+    const name = (candidate as { name?: unknown } | null)?.name;
+    if (name === 'TimeoutError') return 'timed out';
+  }
+  return undefined;
+}
+
+/** The message and exit code for `error`. */
+export function toCliError(error: unknown, context: ErrorContext = {}): CliError {
+  if (error instanceof CliError) return error;
+  const root = rootCause(error) as { message?: unknown } | null;
+  const rootMessage = typeof root?.message === 'string' ? root.message : String(root);
+  if (/region is missing/i.test(rootMessage)) {
+    return new CliError(
+      'no AWS region: pass --region or set AWS_REGION (with --endpoint it defaults to us-east-1)',
+      EXIT_CODES.USAGE,
+      { cause: error },
+    );
+  }
+  const unreachable = isUnreachable(error);
+  if (unreachable !== undefined) {
+    const where = context.endpoint === undefined ? 'Kinesis' : `Kinesis at ${context.endpoint}`;
+    return new CliError(`cannot reach ${where} (${unreachable})`, EXIT_CODES.UNREACHABLE, { cause: error });
+  }
+  if ((root as { name?: unknown } | null)?.name === 'CredentialsProviderError') {
+    return new CliError(
+      `no AWS credentials: ${rootMessage} (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`,
+      EXIT_CODES.ACCESS_DENIED,
+      { cause: error },
+    );
+  }
+  const classified = classifyAwsError(error);
+  switch (classified.code) {
+    case ErrorCodes.NOT_FOUND:
+      return new CliError(
+        context.stream === undefined ? classified.message : `stream '${context.stream}' not found`,
+        EXIT_CODES.NOT_FOUND,
+        { cause: error },
+      );
+    case ErrorCodes.ACCESS_DENIED:
+      return new CliError(`access denied: ${rootMessage}`, EXIT_CODES.ACCESS_DENIED, { cause: error });
+    case ErrorCodes.INVALID_OPTION:
+    case ErrorCodes.INVALID_RECORD:
+    case ErrorCodes.CODEC:
+      return new CliError(classified.message, EXIT_CODES.USAGE, { cause: error });
+    default:
+      return new CliError(classified.message, EXIT_CODES.FAILURE, { cause: error });
+  }
+}

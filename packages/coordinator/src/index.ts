@@ -1,3 +1,6 @@
+export type { Coordinator, CoordinatorStatus, ShardStatus } from './coordinator.js';
+export { startCoordinator } from './coordinator.js';
+export type { DeadLetterJob } from './dead-letter.js';
 export type {
   CoordinatorEventListener,
   CoordinatorEventMap,

@@ -1,0 +1,233 @@
+/**
+ * Worker supervision: a piscina pool of `workerThreads` threads running `@shardline/shard-worker/worker`
+ * tasks, one long-lived task per shard and several per thread.
+ *
+ * A reader is stopped with a `stop` message on its data port, never by terminating its thread (that
+ * would kill its neighbours). A task that resolves is a reader that finished (ended, failed, stopped);
+ * a task that rejects is a thread that died under it: a crash. piscina replaces dead threads by
+ * itself; the coordinator restarts the crashed shards from their checkpoints, and the {@link CrashGuard}
+ * keeps a shard that crashes its thread again and again from restarting forever.
+ */
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import type { CoordinatorMessage, Logger, WorkerMessage } from '@shardline/common';
+import {
+  ErrorCodes,
+  PROTOCOL_VERSION,
+  parseWorkerMessage,
+  ShardlineError,
+  serializeError,
+} from '@shardline/common';
+import type { ShardReaderOutcome, ShardReaderTask, ShardReaderTaskOptions } from '@shardline/shard-worker';
+import { Piscina } from 'piscina';
+import type { ModuleCoordinatorMessage, ModuleWorkerMessage } from './module-protocol.js';
+import { isModuleWorkerMessage } from './module-protocol.js';
+import type { ModuleTaskSettings } from './module-worker.js';
+
+export const SUPERVISOR_DEFAULTS = Object.freeze({
+  /** Readers per thread: each is mostly waiting on I/O, so a thread holds many. */
+  concurrentTasksPerWorker: 256,
+  /** A shard whose thread crashed this many times within `crashWindowMs` is not restarted again. */
+  maxCrashes: 3,
+  crashWindowMs: 60_000,
+});
+
+/** How a reader task finished: its outcome, or the crash of its thread. */
+export type ReaderExit =
+  | { kind: 'finished'; outcome: ShardReaderOutcome }
+  | { kind: 'crashed'; error: ShardlineError };
+
+/** One running reader, as the coordinator drives it. */
+export interface ReaderHandle {
+  readonly shardId: string;
+  /** Sends a credit, ack or stop message to the reader. Ignored once the reader is gone. */
+  send(message: CoordinatorMessage | ModuleCoordinatorMessage): void;
+  /** Asks the reader to stop (idempotent); `exited` resolves once it has. */
+  stop(reason: string): void;
+  /**
+   * Resolves once the task settled and every message the reader sent was received: batches are never
+   * lost behind the outcome.
+   */
+  readonly exited: Promise<ReaderExit>;
+}
+
+export interface SupervisorOptions {
+  workerThreads: number;
+  logger: Logger;
+  /** @defaultValue SUPERVISOR_DEFAULTS.concurrentTasksPerWorker */
+  concurrentTasksPerWorker?: number;
+  /**
+   * `handlerModule` delivery: tasks run the coordinator's module worker entry, which runs the reader
+   * and the user's handler in the same thread.
+   */
+  module?: ModuleTaskSettings;
+}
+
+/** The worker pool. */
+export class Supervisor {
+  readonly #pool: Piscina;
+  readonly #logger: Logger;
+  readonly #module: ModuleTaskSettings | undefined;
+  #closed = false;
+
+  constructor(options: SupervisorOptions) {
+    this.#logger = options.logger;
+    this.#module = options.module;
+    const filename =
+      options.module !== undefined
+        ? fileURLToPath(new URL('./module-worker.js', import.meta.url))
+        : createRequire(import.meta.url).resolve('@shardline/shard-worker/worker');
+    this.#pool = new Piscina({
+      filename,
+      minThreads: 1,
+      maxThreads: options.workerThreads,
+      concurrentTasksPerWorker:
+        options.concurrentTasksPerWorker ?? SUPERVISOR_DEFAULTS.concurrentTasksPerWorker,
+      // Reader tasks live as long as their lease: never time them out, never let idle threads go.
+      idleTimeout: Number.POSITIVE_INFINITY,
+    });
+    // A thread error with no task on it has nowhere else to go.
+    this.#pool.on('error', (error: unknown) =>
+      this.#logger.error({ err: serializeError(error) }, 'shard worker thread error'),
+    );
+  }
+
+  /** Threads alive now (for tests and status). */
+  get threads(): number {
+    return this.#pool.threads.length;
+  }
+
+  /** @internal tests: terminates one thread as a crash would. */
+  terminateThread(index: number): Promise<number> {
+    const thread = this.#pool.threads[index];
+    if (thread === undefined) return Promise.resolve(0);
+    return thread.terminate();
+  }
+
+  /**
+   * Starts a reader task. `onMessage` receives every (validated) message of the reader, in order; a
+   * message that fails validation is reported as an error message of the shard.
+   */
+  start(
+    options: ShardReaderTaskOptions,
+    onMessage: (message: WorkerMessage | ModuleWorkerMessage) => void,
+  ): ReaderHandle {
+    if (this.#closed) throw new ShardlineError(ErrorCodes.CLOSED, 'the worker pool is closed');
+    const data = new MessageChannel();
+    const control = new MessageChannel();
+    const port: MessagePort = data.port1;
+    let open = true;
+    let stopped = false;
+    const receive = (raw: unknown) => {
+      if (isModuleWorkerMessage(raw)) {
+        onMessage(raw);
+        return;
+      }
+      let message: WorkerMessage;
+      try {
+        message = parseWorkerMessage(raw);
+      } catch (error) {
+        message = {
+          v: PROTOCOL_VERSION,
+          type: 'error',
+          shardId: options.shardId,
+          error: serializeError(error),
+          fatal: false,
+        };
+      }
+      onMessage(message);
+    };
+    port.on('message', receive);
+    const task: ShardReaderTask & { module?: ModuleTaskSettings } = {
+      port: data.port2,
+      controlPort: control.port2,
+      options,
+    };
+    if (this.#module !== undefined) task.module = this.#module;
+    const run = this.#pool.run(task, {
+      transferList: [data.port2, control.port2],
+    }) as Promise<ShardReaderOutcome>;
+    const exited = run.then(
+      (outcome): ReaderExit => {
+        // A message posted by the reader is in this port's queue before the task's result arrives
+        // (through another channel): take what the 'message' events have not delivered yet.
+        for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port))
+          receive(m.message);
+        port.close();
+        return { kind: 'finished', outcome };
+      },
+      (error: unknown): ReaderExit => {
+        port.close();
+        return {
+          kind: 'crashed',
+          error: new ShardlineError(
+            ErrorCodes.WORKER_CRASHED,
+            `the worker thread reading ${options.shardId} failed`,
+            {
+              cause: error,
+              retriable: true,
+              details: { shardId: options.shardId },
+            },
+          ),
+        };
+      },
+    );
+    void exited.then(() => {
+      open = false;
+      port.close();
+      control.port1.close();
+    });
+    const send = (message: CoordinatorMessage | ModuleCoordinatorMessage) => {
+      if (open) port.postMessage(message);
+    };
+    return {
+      shardId: options.shardId,
+      send,
+      stop(reason: string) {
+        if (stopped) return;
+        stopped = true;
+        send({ v: PROTOCOL_VERSION, type: 'stop', reason });
+      },
+      exited,
+    };
+  }
+
+  /** Destroys the pool; stop every reader first (a task still running on it rejects). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.destroy();
+  }
+}
+
+/**
+ * Counts crashes per shard in a sliding window: past `maxCrashes` the shard is not restarted (a
+ * record or setting that kills its thread would otherwise respawn forever).
+ */
+export class CrashGuard {
+  readonly #crashes = new Map<string, number[]>();
+  readonly #max: number;
+  readonly #windowMs: number;
+  readonly #now: () => number;
+
+  constructor(
+    max = SUPERVISOR_DEFAULTS.maxCrashes,
+    windowMs = SUPERVISOR_DEFAULTS.crashWindowMs,
+    now: () => number = () => performance.now(),
+  ) {
+    this.#max = max;
+    this.#windowMs = windowMs;
+    this.#now = now;
+  }
+
+  /** Records a crash of `shardId`'s thread; true when the shard may be restarted. */
+  crashed(shardId: string): boolean {
+    const now = this.#now();
+    const recent = (this.#crashes.get(shardId) ?? []).filter((t) => now - t < this.#windowMs);
+    recent.push(now);
+    this.#crashes.set(shardId, recent);
+    return recent.length < this.#max;
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * startCoordinator() on one host with in-memory leases, against kinesis-mock: every record delivered
+ * exactly once and in order per key, in handler and iterator mode, with plain and KPL-aggregated
+ * input; checkpoints (auto and manual) and initial positions.
+ */
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
+import type { Coordinator, CoordinatorOptions, RecordBatch } from '@shardline/coordinator';
+import { MemoryLeaseStore, startCoordinator } from '@shardline/coordinator';
+import { type LocalKinesis, startLocalKinesis } from '@shardline/testing';
+import { expect } from 'chai';
+import {
+  expectExactlyOnceInOrder,
+  type Item,
+  keyedItems,
+  putAggregated,
+  putItems,
+  readingShards,
+  waitFor,
+} from './coordinator-helpers.js';
+
+const FAST = {
+  idleFetchIntervalMs: 100,
+  workerThreads: 2,
+  checkpoint: { mode: 'auto' as const, intervalMs: 100 },
+};
+
+describe('startCoordinator (kinesis-mock, one host, memory leases)', function () {
+  this.timeout(60_000);
+  let kinesis: LocalKinesis;
+  let client: KinesisClient;
+  const running: Coordinator[] = [];
+  const stream = `coord-${process.pid}`;
+  const first = keyedItems(2_000, 40);
+  /** Per-key counters and every item put so far, in put order. */
+  const next = new Map<string, number>();
+  const produced: Item[] = [];
+  async function put(count: number, keys: number): Promise<Item[]> {
+    const items = keyedItems(count, keys, next);
+    await putItems(client, stream, items);
+    produced.push(...items);
+    return items;
+  }
+
+  before(async () => {
+    kinesis = await startLocalKinesis({ engine: 'kinesis-mock' });
+    client = kinesis.client();
+    await kinesis.createStream(stream, { shards: 4 });
+    for (const item of first) next.set(item.k, item.i + 1);
+    await putItems(client, stream, first);
+    produced.push(...first);
+  });
+
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((c) => c.stop()));
+  });
+
+  after(async () => {
+    await kinesis?.stop();
+  });
+
+  async function start<T = Item>(
+    options: Partial<CoordinatorOptions<T>> & { group: string },
+  ): Promise<Coordinator<T>> {
+    const coordinator = await startCoordinator<T>({
+      streamName: stream,
+      kinesis: kinesis.clientConfig,
+      ...FAST,
+      ...options,
+    } as CoordinatorOptions<T>);
+    running.push(coordinator as Coordinator);
+    return coordinator;
+  }
+
+  it('handler mode: 2,000 keyed records over 4 shards, each once, in order per key; a restart delivers only new records', async () => {
+    const store = new MemoryLeaseStore();
+    const received: Item[] = [];
+    const checkpoints: string[] = [];
+    const c = await start({
+      group: 'handler',
+      leases: { store },
+      handler: (batch: RecordBatch<Item>) => {
+        for (const r of batch.records) received.push(r.data);
+      },
+    });
+    c.on('checkpoint', (e) => checkpoints.push(e.shardId));
+    await waitFor(
+      () => received.length >= first.length,
+      () => `${received.length} of ${first.length}`,
+    );
+    expect(readingShards(c)).to.have.length(4);
+    const status = c.status();
+    expect(JSON.parse(JSON.stringify(status))).to.deep.equal(status);
+    expect(status).to.include({ group: 'handler', stream, state: 'running', resharding: false });
+    expect(status.shards.reduce((n, s) => n + s.recordsDelivered, 0)).to.equal(first.length);
+    await c.stop();
+    expect(c.status().state).to.equal('stopped');
+    expect(new Set(checkpoints).size, 'a checkpoint per shard').to.equal(4);
+    expectExactlyOnceInOrder(received, first);
+
+    // Restart with the same store: nothing before the checkpoints comes again.
+    const more = await put(200, 40);
+    const again: Item[] = [];
+    const c2 = await start({
+      group: 'handler',
+      leases: { store },
+      handler: (batch: RecordBatch<Item>) => {
+        for (const r of batch.records) again.push(r.data);
+      },
+    });
+    await waitFor(
+      () => again.length >= more.length,
+      () => `${again.length} of ${more.length}`,
+    );
+    // Idle fetches would have shown any replay by now; give them a moment to be sure.
+    await waitFor(
+      () => c2.status().shards.every((s) => s.lastFetchAt !== undefined && s.millisBehindLatest === 0),
+      () => JSON.stringify(c2.status().shards),
+    );
+    await c2.stop();
+    expectExactlyOnceInOrder(again, more);
+  });
+
+  it('iterator mode: every record once, in order per key; leaving the loop and stop() checkpoints', async () => {
+    const store = new MemoryLeaseStore();
+    const all = [...produced];
+    const received: Item[] = [];
+    const c = await start({ group: 'iterator', leases: { store } });
+    for await (const batch of c) {
+      for (const r of batch.records) received.push(r.data);
+      if (received.length >= all.length) break;
+    }
+    await c.stop();
+    expectExactlyOnceInOrder(received, all);
+
+    // Restart: everything was checkpointed, so only new records arrive.
+    const more = await put(40, 40);
+    const again: Item[] = [];
+    const c2 = await start({ group: 'iterator', leases: { store } });
+    for await (const batch of c2) {
+      for (const r of batch.records) again.push(r.data);
+      if (again.length >= more.length) break;
+    }
+    await c2.stop();
+    expectExactlyOnceInOrder(again, more);
+  });
+
+  it('manual checkpoints: only batch.checkpoint() writes; a restart resumes after the last one', async () => {
+    const store = new MemoryLeaseStore();
+    const all = [...produced];
+    const received: Item[] = [];
+    const checkpointed: Item[] = [];
+    const c = await start({
+      group: 'manual',
+      leases: { store },
+      checkpoint: { mode: 'manual' },
+      maxRecordsPerFetch: 100,
+    });
+    let writes = 0;
+    c.on('checkpoint', () => writes++);
+    // Checkpoint the first batch of each shard only, part way (upTo), then nothing more.
+    const done = new Set<string>();
+    for await (const batch of c) {
+      for (const r of batch.records) received.push(r.data);
+      if (!done.has(batch.shardId)) {
+        done.add(batch.shardId);
+        const upTo = batch.records[Math.floor(batch.records.length / 2)]!;
+        await batch.checkpoint(upTo);
+        checkpointed.push(...batch.records.slice(0, batch.records.indexOf(upTo) + 1).map((r) => r.data));
+      }
+      if (received.length >= all.length) break;
+    }
+    await c.stop();
+    expect(writes).to.equal(4);
+    expectExactlyOnceInOrder(received, all);
+
+    const again: Item[] = [];
+    const c2 = await start({ group: 'manual', leases: { store }, checkpoint: { mode: 'manual' } });
+    const expected = all.filter((x) => !checkpointed.some((y) => y.k === x.k && y.i === x.i));
+    for await (const batch of c2) {
+      for (const r of batch.records) again.push(r.data);
+      if (again.length >= expected.length) break;
+    }
+    await c2.stop();
+    expectExactlyOnceInOrder(again, expected);
+  });
+
+  it("initialPosition 'LATEST' reads only what arrives after the start; { timestamp } from that time", async () => {
+    const latest: Item[] = [];
+    const c = await start({
+      group: 'latest',
+      initialPosition: 'LATEST',
+      handler: (batch: RecordBatch<Item>) => {
+        for (const r of batch.records) latest.push(r.data);
+      },
+    });
+    await waitFor(
+      () => c.status().shards.every((s) => s.lastFetchAt !== undefined),
+      () => 'first fetches',
+    );
+    const since = new Date();
+    const fresh = await put(80, 8);
+    await waitFor(
+      () => latest.length >= fresh.length,
+      () => `${latest.length} of ${fresh.length}`,
+    );
+    expectExactlyOnceInOrder(latest, fresh);
+
+    const timed: Item[] = [];
+    await start({
+      group: 'timestamp',
+      initialPosition: { timestamp: new Date(since.getTime() - 1) },
+      handler: (batch: RecordBatch<Item>) => {
+        for (const r of batch.records) timed.push(r.data);
+      },
+    });
+    await waitFor(
+      () => timed.length >= fresh.length,
+      () => `${timed.length} of ${fresh.length}`,
+    );
+    expectExactlyOnceInOrder(timed, fresh);
+  });
+});
+
+describe('startCoordinator with KPL-aggregated input (kinesis-mock)', function () {
+  this.timeout(60_000);
+  let kinesis: LocalKinesis;
+
+  before(async () => {
+    kinesis = await startLocalKinesis({ engine: 'kinesis-mock' });
+  });
+
+  after(async () => {
+    await kinesis?.stop();
+  });
+
+  it('deaggregates: 2,000 records in aggregates of 25, each once, in order, in handler and iterator mode', async () => {
+    const stream = `coord-kpl-${process.pid}`;
+    await kinesis.createStream(stream, { shards: 4 });
+    const client = kinesis.client();
+    const items = keyedItems(2_000, 40);
+    const puts = await putAggregated(client, stream, items, 25);
+    expect(puts).to.equal(80);
+
+    const handled: Item[] = [];
+    const subSequences = new Set<number>();
+    const c = await startCoordinator<Item>({
+      streamName: stream,
+      group: 'kpl-handler',
+      kinesis: kinesis.clientConfig,
+      ...FAST,
+      handler: (batch) => {
+        for (const r of batch.records) {
+          handled.push(r.data);
+          if (r.subSequenceNumber !== undefined) subSequences.add(r.subSequenceNumber);
+        }
+      },
+    });
+    try {
+      await waitFor(
+        () => handled.length >= items.length,
+        () => `${handled.length} of ${items.length}`,
+      );
+    } finally {
+      await c.stop();
+    }
+    expectExactlyOnceInOrder(handled, items);
+    expect([...subSequences].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 25 }, (_, i) => i));
+
+    const iterated: Item[] = [];
+    const c2 = await startCoordinator<Item>({
+      streamName: stream,
+      group: 'kpl-iterator',
+      kinesis: kinesis.clientConfig,
+      ...FAST,
+    });
+    for await (const batch of c2) {
+      for (const r of batch.records) iterated.push(r.data);
+      if (iterated.length >= items.length) break;
+    }
+    await c2.stop();
+    expectExactlyOnceInOrder(iterated, items);
+  });
+});

@@ -1,0 +1,48 @@
+import { PROTOCOL_VERSION } from '@shardline/common';
+import { expect } from 'chai';
+import {
+  isModuleCoordinatorMessage,
+  isModuleWorkerMessage,
+} from '../../../packages/coordinator/src/module-protocol.js';
+
+describe('coordinator handlerModule protocol guards', () => {
+  const v = PROTOCOL_VERSION;
+
+  it('accepts well-formed worker messages', () => {
+    for (const m of [
+      { v, type: 'module-batch', batchId: 0, records: 3, bytes: 30 },
+      { v, type: 'module-done', batchId: 0, records: 3, bytes: 30 },
+      { v, type: 'module-progress', position: { sequenceNumber: '1', subSequenceNumber: 2 }, delivered: 3 },
+      { v, type: 'module-failed', error: { name: 'ShardlineError', message: 'x', code: 'ERR_HANDLER' } },
+      { v, type: 'module-checkpoint', id: 1, position: { sequenceNumber: '1' } },
+      { v, type: 'module-dead-letter', id: 2, records: [], error: { message: 'x' }, attempts: 1 },
+      { v, type: 'module-event', event: 'batch.processed', payload: {} },
+    ]) {
+      expect(isModuleWorkerMessage(m), m.type).to.equal(true);
+    }
+  });
+
+  it('rejects other versions, types and malformed fields', () => {
+    for (const m of [
+      null,
+      { v: 2, type: 'module-batch', batchId: 0, records: 3, bytes: 30 },
+      { v, type: 'batch' },
+      { v, type: 'module-batch', batchId: -1, records: 3, bytes: 30 },
+      { v, type: 'module-progress', position: { sequenceNumber: 1 }, delivered: 3 },
+      { v, type: 'module-checkpoint', id: 1, position: { sequenceNumber: '1', subSequenceNumber: 1.5 } },
+      { v, type: 'module-event', event: 'lease.lost', payload: {} },
+    ]) {
+      expect(isModuleWorkerMessage(m), JSON.stringify(m)).to.equal(false);
+    }
+  });
+
+  it('checks coordinator messages', () => {
+    expect(isModuleCoordinatorMessage({ v, type: 'module-deadline', epochMs: 1 })).to.equal(true);
+    expect(isModuleCoordinatorMessage({ v, type: 'module-result', id: 3 })).to.equal(true);
+    expect(isModuleCoordinatorMessage({ v, type: 'module-result', id: 3, error: { message: 'x' } })).to.equal(
+      true,
+    );
+    expect(isModuleCoordinatorMessage({ v, type: 'module-deadline', epochMs: Number.NaN })).to.equal(false);
+    expect(isModuleCoordinatorMessage({ v, type: 'credit', records: 1, bytes: 1 })).to.equal(false);
+  });
+});

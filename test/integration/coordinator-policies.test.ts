@@ -1,8 +1,10 @@
 /**
- * startCoordinator policies on kinesalite: maxShardConsumers, handler failures and poison records
- * (stop-shard, skip), a graceful stop during a slow handler with bounded memory, and Redis leases.
+ * startCoordinator policies on kinesalite: maxShardConsumers, handler failures (retries, then the
+ * failing batch isolated record by record) and poison records (stop-shard, skip, dead-letter), a
+ * graceful stop during a slow handler with bounded memory, and Redis leases.
  */
 import { fileURLToPath } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import { type KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { type Codec, KPL_MAGIC } from '@shardline/common';
 import type { Coordinator, CoordinatorOptions, RecordBatch } from '@shardline/coordinator';
@@ -138,55 +140,60 @@ describe('startCoordinator policies (kinesalite)', function () {
     ]);
   });
 
-  it("a handler that keeps failing on one record: retried, then 'stop-shard' (failing, checkpoint before it)", async () => {
+  it("a handler that keeps failing on one record: retried, isolated, then 'stop-shard' just before that record", async () => {
     const s = await streamWith(2, 40);
     const poisonShard = s.shardIds[0]!;
     const poison = s.items.get(poisonShard)![17]!;
-    const received: Item[] = [];
-    const failures: Array<{ action: string; attempt: number; code: string }> = [];
-    let poisonSequence: string | undefined;
+    const received: Array<Item & { sequenceNumber: string }> = [];
+    const failures: Array<{ action: string; attempt: number; code: string; records: number }> = [];
     const c = await start({
       streamName: s.name,
       maxRecordsPerFetch: 10,
       // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
       onHandlerError: { retries: 2, backoffMs: { initial: 10, max: 20 }, then: 'stop-shard' },
       handler: (batch: RecordBatch<Item>) => {
-        const bad = batch.records.find((r) => r.data.k === poison.k && r.data.i === poison.i);
-        if (bad !== undefined) {
-          poisonSequence = bad.sequenceNumber;
+        if (batch.records.some((r) => r.data.k === poison.k && r.data.i === poison.i)) {
           throw new Error('poison');
         }
-        for (const r of batch.records) received.push(r.data);
+        for (const r of batch.records) received.push({ ...r.data, sequenceNumber: r.sequenceNumber });
       },
     });
     c.on('handler.failed', (e) =>
-      failures.push({ action: e.action, attempt: e.attempt, code: e.error.code }),
+      failures.push({ action: e.action, attempt: e.attempt, code: e.error.code, records: e.records }),
     );
     await waitFor(
       () => c.status().shards.find((x) => x.shardId === poisonShard)?.state === 'failing',
       () => JSON.stringify(c.status().shards),
     );
+    // The poison record's batch (10 records): three attempts, then each record alone until the poison one.
     expect(failures).to.deep.equal([
-      { action: 'retry', attempt: 1, code: 'ERR_HANDLER' },
-      { action: 'retry', attempt: 2, code: 'ERR_HANDLER' },
-      { action: 'stop-shard', attempt: 3, code: 'ERR_HANDLER' },
+      { action: 'retry', attempt: 1, code: 'ERR_HANDLER', records: 10 },
+      { action: 'retry', attempt: 2, code: 'ERR_HANDLER', records: 10 },
+      { action: 'isolate', attempt: 3, code: 'ERR_HANDLER', records: 10 },
+      { action: 'stop-shard', attempt: 4, code: 'ERR_HANDLER', records: 1 },
     ]);
-    // The other shard is read to the end; the failing one stopped before its poison batch.
+    // The other shard is read to the end; the failing one stopped just before its poison record.
     const other = s.items.get(s.shardIds[1]!)!;
     await waitFor(
       () => received.filter((x) => x.k.startsWith('s1-')).length >= other.length,
       () => `${received.length}`,
     );
+    const fromPoisonShard = received.filter((x) => x.k.startsWith('s0-'));
+    // Every record before the poison one, its own batch's included, exactly once and in order.
+    expect(fromPoisonShard.map((x) => ({ k: x.k, i: x.i }))).to.deep.equal(
+      s.items.get(poisonShard)!.slice(0, 17),
+    );
+    const lastGood = fromPoisonShard[fromPoisonShard.length - 1]!.sequenceNumber;
+    await waitFor(
+      () => c.status().shards.find((x) => x.shardId === poisonShard)!.checkpoint === lastGood,
+      () => `${JSON.stringify(c.status().shards)} expected checkpoint ${lastGood}`,
+    );
     const status = c.status().shards.find((x) => x.shardId === poisonShard)!;
     expect(status.state).to.equal('failing');
     expect(status.owner).to.equal(undefined);
-    expect(BigInt(status.checkpoint!) < BigInt(poisonSequence!)).to.equal(true);
-    const fromPoisonShard = received.filter((x) => x.k.startsWith('s0-'));
-    expect(fromPoisonShard.length).to.be.lessThan(18);
-    expect(fromPoisonShard.some((x) => x.k === poison.k && x.i === poison.i)).to.equal(false);
   });
 
-  it("'skip' moves past a failing batch; the shard reads on", async () => {
+  it("'skip' isolates a failing batch: only the poison record is skipped, the shard reads on", async () => {
     const s = await streamWith(1, 40);
     const poison = s.items.get(s.shardIds[0]!)![5]!;
     const received: Item[] = [];
@@ -202,17 +209,16 @@ describe('startCoordinator policies (kinesalite)', function () {
         for (const r of batch.records) received.push(r.data);
       },
     });
-    c.on('handler.failed', (e) => actions.push(e.action));
+    c.on('handler.failed', (e) => actions.push(`${e.action}:${e.records}`));
     const all = s.items.get(s.shardIds[0]!)!;
     await waitFor(
       () => received.some((x) => x.k === all[all.length - 1]!.k && x.i === all[all.length - 1]!.i),
       () => `${received.length}`,
     );
-    expect(actions).to.deep.equal(['retry', 'skip']);
-    expect(received.some((x) => x.k === poison.k && x.i === poison.i)).to.equal(false);
-    // Only the failing batch (at most 10 records) is missing, and nothing came twice.
-    expect(received.length).to.be.within(all.length - 10, all.length - 1);
-    expect(new Set(received.map((x) => `${x.k}/${x.i}`)).size).to.equal(received.length);
+    expect(actions).to.deep.equal(['retry:10', 'isolate:10', 'skip:1']);
+    // Every other record exactly once, in order: the rest of the poison record's batch too.
+    expect(received).to.deep.equal(all.filter((x) => x !== poison));
+    expect(c.status().shards[0]!.recordsDelivered).to.equal(all.length - 1);
     expect(c.status().shards[0]!.state).to.equal('reading');
   });
 
@@ -557,17 +563,23 @@ describe('startCoordinator policies (kinesalite)', function () {
     });
 
     for (const mode of ['handler', 'handlerModule'] as const) {
-      it(`'dead-letter' (${mode}): the failing batch's records and poison records become BullMQ jobs, the shard moves on`, async () => {
+      it(`'dead-letter' (${mode}): only the record that fails alone and the poison record become BullMQ jobs, the rest is handled once`, async () => {
         const name = `policies-${process.pid}-${streamNo++}`;
         const { shards } = await kinesis.createStream(name, { shards: 1 });
         const hashKey = shards[0]!.HashKeyRange!.StartingHashKey!;
         const item = (i: number, extra: Record<string, unknown> = {}) =>
           encoder.encode(JSON.stringify({ k: 'd', i, ...extra }));
         const badKpl = new Uint8Array([...KPL_MAGIC, ...Array.from({ length: 24 }, (_, n) => n)]);
+        // One batch: [0, 1 (throws), 2] go to the handler together, the malformed aggregate splits it.
         await putRaw(name, [item(0), item(1, { poison: true }), item(2), badKpl, item(3)], hashKey);
         const queueName = `dlq-${process.pid}-${mode}`;
         const received: number[] = [];
         const actions: string[] = [];
+        // The handler module reports what it handled over this channel (see fixtures/handler-module.mjs).
+        const channel = new BroadcastChannel('shardline-handler-module-test');
+        channel.onmessage = (event) => {
+          for (const x of (event as unknown as { data: { items: Item[] } }).data.items) received.push(x.i);
+        };
         const options: Partial<CoordinatorOptions<Item>> =
           mode === 'handler'
             ? {
@@ -580,32 +592,34 @@ describe('startCoordinator policies (kinesalite)', function () {
         const c = await start({
           streamName: name,
           group: `dlq-${mode}`,
-          maxRecordsPerFetch: 1,
           // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
           onHandlerError: { retries: 1, backoffMs: { initial: 10, max: 20 }, then: 'dead-letter' },
           deadLetter: { queue: queueName, connection: redis.url },
           ...options,
         });
-        c.on('handler.failed', (e) => actions.push(`${e.action}:${e.error.code}`));
+        c.on('handler.failed', (e) => actions.push(`${e.action}:${e.error.code}:${e.records}`));
         const inspect = new Queue(queueName, {
           connection: redis.client({ maxRetriesPerRequest: null }) as never,
         });
         try {
           await waitFor(
-            () => actions.length >= 3,
+            () => actions.length >= 4,
             () => JSON.stringify(actions),
           );
           await waitFor(
             // Items 0, 2 and 3 handled: the shard moved past both dead-lettered records.
-            () => c.status().shards[0]!.recordsDelivered >= 3,
-            () => JSON.stringify(c.status().shards),
+            () => c.status().shards[0]!.recordsDelivered >= 3 && received.length >= 3,
+            () => JSON.stringify({ shards: c.status().shards, received }),
           );
           expect(actions).to.deep.equal([
-            'retry:ERR_HANDLER',
-            'dead-letter:ERR_HANDLER',
-            'dead-letter:ERR_KPL_MALFORMED',
+            'retry:ERR_HANDLER:3',
+            'isolate:ERR_HANDLER:3',
+            'dead-letter:ERR_HANDLER:1',
+            'dead-letter:ERR_KPL_MALFORMED:1',
           ]);
-          if (mode === 'handler') expect(received).to.deep.equal([0, 2, 3]);
+          // Each good record once, in order (the failed attempts of [0, 1, 2] handled nothing).
+          expect(received).to.deep.equal([0, 2, 3]);
+          expect(c.status().shards[0]!.recordsDelivered).to.equal(3);
           const jobs = (await inspect.getJobs(['waiting'])).map((j) => j.data as Record<string, unknown>);
           jobs.sort((a, b) => String(a.sequenceNumber).localeCompare(String(b.sequenceNumber)));
           expect(jobs).to.have.length(2);
@@ -613,7 +627,8 @@ describe('startCoordinator policies (kinesalite)', function () {
             group: `dlq-${mode}`,
             stream: name,
             dataEncoding: 'json',
-            attempts: 2,
+            // Two attempts of the batch, then one alone.
+            attempts: 3,
           });
           expect(jobs[0]!.data).to.deep.equal({ k: 'd', i: 1, poison: true });
           expect((jobs[0]!.error as { code: string }).code).to.equal('ERR_HANDLER');
@@ -622,6 +637,7 @@ describe('startCoordinator policies (kinesalite)', function () {
           expect((jobs[1]!.error as { code: string }).code).to.equal('ERR_KPL_MALFORMED');
           expect(c.status().shards[0]!.state).to.equal('reading');
         } finally {
+          channel.close();
           await inspect.obliterate({ force: true });
           await inspect.close();
         }

@@ -9,8 +9,12 @@
  * - Poison records (undecodable payloads, malformed KPL aggregates) split a batch: the good records
  *   before them are delivered, then `onHandlerError.then` applies to the poison record alone
  *   (without retries: decoding is deterministic, a retry fails the same way).
- * - Handler errors are retried with backoff up to `onHandlerError.retries`, then `then` applies:
- *   `'skip'` moves past the batch, `'stop-shard'` stops the shard with its checkpoint before it.
+ * - Handler errors are retried with backoff up to `onHandlerError.retries`. A batch of several records
+ *   that still fails is then isolated: its records are delivered again one at a time, in order, one
+ *   attempt each, so `then` applies only to the records that fail alone and the others are processed
+ *   (`'skip'` moves past a failing record, `'dead-letter'` sends it to the queue, `'stop-shard'` stops
+ *   the shard with its checkpoint just before it). One attempt per record bounds the cost of isolating
+ *   to one handler call per record, whatever `retries` is.
  */
 
 import type {
@@ -98,7 +102,13 @@ interface ReadyBatch<T> {
   settle(processed: boolean): void;
 }
 
-type Outcome = 'processed' | 'skipped' | 'abandoned' | 'failed';
+/**
+ * - `processed`: the whole batch was handled; the caller reports it.
+ * - `skipped` / `isolated`: passed over, or handled record by record; positions are already reported.
+ * - `abandoned`: a stop or close ended the work; what was not reported is delivered again later.
+ * - `failed`: `'stop-shard'` applied.
+ */
+type Outcome = 'processed' | 'skipped' | 'isolated' | 'abandoned' | 'failed';
 
 function toHandlerError(error: unknown, shardId: string): ShardlineError {
   if (error instanceof ShardlineError) return error;
@@ -373,7 +383,7 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
       if (!first && (this.#stopping || lane.halted)) return false;
       first = false;
       const outcome = await this.#deliver(lane, records, position, message.millisBehindLatest);
-      return outcome === 'processed' || outcome === 'skipped';
+      return outcome === 'processed' || outcome === 'skipped' || outcome === 'isolated';
     };
     for (const entry of entries) {
       if (entry.ok) {
@@ -384,24 +394,15 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
       if (!first && (this.#stopping || lane.halted)) return;
       first = false;
       const error = deserializeError(entry.error);
-      const action = this.#action();
-      this.#o.logger.warn(
-        {
-          shardId: lane.shardId,
-          sequenceNumber: entry.record.sequenceNumber,
-          subSequenceNumber: entry.record.subSequenceNumber,
-          err: entry.error,
-          action,
-        },
+      const outcome = await this.#applyThen(
+        lane,
+        [entry.record],
+        positionOf(entry.record),
+        error,
+        1,
         'poison record',
       );
-      this.#o.events.emit('handler.failed', { shardId: lane.shardId, error, attempt: 1, action, records: 1 });
-      if (action === 'stop-shard') {
-        this.#fail(lane, error);
-        return;
-      }
-      if (action === 'dead-letter' && !(await this.#sendDeadLetter(lane, [entry.record], error, 1))) return;
-      lane.hooks.processed(positionOf(entry.record), 0);
+      if (outcome !== 'skipped') return;
     }
     await deliverRun(true);
   }
@@ -449,11 +450,23 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
     if (this.#o.mode === 'iterator') {
       if (!(await this.#offer(lane, batch))) return 'abandoned';
     } else {
-      const outcome = await this.#runHandler(lane, batch);
+      const outcome = await this.#runHandler(lane, batch, end);
       if (outcome !== 'processed') return outcome;
     }
-    lane.delivered += records.length;
-    lane.hooks.processed(end, records.length);
+    this.#reportProcessed(lane, records.length, end, started, millisBehindLatest);
+    return 'processed';
+  }
+
+  /** `records` were handled, up to `end`. */
+  #reportProcessed(
+    lane: Lane,
+    records: number,
+    end: ShardPosition,
+    started: number,
+    millisBehindLatest: number | undefined,
+  ): void {
+    lane.delivered += records;
+    lane.hooks.processed(end, records);
     const payload: {
       shardId: string;
       records: number;
@@ -463,53 +476,117 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
       millisBehindLatest?: number;
     } = {
       shardId: lane.shardId,
-      records: records.length,
+      records,
       durationMs: performance.now() - started,
       lastSequenceNumber: end.sequenceNumber,
     };
     if (end.subSequenceNumber !== undefined) payload.lastSubSequenceNumber = end.subSequenceNumber;
     if (millisBehindLatest !== undefined) payload.millisBehindLatest = millisBehindLatest;
     this.#o.events.emit('batch.processed', payload);
-    return 'processed';
   }
 
-  async #runHandler(lane: Lane, batch: RecordBatch<T>): Promise<Outcome> {
-    const { retries, backoffMs } = this.#o.onHandlerError;
-    const handler = this.#o.handler!;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await handler(batch);
-        return 'processed';
-      } catch (thrown) {
-        const error = toHandlerError(thrown, lane.shardId);
-        const base = { shardId: lane.shardId, error, attempt: attempt + 1, records: batch.records.length };
-        if (attempt < retries && !this.#stopping && !lane.halted) {
-          this.#o.events.emit('handler.failed', { ...base, action: 'retry' });
-          try {
-            await sleep(backoffDelay(attempt, backoffMs as BackoffMs), this.#abort.signal);
-          } catch {
-            return 'abandoned';
-          }
-          if (lane.halted) return 'abandoned';
-          continue;
-        }
-        if (this.#stopping || lane.halted) return 'abandoned';
-        const action = this.#action();
-        this.#o.logger.warn({ shardId: lane.shardId, err: serializeError(error), action }, 'handler failed');
-        this.#o.events.emit('handler.failed', { ...base, action });
-        if (action === 'dead-letter') {
-          if (!(await this.#sendDeadLetter(lane, batch.records, error, attempt + 1))) return 'abandoned';
-          lane.hooks.processed(this.#endOf(batch), 0);
-          return 'skipped';
-        }
-        if (action === 'skip') {
-          lane.hooks.processed(this.#endOf(batch), 0);
-          return 'skipped';
-        }
-        this.#fail(lane, error);
-        return 'failed';
-      }
+  /** One handler call; the error it threw, if any. */
+  async #attempt(lane: Lane, batch: RecordBatch<T>): Promise<ShardlineError | undefined> {
+    try {
+      await this.#o.handler!(batch);
+      return undefined;
+    } catch (thrown) {
+      return toHandlerError(thrown, lane.shardId);
     }
+  }
+
+  async #runHandler(lane: Lane, batch: RecordBatch<T>, end: ShardPosition): Promise<Outcome> {
+    const { retries, backoffMs } = this.#o.onHandlerError;
+    for (let attempt = 0; ; attempt++) {
+      const error = await this.#attempt(lane, batch);
+      if (error === undefined) return 'processed';
+      const base = { shardId: lane.shardId, error, attempt: attempt + 1, records: batch.records.length };
+      if (attempt < retries && !this.#stopping && !lane.halted) {
+        this.#o.events.emit('handler.failed', { ...base, action: 'retry' });
+        try {
+          await sleep(backoffDelay(attempt, backoffMs as BackoffMs), this.#abort.signal);
+        } catch {
+          return 'abandoned';
+        }
+        if (lane.halted) return 'abandoned';
+        continue;
+      }
+      // A stop may be what made the handler fail: the batch is delivered again after a restart.
+      if (this.#stopping || lane.halted) return 'abandoned';
+      if (batch.records.length === 1) return this.#applyThen(lane, batch.records, end, error, attempt + 1);
+      this.#o.logger.warn(
+        { shardId: lane.shardId, err: serializeError(error), records: batch.records.length },
+        'handler failed: delivering the batch one record at a time',
+      );
+      this.#o.events.emit('handler.failed', { ...base, action: 'isolate' });
+      return this.#isolate(lane, batch, end, attempt + 2);
+    }
+  }
+
+  /**
+   * Delivers the records of a batch that kept failing one at a time, in order, one attempt each:
+   * `then` applies only to the records that fail alone (`attempts`: what each has had by then).
+   */
+  async #isolate(lane: Lane, batch: RecordBatch<T>, end: ShardPosition, attempts: number): Promise<Outcome> {
+    const { records, millisBehindLatest } = batch;
+    for (const [n, record] of records.entries()) {
+      if (this.#stopping || lane.halted) return 'abandoned';
+      // The last record reports the batch's end, as the whole batch would have.
+      const position = n === records.length - 1 ? end : positionOf(record);
+      const started = performance.now();
+      const error = await this.#attempt(lane, this.#makeBatch(lane, [record], position, millisBehindLatest));
+      if (error === undefined) {
+        this.#reportProcessed(lane, 1, position, started, millisBehindLatest);
+        continue;
+      }
+      if (this.#stopping || lane.halted) return 'abandoned';
+      const outcome = await this.#applyThen(lane, [record], position, error, attempts);
+      if (outcome !== 'skipped') return outcome;
+    }
+    return 'isolated';
+  }
+
+  /**
+   * `onHandlerError.then` for records that failed for good (after their retries, or undecodable):
+   * `'skipped'` when the shard moves on past `position`.
+   */
+  async #applyThen(
+    lane: Lane,
+    records: ShardRecord<unknown>[],
+    position: ShardPosition,
+    error: ShardlineError,
+    attempts: number,
+    what = 'handler failed',
+  ): Promise<Outcome> {
+    const action = this.#action();
+    const first = records[0]!;
+    this.#o.logger.warn(
+      {
+        shardId: lane.shardId,
+        sequenceNumber: first.sequenceNumber,
+        subSequenceNumber: first.subSequenceNumber,
+        records: records.length,
+        err: serializeError(error),
+        action,
+      },
+      what,
+    );
+    this.#o.events.emit('handler.failed', {
+      shardId: lane.shardId,
+      error,
+      attempt: attempts,
+      action,
+      records: records.length,
+    });
+    if (action === 'stop-shard') {
+      this.#fail(lane, error);
+      return 'failed';
+    }
+    if (action === 'dead-letter' && !(await this.#sendDeadLetter(lane, records, error, attempts))) {
+      return 'abandoned';
+    }
+    lane.hooks.processed(position, 0);
+    return 'skipped';
   }
 
   #action(): 'skip' | 'stop-shard' | 'dead-letter' {
@@ -549,10 +626,6 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
         if (lane.halted) return false;
       }
     }
-  }
-
-  #endOf(batch: RecordBatch<T>): ShardPosition {
-    return positionOf(batch.records[batch.records.length - 1]!);
   }
 
   /**

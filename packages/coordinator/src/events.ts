@@ -39,8 +39,12 @@ export type StartPosition =
   | 'AFTER_SEQUENCE_NUMBER'
   | 'AT_SEQUENCE_NUMBER';
 
-/** What happens after a handler failure. */
-export type HandlerFailureAction = 'retry' | 'stop-shard' | 'dead-letter' | 'skip';
+/**
+ * What happens after a handler failure: `'retry'` the batch; `'isolate'`: its retries are spent, so its
+ * records are delivered again one at a time (the records that then fail alone get `onHandlerError.then`:
+ * `'stop-shard'`, `'dead-letter'` or `'skip'`).
+ */
+export type HandlerFailureAction = 'retry' | 'isolate' | 'stop-shard' | 'dead-letter' | 'skip';
 
 /** Event name -> payload of every event the coordinator emits. */
 export interface CoordinatorEventMap {

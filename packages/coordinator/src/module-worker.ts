@@ -4,11 +4,12 @@
  * and never crosses threads.
  *
  * The reader talks to an in-thread port; batches go to a local {@link Delivery} (the same in-order,
- * retry and poison-record rules as on the coordinator thread), and the coordinator hears only what it
- * needs: what to charge to and give back to the host budget, processed positions (it writes the
- * checkpoints), events, and `batch.checkpoint()` requests it answers. Everything else the reader says
- * (fetched, throttled, errors, logs, shard end) is passed through unchanged, on the same port, so the
- * order holds. Records are handed to the handler only before the lease deadline the coordinator sends.
+ * retry, isolation and poison-record rules as on the coordinator thread), and the coordinator hears
+ * only what it needs: what to charge to and give back to the host budget, processed positions (it
+ * writes the checkpoints), events, and `batch.checkpoint()` requests it answers. Everything else the
+ * reader says (fetched, throttled, errors, logs, shard end) is passed through unchanged, on the same
+ * port, so the order holds. Records are handed to the handler only before the lease deadline the
+ * coordinator sends.
  */
 
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';

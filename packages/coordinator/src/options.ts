@@ -79,7 +79,7 @@ export interface CheckpointOptions {
 
 export interface HandlerErrorOptions {
   /**
-   * Retries of a failing batch before `then` applies; may be `Infinity`.
+   * Retries of a failing batch before its records are isolated (see `then`); may be `Infinity`.
    * @defaultValue Infinity
    */
   retries?: number;
@@ -89,9 +89,12 @@ export interface HandlerErrorOptions {
    */
   backoffMs?: Partial<BackoffMs>;
   /**
-   * After the last retry: `'stop-shard'` stops reading the shard (status `failing`, lease released,
-   * no checkpoint past the failing batch); `'dead-letter'` sends the records to the `deadLetter` queue
-   * and moves on; `'skip'` moves on.
+   * After the last retry, a batch of several records is isolated: its records are delivered again one
+   * at a time, in order, one attempt each; those that succeed count as processed, and `then` applies to
+   * each record that fails alone (a batch of one record gets `then` directly). `'stop-shard'` stops
+   * reading the shard at the first such record (status `failing`, lease released, checkpoint just
+   * before it); `'dead-letter'` sends the record to the `deadLetter` queue and moves on; `'skip'` moves
+   * past it. Undecodable records get `then` at once, without retries.
    * @defaultValue 'stop-shard'
    */
   then?: 'stop-shard' | 'dead-letter' | 'skip';

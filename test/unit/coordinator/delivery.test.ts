@@ -303,6 +303,143 @@ describe('coordinator Delivery', () => {
     ]);
   });
 
+  describe('a batch that keeps failing is isolated: its records are delivered one at a time', () => {
+    const until = async (condition: () => boolean) => {
+      for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 2));
+    };
+    /** Handles a batch (recording its values) unless it holds one of `poison`. */
+    function poisonHandler(poison: number[], handled: number[]) {
+      return (b: RecordBatch<{ v: number }>) => {
+        if (b.records.some((r) => poison.includes(r.data.v))) throw new Error('poison');
+        handled.push(...b.records.map((r) => r.data.v));
+      };
+    }
+
+    it("'skip': every other record is handled exactly once, in order; only the poison one is skipped", async () => {
+      const handled: number[] = [];
+      const { d, events } = delivery({
+        handler: poisonHandler([3], handled),
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: { retries: 1, backoffMs: { initial: 1, max: 1 }, then: 'skip' },
+      } as never);
+      const failures: string[] = [];
+      events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
+      let processedEvents = 0;
+      events.on('batch.processed', (e) => {
+        processedEvents += e.records;
+      });
+      const a = lane();
+      d.open('A', a.hooks);
+      d.push('A', batch('A', [1, 2, 3, 4, 5]));
+      d.push('A', batch('A', [6, 7], 105));
+      await until(() => handled.length >= 6);
+      expect(handled).to.deep.equal([1, 2, 4, 5, 6, 7]);
+      expect(failures).to.deep.equal(['retry:1:5', 'isolate:2:5', 'skip:3:1']);
+      expect(a.processed.map((p) => `${p.position.sequenceNumber}/${p.records}`)).to.deep.equal([
+        '100/1',
+        '101/1',
+        '102/0',
+        '103/1',
+        '104/1',
+        '106/2',
+      ]);
+      expect(processedEvents).to.equal(6);
+      expect(d.delivered('A')).to.equal(6);
+      expect(a.failed).to.deep.equal([]);
+      expect(d.bufferedRecords).to.equal(0);
+    });
+
+    it("'dead-letter': only the records that fail alone are dead-lettered, the others are handled", async () => {
+      const handled: number[] = [];
+      const sent: Array<{ values: unknown[]; attempts: number }> = [];
+      const { d, events } = delivery({
+        handler: poisonHandler([2, 4], handled),
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: { retries: 2, backoffMs: { initial: 1, max: 1 }, then: 'dead-letter' },
+        deadLetter: async (
+          _shardId: string,
+          records: Array<{ data: unknown }>,
+          _e: unknown,
+          attempts: number,
+        ) => {
+          sent.push({ values: records.map((r) => r.data), attempts });
+        },
+      } as never);
+      const failures: string[] = [];
+      events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
+      const a = lane();
+      d.open('A', a.hooks);
+      d.push('A', batch('A', [1, 2, 3, 4, 5]));
+      await until(() => a.processed.length >= 5);
+      expect(handled).to.deep.equal([1, 3, 5]);
+      // Three attempts of the batch, then one alone.
+      expect(sent).to.deep.equal([
+        { values: [{ v: 2 }], attempts: 4 },
+        { values: [{ v: 4 }], attempts: 4 },
+      ]);
+      expect(failures).to.deep.equal([
+        'retry:1:5',
+        'retry:2:5',
+        'isolate:3:5',
+        'dead-letter:4:1',
+        'dead-letter:4:1',
+      ]);
+      expect(a.processed.map((p) => `${p.position.sequenceNumber}/${p.records}`)).to.deep.equal([
+        '100/1',
+        '101/0',
+        '102/1',
+        '103/0',
+        '104/1',
+      ]);
+    });
+
+    it("'stop-shard': stops at the first record that fails alone, after processing the ones before it", async () => {
+      const handled: number[] = [];
+      const { d, events } = delivery({
+        handler: poisonHandler([3], handled),
+      } as never);
+      const failures: string[] = [];
+      events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
+      const a = lane();
+      d.open('A', a.hooks);
+      d.push('A', batch('A', [1, 2, 3, 4]));
+      d.push('A', batch('A', [5], 104));
+      await until(() => a.failed.length > 0);
+      await tick();
+      expect(handled).to.deep.equal([1, 2]);
+      expect(failures).to.deep.equal(['isolate:1:4', 'stop-shard:2:1']);
+      expect(a.failed).to.deep.equal(['ERR_HANDLER']);
+      expect(a.processed.map((p) => `${p.position.sequenceNumber}/${p.records}`)).to.deep.equal([
+        '100/1',
+        '101/1',
+      ]);
+      expect(d.bufferedRecords).to.equal(0);
+    });
+
+    it('a stop during isolation ends it before the next record; the records handled alone count', async () => {
+      const handled: number[] = [];
+      let d: Delivery<{ v: number }>;
+      ({ d } = delivery({
+        handler: (b: RecordBatch<{ v: number }>) => {
+          if (b.records.length > 1) throw new Error('too many');
+          handled.push(b.records[0]!.data.v);
+          if (b.records[0]!.data.v === 2) d.stopping();
+        },
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: { retries: 0, backoffMs: { initial: 1, max: 1 }, then: 'skip' },
+      } as never));
+      const a = lane();
+      d.open('A', a.hooks);
+      d.push('A', batch('A', [1, 2, 3]));
+      await until(() => !d.busy);
+      expect(handled).to.deep.equal([1, 2]);
+      expect(a.processed.map((p) => `${p.position.sequenceNumber}/${p.records}`)).to.deep.equal([
+        '100/1',
+        '101/1',
+      ]);
+    });
+  });
+
   it('holds a lane while canDeliver() is false (past the lease deadline) until resumed', async () => {
     const seen: number[] = [];
     const { d } = delivery({

@@ -6,6 +6,8 @@
 import { createRequire } from 'node:module';
 import { codecs } from '@shardline/common';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { DemoOptions } from './commands/demo.js';
+import { DEMO_DEFAULTS, demoCommand } from './commands/demo.js';
 import { describeCommand } from './commands/describe.js';
 import { listCommand } from './commands/list.js';
 import type { PutOptions } from './commands/put.js';
@@ -40,6 +42,13 @@ function parseCount(value: string): number {
   if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
     throw new InvalidArgumentError('must be an integer >= 1');
   }
+  return n;
+}
+
+function parseShardCount(value: string): number {
+  const n = parseCount(value);
+  // The demo runs one local emulator on this machine: more shards only make it slower to watch.
+  if (n > 64) throw new InvalidArgumentError('must be an integer from 1 to 64');
   return n;
 }
 
@@ -135,6 +144,22 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     .option('--aggregate', 'KPL-aggregate the records')
     .addOption(codecOption())
     .action(run((c, name: string, options: PutOptions) => putCommand(c, name, options)));
+
+  program
+    .command('demo')
+    .description(
+      'run a local Kinesis, a producer and a consumer with a shard split half-way, and check that every record arrived in order',
+    )
+    .option('--records <n>', 'records to produce', parseCount, DEMO_DEFAULTS.records)
+    .option(
+      '--shards <n>',
+      'shards of the stream (one is split half-way)',
+      parseShardCount,
+      DEMO_DEFAULTS.shards,
+    )
+    .option('--rate <n>', 'records per second', parseCount, DEMO_DEFAULTS.rate)
+    .option('--no-redis', 'in-memory leases even when a Redis answers (REDIS_URL, else 127.0.0.1:6379)')
+    .action(run((c, options: DemoOptions) => demoCommand(c, options)));
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -14,7 +14,6 @@
  * Prints the figures and writes them as the "Leases" section of BENCHMARKS.md.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -23,6 +22,7 @@ import { RedisLeaseManager } from '@shardline/coordinator';
 import { Producer } from '@shardline/producer';
 import { type LocalKinesis, startLocalKinesis, startRedisServer, useTestRedis } from '@shardline/testing';
 import { Redis } from 'ioredis';
+import { writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const HOST_SCRIPT = fileURLToPath(new URL('../../test/integration/fixtures/host.mjs', import.meta.url));
 const LEASES_MS = [10_000, 3_000];
@@ -497,23 +497,7 @@ async function main(): Promise<void> {
     ...rows,
     '',
   ].join('\n');
-  writeSection(section);
-}
-
-function writeSection(section: string): void {
-  const file = new URL('../../BENCHMARKS.md', import.meta.url);
-  let text = existsSync(file)
-    ? readFileSync(file, 'utf8')
-    : '# Benchmarks\n\nEach section names its command, machine and date. Re-run a script to refresh its section.\n\n';
-  const start = text.indexOf('## Leases\n');
-  if (start === -1) {
-    text = `${text.trimEnd()}\n\n${section}`;
-  } else {
-    const next = text.indexOf('\n## ', start + 1);
-    text = text.slice(0, start) + section + (next === -1 ? '' : text.slice(next + 1));
-  }
-  writeFileSync(file, text);
-  console.log('BENCHMARKS.md: Leases section written');
+  writeBenchmarkSection('Leases', section);
 }
 
 await main();

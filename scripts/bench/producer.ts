@@ -11,7 +11,6 @@
  * "Producer" section of BENCHMARKS.md.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import {
   type KinesisClient,
@@ -22,6 +21,7 @@ import {
 import { createKinesisClient } from '@shardline/common';
 import { Producer, type PutReceipt } from '@shardline/producer';
 import { startLocalKinesis } from '@shardline/testing';
+import { writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const RECORD_BYTES = 100;
 const SHARDS = 4;
@@ -255,26 +255,10 @@ async function main(): Promise<void> {
         `${fmt((1024 * 1024) / bytesPerUserRecord)} user records/s.`,
       '',
     ].join('\n');
-    writeSection(section);
+    writeBenchmarkSection('Producer', section);
   } finally {
     await kinesis.stop();
   }
-}
-
-function writeSection(section: string): void {
-  const file = new URL('../../BENCHMARKS.md', import.meta.url);
-  let text = existsSync(file)
-    ? readFileSync(file, 'utf8')
-    : '# Benchmarks\n\nEach section names its command, machine and date. Re-run a script to refresh its section.\n\n';
-  const start = text.indexOf('## Producer\n');
-  if (start === -1) {
-    text = `${text.trimEnd()}\n\n${section}`;
-  } else {
-    const next = text.indexOf('\n## ', start + 1);
-    text = text.slice(0, start) + section + (next === -1 ? '' : text.slice(next + 1));
-  }
-  writeFileSync(file, text);
-  console.log('BENCHMARKS.md: Producer section written');
 }
 
 await main();

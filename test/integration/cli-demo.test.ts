@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
+import type { DemoResult } from '../../packages/cli/src/commands/demo.js';
 
 const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 
@@ -13,30 +14,6 @@ interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
-}
-
-interface ShardSummary {
-  shardId: string;
-  state: string;
-  parentShardIds: string[];
-  recordsDelivered: number;
-  checkpoint?: string;
-}
-
-interface DemoResult {
-  ok: boolean;
-  reason?: string;
-  leases: { store: 'redis' | 'memory'; url?: string; keyPrefix?: string };
-  requested: number;
-  produced: number;
-  failedPuts: number;
-  consumed: { unique: number; duplicates: number; total: number };
-  lost: number;
-  orderKept: boolean;
-  outOfOrder: number;
-  keys: number;
-  split?: { parent: string; hashKey: string; children: string[] };
-  shards: ShardSummary[];
 }
 
 type Child = ChildProcess & { out: () => string; err: () => string };

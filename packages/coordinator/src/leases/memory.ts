@@ -46,15 +46,8 @@ function namespaceOf(store: MemoryLeaseStore, name: string): Namespace {
 }
 
 /** A lease as stored. */
-interface StoredLease {
-  shardId: string;
-  owner: string | undefined;
-  counter: number;
-  expiresAtMs: number | undefined;
-  checkpoint: Checkpoint | undefined;
-  parentShardIds: string[];
-  childShardIds: string[];
-  handoffTo: string | undefined;
+interface StoredLease extends Omit<Lease, 'readAtMs'> {
+  /** When the pending handoff was asked for: it caps renewals and reserves the lease until then + duration. */
   handoffAtMs: number | undefined;
 }
 

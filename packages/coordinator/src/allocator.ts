@@ -8,10 +8,12 @@
  * - Take free or expired leases up to the target, closed shards first (their children wait on them),
  *   then older generations, then older shards, so children never starve their parents.
  * - A lease reserved for another host's pending handoff is left to it (the store refuses it anyway).
- * - When nothing is free and this host is under its target, ask the most loaded live host for one
- *   lease, one request at a time, and only when the move narrows the gap by 2 (no ping-pong). The
- *   store caps the owner's renewals at request time + leaseDurationMs, so a handoff the owner does not
- *   complete ends with its lease expiring: no overlap, no timer here.
+ * - When nothing is free and this host is under its target, ask the most loaded live hosts for leases,
+ *   up to the deficit at once (requests still pending count as coming here), each only when the move
+ *   narrows the gap by 2 (no ping-pong): a host joining a large group reaches its share in about one
+ *   handoff round instead of one round per lease. The store keeps one request per lease and caps the
+ *   owner's renewals at request time + leaseDurationMs, so a handoff the owner does not complete ends
+ *   with its lease expiring: no overlap, no timer here.
  * - Every pending request on a lease this host holds is honoured (handOver): even a requester that
  *   died meanwhile, as the capped lease would run out anyway and a release first checkpoints.
  * - Leases that stay free for `overflowAfterPlans` consecutive plans while every host had its chance
@@ -69,8 +71,8 @@ export interface AllocationPlan {
   release: string[];
   /** Leases this host holds that a live host asked for: finish the in-flight batch, checkpoint, release. */
   handOver: HandOver[];
-  /** Ask `from` to hand `shardId` over to this host. */
-  requestHandoff: HandoffRequest | undefined;
+  /** Ask each `from` to hand its `shardId` over to this host (at most the deficit, busiest hosts first). */
+  requestHandoffs: HandoffRequest[];
   warning: CapacityWarning | undefined;
   /** For status and logs. */
   fairShare: number;
@@ -168,7 +170,7 @@ export class Allocator {
       spares: [],
       release: [],
       handOver: [],
-      requestHandoff: undefined,
+      requestHandoffs: [],
       warning: undefined,
       fairShare,
       target,
@@ -221,33 +223,37 @@ export class Allocator {
 
     plan.spares = takeable.map((l) => l.shardId).filter((id) => !plan.acquire.includes(id));
 
-    // Nothing free and under target: ask the most loaded host for one lease, one request at a time.
-    const pending = leases.some(
-      (l) => l.handoffTo === me && l.owner !== undefined && l.owner !== me && held(l),
-    );
-    const gotAfterPlan = mine.length + plan.acquire.length;
-    if (!pending && gotAfterPlan < target && stillFree.length === 0) {
-      let busiest: string | undefined;
-      let busiestLoad = -1;
-      for (const hostId of liveIds) {
-        if (hostId === me) continue;
-        const count = load.get(hostId) ?? 0;
-        if (count > busiestLoad || (count === busiestLoad && busiest !== undefined && hostId < busiest)) {
-          busiest = hostId;
-          busiestLoad = count;
-        }
+    // Nothing free and under target: ask the most loaded hosts for the rest of the deficit. Leases
+    // already promised here count as moved, on both sides.
+    if (stillFree.length === 0) {
+      const pending = active.filter((l) => l.handoffTo === me && held(l) && l.owner !== me);
+      for (const l of pending) load.set(l.owner!, load.get(l.owner!)! - 1);
+      let projected = mine.length + plan.acquire.length + pending.length;
+      // Per owner, the leases it could give: open and young last, so parents stay where they are read.
+      const givable = new Map<string, Lease[]>();
+      for (const l of active) {
+        if (!held(l) || l.owner === me || l.handoffTo !== undefined || (exclude?.has(l.shardId) ?? false))
+          continue;
+        const list = givable.get(l.owner!) ?? [];
+        list.push(l);
+        givable.set(l.owner!, list);
       }
-      if (busiest !== undefined && busiestLoad >= gotAfterPlan + 2) {
-        // Give away its least preferred lease: open and young, so parents stay where they are read.
-        const candidates = active.filter(
-          (l) =>
-            held(l) &&
-            l.owner === busiest &&
-            l.handoffTo === undefined &&
-            !(exclude?.has(l.shardId) ?? false),
-        );
-        const pick = candidates[candidates.length - 1];
-        if (pick !== undefined) plan.requestHandoff = { shardId: pick.shardId, from: busiest };
+      while (projected < target) {
+        let busiest: string | undefined;
+        let busiestLoad = -1;
+        for (const hostId of liveIds) {
+          if (hostId === me || (givable.get(hostId)?.length ?? 0) === 0) continue;
+          const count = load.get(hostId) ?? 0;
+          if (count > busiestLoad || (count === busiestLoad && busiest !== undefined && hostId < busiest)) {
+            busiest = hostId;
+            busiestLoad = count;
+          }
+        }
+        if (busiest === undefined || busiestLoad < projected + 2) break;
+        const pick = givable.get(busiest)!.pop()!;
+        plan.requestHandoffs.push({ shardId: pick.shardId, from: busiest });
+        load.set(busiest, busiestLoad - 1);
+        projected++;
       }
     }
 

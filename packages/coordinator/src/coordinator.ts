@@ -439,14 +439,14 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       }
       this.#begin(lease, sent);
     }
-    if (plan.requestHandoff !== undefined) {
-      await this.#leases
-        .requestHandoff(plan.requestHandoff.shardId, this.#o.hostId)
-        .catch((error: unknown) => {
-          this.#report(error, 'handoff request failed');
+    await Promise.all(
+      plan.requestHandoffs.map(({ shardId }) =>
+        this.#leases.requestHandoff(shardId, this.#o.hostId).catch((error: unknown) => {
+          this.#report(error, 'handoff request failed', shardId);
           return false;
-        });
-    }
+        }),
+      ),
+    );
   }
 
   #deadlineFrom(sent: number, lease: Lease): number {

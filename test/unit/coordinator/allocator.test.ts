@@ -90,11 +90,8 @@ class SimHost {
       if (got === wanted) break;
       if ((await m.acquire(shardId)) !== undefined) got++;
     }
-    if (
-      plan.requestHandoff !== undefined &&
-      (await m.requestHandoff(plan.requestHandoff.shardId, this.hostId))
-    ) {
-      this.requests.push(plan.requestHandoff);
+    for (const request of plan.requestHandoffs) {
+      if (await m.requestHandoff(request.shardId, this.hostId)) this.requests.push(request);
     }
     return plan;
   }
@@ -224,7 +221,7 @@ describe('allocator', () => {
         now: NOW,
       });
       expect(waiting.acquire).to.deep.equal([]);
-      expect(waiting.requestHandoff).to.equal(undefined);
+      expect(waiting.requestHandoffs).to.deep.equal([]);
       const ended = allocator.plan({
         leases: [lease('P', { checkpoint: SHARD_END, counter: 1 }), lease('C1'), lease('C2')],
         topology,
@@ -280,7 +277,7 @@ describe('allocator', () => {
       expect(plan.held).to.equal(4);
     });
 
-    it('asks the most loaded host for one lease when none is free, only if it narrows the gap by 2', () => {
+    it('asks the most loaded host for a lease when none is free, only if it narrows the gap by 2', () => {
       const topology = new Topology(openShards(6));
       const allocator = new Allocator({ hostId: 'D', maxShardConsumers: 10 });
       const owners = ['A', 'A', 'B', 'B', 'C', 'C'];
@@ -292,7 +289,7 @@ describe('allocator', () => {
       });
       expect(plan.target).to.equal(2);
       // Ties broken by host id: A; its least preferred (youngest) lease.
-      expect(plan.requestHandoff).to.deep.equal({ shardId: 's1', from: 'A' });
+      expect(plan.requestHandoffs).to.deep.equal([{ shardId: 's1', from: 'A' }]);
 
       // 7 shards over 3 hosts at 3/2/2: a move would only swap who has 3. No request.
       const seven = new Topology(openShards(7));
@@ -302,25 +299,50 @@ describe('allocator', () => {
         liveHosts: hosts('A', 'B', 'C'),
         now: NOW,
       });
-      expect(balanced.requestHandoff).to.equal(undefined);
+      expect(balanced.requestHandoffs).to.deep.equal([]);
     });
 
-    it('asks one lease at a time: not while its own request is pending', () => {
+    it('counts its pending requests: asks only for the rest of its deficit, from the busiest host', () => {
       const topology = new Topology(openShards(6));
-      const plan = new Allocator({ hostId: 'C', maxShardConsumers: 10 }).plan({
-        leases: [
-          lease('s0', held('A')),
-          lease('s1', held('A')),
-          lease('s2', held('A', { handoffTo: 'C' })),
-          lease('s3', held('B')),
-          lease('s4', held('B')),
-          lease('s5', held('B')),
-        ],
+      const leases = [
+        lease('s0', held('A')),
+        lease('s1', held('A')),
+        lease('s2', held('A', { handoffTo: 'C' })),
+        lease('s3', held('B')),
+        lease('s4', held('B')),
+        lease('s5', held('B')),
+      ];
+      const input = { leases, topology, liveHosts: hosts('A', 'B', 'C'), now: NOW };
+      // Target 2, one on its way from A (A counts as 2 then): one more, from B (3).
+      const plan = new Allocator({ hostId: 'C', maxShardConsumers: 10 }).plan(input);
+      expect(plan.requestHandoffs).to.deep.equal([{ shardId: 's5', from: 'B' }]);
+      // Both on their way: nothing more to ask.
+      leases[5] = lease('s5', held('B', { handoffTo: 'C' }));
+      expect(new Allocator({ hostId: 'C', maxShardConsumers: 10 }).plan(input).requestHandoffs).to.deep.equal(
+        [],
+      );
+    });
+
+    it('a host joining a large group asks for its whole share at once, youngest leases first', () => {
+      const topology = new Topology(openShards(8));
+      const plan = new Allocator({ hostId: 'B', maxShardConsumers: 10 }).plan({
+        leases: openShards(8).map((s) => lease(s.shardId, held('A'))),
         topology,
-        liveHosts: hosts('A', 'B', 'C'),
+        liveHosts: hosts('A', 'B'),
         now: NOW,
       });
-      expect(plan.requestHandoff).to.equal(undefined);
+      expect(plan.target).to.equal(4);
+      expect(plan.requestHandoffs).to.deep.equal(
+        ['s7', 's6', 's5', 's4'].map((shardId) => ({ shardId, from: 'A' })),
+      );
+      // Capped at maxShardConsumers: only as many as it may read.
+      const capped = new Allocator({ hostId: 'B', maxShardConsumers: 1 }).plan({
+        leases: openShards(8).map((s) => lease(s.shardId, held('A'))),
+        topology,
+        liveHosts: hosts('A', 'B'),
+        now: NOW,
+      });
+      expect(capped.requestHandoffs).to.deep.equal([{ shardId: 's7', from: 'A' }]);
     });
 
     it('does not ask a host that is no longer live', () => {
@@ -331,7 +353,7 @@ describe('allocator', () => {
         liveHosts: hosts('B'),
         now: NOW,
       });
-      expect(plan.requestHandoff).to.equal(undefined);
+      expect(plan.requestHandoffs).to.deep.equal([]);
       expect(plan.acquire).to.deep.equal([]);
     });
 
@@ -391,7 +413,10 @@ describe('allocator', () => {
         now: NOW,
         exclude: new Set(['s3']),
       });
-      expect(asking.requestHandoff).to.deep.equal({ shardId: 's2', from: 'B' });
+      expect(asking.requestHandoffs).to.deep.equal([
+        { shardId: 's2', from: 'B' },
+        { shardId: 's1', from: 'B' },
+      ]);
     });
 
     it('validates its options', () => {

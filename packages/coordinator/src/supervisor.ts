@@ -81,7 +81,11 @@ export class Supervisor {
         : createRequire(import.meta.url).resolve('@shardline/shard-worker/worker');
     this.#pool = new Piscina({
       filename,
-      minThreads: 1,
+      // Every thread from the start: piscina marks its initial threads ready at once, so its least-busy
+      // balancer spreads the first readers over all of them. With threads started on demand, the
+      // readers queued at start-up all land on the first thread that comes up and stay there (reader
+      // tasks live as long as their lease), leaving the other cores idle.
+      minThreads: options.workerThreads,
       maxThreads: options.workerThreads,
       concurrentTasksPerWorker:
         options.concurrentTasksPerWorker ?? SUPERVISOR_DEFAULTS.concurrentTasksPerWorker,

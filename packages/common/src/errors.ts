@@ -301,5 +301,14 @@ export function classifyAwsError(error: unknown, operation?: string): ShardlineE
   if (typeof status === 'number' && status >= 500) return make(ErrorCodes.TRANSIENT, true);
   if (status === 429) return make(ErrorCodes.THROTTLED, true);
   if (root?.$fault === 'server') return make(ErrorCodes.TRANSIENT, true);
+  // The SDK names an error it could not read from the response 'Unknown' / 'UnknownError': whatever
+  // answered is not speaking the Kinesis protocol (a wrong endpoint, a proxy's own page).
+  if ((name === 'Unknown' || name === 'UnknownError') && typeof status === 'number') {
+    return new KinesisError(
+      ErrorCodes.KINESIS,
+      `${where}the endpoint answered HTTP ${status} without a Kinesis error in the body: check that the endpoint is a Kinesis endpoint`,
+      { retriable: false, cause: error, awsName: name },
+    );
+  }
   return make(ErrorCodes.KINESIS, false);
 }

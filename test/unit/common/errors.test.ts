@@ -100,6 +100,14 @@ describe('common/errors', () => {
       expect([classified.code, classified.retriable]).to.deep.equal([ErrorCodes.KINESIS, false]);
     });
 
+    it('a response that is not a Kinesis error (SDK "Unknown") says what answered, with its status', () => {
+      const classified = classifyAwsError(sdkError('Unknown', 404), 'ListStreams');
+      expect([classified.code, classified.retriable]).to.deep.equal([ErrorCodes.KINESIS, false]);
+      expect(classified.message).to.equal(
+        'ListStreams: the endpoint answered HTTP 404 without a Kinesis error in the body: check that the endpoint is a Kinesis endpoint',
+      );
+    });
+
     it('AbortError (the caller aborted the request) is ERR_ABORTED and never retriable', () => {
       const abort = Object.assign(new Error('Request aborted'), { name: 'AbortError' });
       const classified = classifyAwsError(wrapped(abort, 1));

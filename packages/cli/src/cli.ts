@@ -9,9 +9,12 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { DemoOptions } from './commands/demo.js';
 import { DEMO_DEFAULTS, demoCommand } from './commands/demo.js';
 import { describeCommand } from './commands/describe.js';
+import { registerFanOutCommands } from './commands/fanout.js';
 import { listCommand } from './commands/list.js';
 import type { PutOptions } from './commands/put.js';
 import { putCommand } from './commands/put.js';
+import type { StatusOptions } from './commands/status.js';
+import { STATUS_DEFAULTS, statusCommand } from './commands/status.js';
 import type { TailOptions } from './commands/tail.js';
 import { tailCommand } from './commands/tail.js';
 import type { CliIo } from './context.js';
@@ -49,6 +52,28 @@ function parseShardCount(value: string): number {
   const n = parseCount(value);
   // The demo runs one local emulator on this machine: more shards only make it slower to watch.
   if (n > 64) throw new InvalidArgumentError('must be an integer from 1 to 64');
+  return n;
+}
+
+function parseHostCount(value: string): number {
+  const n = parseCount(value);
+  if (n > DEMO_DEFAULTS.maxHosts)
+    throw new InvalidArgumentError(`must be an integer from 1 to ${DEMO_DEFAULTS.maxHosts}`);
+  return n;
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > 65_535)
+    throw new InvalidArgumentError('must be a port from 1 to 65535');
+  return n;
+}
+
+function parseWatchSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || !(n >= 0.5 && n <= 3600)) {
+    throw new InvalidArgumentError('must be a number of seconds from 0.5 to 3600');
+  }
   return n;
 }
 
@@ -146,6 +171,24 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     .action(run((c, name: string, options: PutOptions) => putCommand(c, name, options)));
 
   program
+    .command('status')
+    .description(
+      "a consumer group's leases in Redis: owner, counter, checkpoint, expiry and lag per shard, live hosts",
+    )
+    .argument('<stream>', 'stream name')
+    .requiredOption('--group <group>', 'consumer group')
+    .requiredOption('--redis <url>', 'Redis holding the leases, e.g. redis://127.0.0.1:6379')
+    .option('--key-prefix <prefix>', 'prefix of the lease keys (leases.keyPrefix)', STATUS_DEFAULTS.keyPrefix)
+    .option(
+      '--watch [seconds]',
+      `redraw every N seconds until Ctrl-C (default ${STATUS_DEFAULTS.watchIntervalSeconds})`,
+      parseWatchSeconds,
+    )
+    .action(run((c, name: string, options: StatusOptions) => statusCommand(c, name, options)));
+
+  registerFanOutCommands(program, run);
+
+  program
     .command('demo')
     .description(
       'run a local Kinesis, a producer and a consumer with a shard split half-way, and check that every record arrived in order',
@@ -159,6 +202,18 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     )
     .option('--rate <n>', 'records per second', parseCount, DEMO_DEFAULTS.rate)
     .option('--no-redis', 'in-memory leases even when a Redis answers (REDIS_URL, else 127.0.0.1:6379)')
+    .option(
+      '--hosts <n>',
+      `coordinator host processes sharing Redis leases, 1 to ${DEMO_DEFAULTS.maxHosts} (more than 1 needs Redis)`,
+      parseHostCount,
+      DEMO_DEFAULTS.hosts,
+    )
+    .option('--kill-one', 'SIGKILL one host part-way and show its shards move (needs --hosts 2 or more)')
+    .option(
+      '--metrics-port <port>',
+      'serve GET /metrics (Prometheus text) on 127.0.0.1:<port> during the run',
+      parsePort,
+    )
     .action(run((c, options: DemoOptions) => demoCommand(c, options)));
 
   try {

@@ -13,12 +13,18 @@ export {
   ShardlineOptionError,
   serializeError,
 } from './errors.js';
-export type { KinesisClientOptions, PortableCredentials, PortableKinesisConfig } from './kinesis-client.js';
+export type {
+  KinesisClientOptions,
+  KinesisTransport,
+  PortableCredentials,
+  PortableKinesisConfig,
+} from './kinesis-client.js';
 export {
   createKinesisClient,
   isKinesisClient,
   KINESIS_CLIENT_DEFAULTS,
   portableClientConfig,
+  resolveKinesisTransport,
 } from './kinesis-client.js';
 export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
 export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';
@@ -58,6 +64,16 @@ export {
   transferListOf,
   unpackRecords,
 } from './messages.js';
+export type {
+  GaugeSample,
+  GaugeSource,
+  MetricLabels,
+  MetricSpec,
+  MetricsRegistry,
+  MetricType,
+  SourcedGauge,
+} from './metrics.js';
+export { addGaugeSource, collectGaugeSources, resolveMetricsOptions, sharedMetric } from './metrics.js';
 export type { BackoffMs, RetryContext, RetryOptions } from './retry.js';
 export {
   abortError,

@@ -16,14 +16,73 @@ import http from 'node:http';
 import https from 'node:https';
 import type { KinesisClientConfig } from '@aws-sdk/client-kinesis';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
-import type { NodeHttpHandlerOptions } from '@smithy/node-http-handler';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { NodeHttp2HandlerOptions, NodeHttpHandlerOptions } from '@smithy/node-http-handler';
+import { NodeHttp2Handler, NodeHttpHandler } from '@smithy/node-http-handler';
 import { ShardlineOptionError } from './errors.js';
 import type { Logger } from './logger.js';
 import { silentLogger } from './logger.js';
 
+/**
+ * The HTTP version of the handler {@link createKinesisClient} builds.
+ * - `'http1'`: HTTP/1.1 keep-alive (works everywhere except SubscribeToShard on AWS).
+ * - `'http2'`: HTTP/2, which AWS requires for SubscribeToShard (enhanced fan-out). Both local emulators
+ *   fail on it over plain http.
+ * - `'auto'`: HTTP/1.1 for an `http://` endpoint (a local emulator), HTTP/2 otherwise (AWS, TLS).
+ */
+export type KinesisTransport = 'auto' | 'http1' | 'http2';
+
+const TRANSPORTS: readonly KinesisTransport[] = ['auto', 'http1', 'http2'];
+
+/**
+ * Plain `requestHandler` options that the HTTP/2 handler takes (e.g. `nodeHttp2ConnectOptions: { ca }`
+ * for a private CA); being plain data, they also reach worker threads.
+ */
+const HTTP2_OPTION_KEYS = [
+  'requestTimeout',
+  'sessionTimeout',
+  'disableConcurrentStreams',
+  'maxConcurrentStreams',
+  'nodeHttp2ConnectOptions',
+] as const;
+
+/**
+ * What `'auto'` means for `endpoint` (the config's endpoint: a string, URL or `{ url }`): `'http1'` for
+ * an `http://` endpoint, `'http2'` for anything else (https, or none: the AWS regional endpoint).
+ * `'http1'` and `'http2'` are returned as they are.
+ * @throws ShardlineOptionError for a transport that is none of the three.
+ */
+export function resolveKinesisTransport(
+  transport: unknown,
+  endpoint: unknown,
+  option = 'transport',
+): 'http1' | 'http2' {
+  if (!TRANSPORTS.includes(transport as KinesisTransport)) {
+    throw new ShardlineOptionError(
+      option,
+      `must be 'auto', 'http1' or 'http2' (got ${typeof transport === 'string' ? `'${transport}'` : String(transport)})`,
+    );
+  }
+  if (transport !== 'auto') return transport as 'http1' | 'http2';
+  const e = endpoint as { url?: unknown; protocol?: unknown; hostname?: unknown } | string | undefined;
+  let url: string | undefined;
+  if (typeof e === 'string') url = e;
+  else if (e instanceof URL) url = e.href;
+  else if (typeof e === 'object' && e !== null) {
+    if (typeof e.url === 'string') url = e.url;
+    else if (e.url instanceof URL) url = e.url.href;
+    else if (typeof e.protocol === 'string') url = `${e.protocol}//`;
+  }
+  return url?.toLowerCase().startsWith('http:') ? 'http1' : 'http2';
+}
+
 /** HTTP settings of the handler {@link createKinesisClient} builds. */
 export interface KinesisClientOptions {
+  /**
+   * HTTP version: see {@link KinesisTransport}. Polling readers and the control plane are best on
+   * HTTP/1.1 (see the module notes); enhanced fan-out on AWS needs HTTP/2.
+   * @defaultValue 'http1'
+   */
+  transport?: KinesisTransport;
   /**
    * Most concurrent connections per origin (http and https agents each). A shard reader keeps about
    * one request in flight, so this bounds the shards one client serves without queueing.
@@ -56,6 +115,7 @@ export interface KinesisClientOptions {
 
 /** Defaults of {@link KinesisClientOptions}. */
 export const KINESIS_CLIENT_DEFAULTS = Object.freeze({
+  transport: 'http1' as KinesisTransport,
   maxSockets: 256,
   connectionTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
@@ -110,9 +170,10 @@ function checkMs(value: unknown, option: string): number {
 }
 
 function resolveOptions(options: KinesisClientOptions | undefined): Required<
-  Omit<KinesisClientOptions, 'logger'>
+  Omit<KinesisClientOptions, 'logger' | 'transport'>
 > & {
   logger: Logger | undefined;
+  transport: KinesisTransport;
 } {
   if (options === undefined) return { ...KINESIS_CLIENT_DEFAULTS, logger: undefined };
   if (typeof options !== 'object' || options === null) {
@@ -138,7 +199,10 @@ function resolveOptions(options: KinesisClientOptions | undefined): Required<
       'must be a logger with debug, info, warn, error',
     );
   }
+  const transport = options.transport ?? KINESIS_CLIENT_DEFAULTS.transport;
+  resolveKinesisTransport(transport, undefined, 'kinesisClientOptions.transport');
   return {
+    transport,
     maxSockets,
     connectionTimeoutMs: checkMs(
       options.connectionTimeoutMs ?? KINESIS_CLIENT_DEFAULTS.connectionTimeoutMs,
@@ -233,6 +297,25 @@ export function createKinesisClient(
         'kinesis.requestHandler',
         'must be an HttpHandler (e.g. new NodeHttpHandler()) or NodeHttpHandler options',
       );
+    }
+    const transport = resolveKinesisTransport(resolved.transport, input.endpoint);
+    if (transport === 'http2') {
+      // Of plain handler options, only the HTTP/2 handler's own apply (agents are HTTP/1.1 things).
+      const user = (given ?? {}) as Record<string, unknown>;
+      const http2Options: NodeHttp2HandlerOptions = {
+        requestTimeout: resolved.requestTimeoutMs,
+        sessionTimeout: resolved.socketTimeoutMs,
+        // One session per origin carries every request and subscription (HTTP/2 multiplexing); the
+        // SDK gives each event stream (SubscribeToShard) a session of its own anyway.
+        disableConcurrentStreams: false,
+      };
+      for (const key of HTTP2_OPTION_KEYS) {
+        if (user[key] !== undefined) (http2Options as Record<string, unknown>)[key] = user[key];
+      }
+      requestHandler = new NodeHttp2Handler(http2Options);
+      const client = new KinesisClient({ ...input, requestHandler } as KinesisClientConfig);
+      builtFrom.set(client, { ...input });
+      return client;
     }
     const user = (given ?? {}) as NodeHttpHandlerOptions;
     const agentDefaults = { keepAlive: true, maxSockets: resolved.maxSockets };

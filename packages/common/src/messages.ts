@@ -125,6 +125,11 @@ export interface FetchedMessage {
   records: number;
   /** Data bytes in the response. */
   bytes: number;
+  /**
+   * Shard iterators that expired (ExpiredIteratorException) since the previous `fetched` message and
+   * were acquired again before this call; absent when none. Optional, so either side may be older.
+   */
+  expiredIterators?: number;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -366,6 +371,7 @@ function checkWorker(m: Obj): string | undefined {
         optNonNegative(m, 'millisBehindLatest', ''),
         count(m, 'records', ''),
         count(m, 'bytes', ''),
+        optCount(m, 'expiredIterators', ''),
       );
     case 'log':
       if (typeof m.level !== 'string' || !LOG_LEVELS.has(m.level)) {

@@ -38,9 +38,11 @@ import type {
   StartPosition,
 } from './events.js';
 import { CoordinatorEvents } from './events.js';
+import { ensureStreamConsumer } from './fan-out.js';
 import { MemoryLeaseManager } from './leases/memory.js';
 import { RedisLeaseManager } from './leases/redis.js';
 import type { Checkpoint, HostInfo, Lease, LeaseManager } from './leases/types.js';
+import { CoordinatorMetrics, type CoordinatorMetricsSnapshot } from './metrics.js';
 import type { ModuleCoordinatorMessage, ModuleWorkerMessage } from './module-protocol.js';
 import type { CoordinatorOptions, RecordBatch, ResolvedCoordinatorOptions } from './options.js';
 import { resolveCoordinatorOptions } from './options.js';
@@ -135,6 +137,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   readonly #supervisor: Supervisor;
   readonly #delivery: Delivery<T>;
   readonly #deadLetter: DeadLetterQueue | undefined;
+  readonly #metrics: CoordinatorMetrics | undefined;
   readonly #crashGuard = new CrashGuard();
   readonly #abort = new AbortController();
   readonly #active = new Map<string, ActiveShard>();
@@ -157,10 +160,23 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   #lastWarning: string | undefined;
   #stopping: Promise<void> | undefined;
   readonly #onAbort = () => void this.stop();
+  /** Enhanced fan-out: the registered consumer the readers subscribe as (undefined: polling). */
+  #consumerArn: string | undefined;
 
   constructor(o: ResolvedCoordinatorOptions<T>) {
     this.#o = o;
     this.#events = new CoordinatorEvents(o.logger);
+    // First: a registry holding a clashing metric throws here, before anything is opened.
+    this.#metrics =
+      o.metrics === undefined
+        ? undefined
+        : new CoordinatorMetrics({
+            registry: o.metrics.registry,
+            stream: o.stream,
+            group: o.group,
+            events: this.#events,
+            snapshot: () => this.#metricsSnapshot(),
+          });
     this.#ownsClient = !isKinesisClient(o.kinesis);
     this.#client = isKinesisClient(o.kinesis) ? (o.kinesis as KinesisClient) : createKinesisClient(o.kinesis);
     const stream: { streamName?: string; streamArn?: string } = {};
@@ -243,6 +259,17 @@ class CoordinatorImpl<T> implements Coordinator<T> {
    */
   async start(): Promise<void> {
     try {
+      if (this.#o.fanOut !== undefined) {
+        const consumer = await ensureStreamConsumer(this.#client, {
+          streamName: this.#o.streamName,
+          streamArn: this.#o.streamArn,
+          consumerName: this.#o.fanOut.consumerName,
+          timeoutMs: this.#o.fanOut.registrationTimeoutMs,
+          logger: this.#o.logger,
+          signal: this.#abort.signal,
+        });
+        this.#consumerArn = consumer.consumerArn;
+      }
       await this.#sync(true);
     } catch (error) {
       await this.stop().catch(() => undefined);
@@ -550,6 +577,10 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     if (o.streamName !== undefined) options.streamName = o.streamName;
     if (o.streamArn !== undefined) options.streamArn = o.streamArn;
     if (checkpoint !== undefined) options.checkpoint = { ...checkpoint };
+    if (this.#consumerArn !== undefined && o.fanOut !== undefined) {
+      const { transport, subscriptionRenewMs } = o.fanOut;
+      options.fanOut = { consumerArn: this.#consumerArn, transport, subscriptionRenewMs };
+    }
     const stats = this.#statsOf(shardId);
     const reader = this.#supervisor.start(options, (message) => this.#onMessage(active, message));
     active.reader = reader;
@@ -560,6 +591,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         active.checkpointer.processed(position);
       },
       checkpoint: (position) => active.checkpointer.write(position),
+      done: (bytes) => this.#metrics?.batchDone(bytes),
       failed: (error) => this.#shardFailed(active, error),
       canDeliver: () => active.state !== 'lost' && performance.now() < active.deadline,
     });
@@ -608,7 +640,8 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     if (this.#deadLetter === undefined) {
       return Promise.reject(new ShardlineError(ErrorCodes.INTERNAL, 'no dead-letter queue configured'));
     }
-    return this.#deadLetter.send(shardId, records, error, attempts);
+    const sent = this.#deadLetter.send(shardId, records, error, attempts);
+    return this.#metrics === undefined ? sent : sent.then(() => this.#metrics?.deadLettered(records.length));
   }
 
   /** `onHandlerError.then: 'stop-shard'` applied to the shard. */
@@ -628,6 +661,23 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     active.reader.send({ v: PROTOCOL_VERSION, type: 'module-deadline', epochMs });
   }
 
+  /** For the metrics' gauges, at each scrape. */
+  #metricsSnapshot(): CoordinatorMetricsSnapshot {
+    let leases = 0;
+    const shards: Array<{ shardId: string; millisBehindLatest: number | undefined }> = [];
+    for (const active of this.#active.values()) {
+      if (active.state === 'lost') continue;
+      leases++;
+      if (active.state === 'reading') {
+        shards.push({
+          shardId: active.shardId,
+          millisBehindLatest: this.#stats.get(active.shardId)?.millisBehindLatest,
+        });
+      }
+    }
+    return { leases, bufferedRecords: this.#delivery.bufferedRecords, shards };
+  }
+
   #statsOf(shardId: string): ShardStats {
     let stats = this.#stats.get(shardId);
     if (stats === undefined) {
@@ -639,6 +689,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
 
   #onMessage(active: ActiveShard, message: WorkerMessage | ModuleWorkerMessage): void {
     const { shardId } = active;
+    this.#metrics?.onMessage(message);
     switch (message.type) {
       case 'module-batch':
         this.#delivery.charge(shardId, message.records, message.bytes);
@@ -864,6 +915,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     await this.#deadLetter?.close();
     if (this.#ownsClient) this.#client.destroy();
     this.#state = 'stopped';
+    this.#metrics?.close();
     this.#events.clear();
   }
 
@@ -892,9 +944,6 @@ class CoordinatorImpl<T> implements Coordinator<T> {
  */
 export async function startCoordinator<T = unknown>(options: CoordinatorOptions<T>): Promise<Coordinator<T>> {
   const resolved = resolveCoordinatorOptions(options);
-  if (resolved.metrics !== undefined) {
-    resolved.logger.warn({}, 'metrics: not available yet in this version, no metrics are registered');
-  }
   const coordinator = new CoordinatorImpl<T>(resolved);
   await coordinator.start();
   return coordinator;

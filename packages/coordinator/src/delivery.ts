@@ -54,6 +54,8 @@ export interface LaneHooks {
   processed(position: ShardPosition, records: number): void;
   /** Writes a checkpoint now (`batch.checkpoint()`). */
   checkpoint(position: ShardPosition): Promise<void>;
+  /** A whole batch (`bytes` as fetched) was processed and acked to the reader (for metrics). */
+  done?(bytes: number): void;
   /** `onHandlerError.then: 'stop-shard'` applied: stop reading the shard. */
   failed(error: ShardlineError): void;
   /** Whether records of this shard may be handed out now (false past the local lease deadline). */
@@ -361,6 +363,7 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
           return;
         }
         lane.hooks.send({ v: PROTOCOL_VERSION, type: 'ack', batchId: batch.batchId });
+        lane.hooks.done?.(batch.bytes);
         this.#rebalance();
         this.#pump(lane);
       });

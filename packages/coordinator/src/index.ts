@@ -11,17 +11,28 @@ export type {
   LeaseReleasedReason,
   StartPosition,
 } from './events.js';
+export type { EnsureStreamConsumerOptions, StreamConsumer } from './fan-out.js';
+export { ensureStreamConsumer, streamArnOf } from './fan-out.js';
 export type { MemoryLeaseManagerOptions, MemoryLeaseStoreOptions } from './leases/memory.js';
 export { MemoryLeaseManager, MemoryLeaseStore } from './leases/memory.js';
+export type {
+  LeaseGroupShard,
+  LeaseGroupSnapshot,
+  LeaseGroupState,
+  ReadLeaseGroupOptions,
+} from './leases/read-group.js';
+export { READ_LEASE_GROUP_DEFAULTS, readLeaseGroup } from './leases/read-group.js';
 export type { LeaseKeys } from './leases/redis.js';
 export { RedisLeaseManager } from './leases/redis.js';
 export type { RedisConnection, RedisLeaseManagerOptions } from './leases/redis-options.js';
 export { REDIS_LEASE_DEFAULTS, redactRedisUrl } from './leases/redis-options.js';
 export type { Checkpoint, HostInfo, Lease, LeaseManager, LeaseSeed } from './leases/types.js';
+export { COORDINATOR_METRIC_NAMES, HANDLER_DURATION_BUCKETS_SECONDS } from './metrics.js';
 export type {
   CheckpointOptions,
   CoordinatorOptions,
   DeadLetterOptions,
+  FanOutOptions,
   HandlerErrorOptions,
   InitialPosition,
   LeasesOptions,

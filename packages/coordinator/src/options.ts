@@ -14,7 +14,9 @@ import type {
   BackoffMs,
   Codec,
   CodecName,
+  KinesisTransport,
   Logger,
+  MetricsRegistry,
   PortableKinesisConfig,
   ShardRecord,
 } from '@shardline/common';
@@ -22,6 +24,7 @@ import {
   isKinesisClient,
   portableClientConfig,
   resolveCodec,
+  resolveKinesisTransport,
   ShardlineOptionError,
   silentLogger,
   validateRetryOptions,
@@ -113,13 +116,14 @@ export interface DeadLetterOptions {
   connection?: RedisConnection;
 }
 
-/** The part of a prom-client `Registry` Shardline uses. */
-export interface MetricsRegistry {
-  registerMetric(metric: unknown): void;
-}
+export type { MetricsRegistry };
 
 export interface MetricsOptions {
-  /** A prom-client Registry: Shardline registers its metrics there. */
+  /**
+   * A prom-client Registry: Shardline registers its metrics there (see the README's Metrics section).
+   * Several coordinators and producers may share one Registry: they share the metrics, told apart by
+   * their `stream` and `group` labels.
+   */
   registry: MetricsRegistry;
 }
 
@@ -224,6 +228,35 @@ export interface CoordinatorOptions<T = unknown> {
   metrics?: MetricsOptions;
   /** Aborting stops the coordinator gracefully. */
   signal?: AbortSignal;
+  /**
+   * Read with enhanced fan-out (SubscribeToShard) as this registered stream consumer instead of
+   * polling with GetRecords. The consumer is registered if absent and never deregistered automatically
+   * (`shardline fanout deregister`).
+   * @defaultValue undefined (polling)
+   */
+  fanOut?: FanOutOptions;
+}
+
+/** Enhanced fan-out: see {@link CoordinatorOptions.fanOut}. */
+export interface FanOutOptions {
+  /** The stream consumer's name, 1 to 128 of [a-zA-Z0-9_.-]; one per application (consumer group). */
+  consumerName: string;
+  /**
+   * HTTP version of the subscriptions: AWS needs HTTP/2 for SubscribeToShard; the local emulators
+   * speak it only over HTTP/1.1. `'auto'`: HTTP/1.1 for an `http://` endpoint, HTTP/2 otherwise.
+   * @defaultValue 'auto'
+   */
+  transport?: KinesisTransport;
+  /**
+   * How long the reader keeps one subscription before renewing it (AWS ends it after 5 minutes).
+   * @defaultValue 270_000
+   */
+  subscriptionRenewMs?: number;
+  /**
+   * Longest wait for a newly registered consumer to become ACTIVE.
+   * @defaultValue 60_000
+   */
+  registrationTimeoutMs?: number;
 }
 
 /** {@link CoordinatorOptions} after validation and defaults; frozen. */
@@ -271,6 +304,14 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly logger: Logger;
   readonly metrics: MetricsOptions | undefined;
   readonly signal: AbortSignal | undefined;
+  readonly fanOut:
+    | Readonly<{
+        consumerName: string;
+        transport: KinesisTransport;
+        subscriptionRenewMs: number;
+        registrationTimeoutMs: number;
+      }>
+    | undefined;
 }
 
 /** The defaults of {@link CoordinatorOptions}. */
@@ -295,6 +336,11 @@ export const COORDINATOR_DEFAULTS = Object.freeze({
     then: 'stop-shard' as const,
   }),
   deadLetterQueue: 'shardline-dlq',
+  fanOut: Object.freeze({
+    transport: 'auto' as KinesisTransport,
+    subscriptionRenewMs: 270_000,
+    registrationTimeoutMs: 60_000,
+  }),
 });
 
 /** Service limits and bounds the options are checked against. */
@@ -337,6 +383,7 @@ const TOP_LEVEL_KEYS = [
   'logger',
   'metrics',
   'signal',
+  'fanOut',
 ] as const;
 
 /** Kinesis stream names: 1 to 128 of [a-zA-Z0-9_.-]. */
@@ -735,9 +782,16 @@ function resolveMetrics(value: unknown): MetricsOptions | undefined {
   if (value === undefined) return undefined;
   const metrics = objectOption(value, 'metrics', '{ registry: new Registry() }');
   rejectUnknownKeys(metrics, ['registry'], 'metrics.');
-  const registry = metrics.registry as { registerMetric?: unknown } | undefined;
-  if (!isObject(registry) || typeof registry.registerMetric !== 'function') {
-    throw new ShardlineOptionError('metrics.registry', 'must be a prom-client Registry');
+  const registry = metrics.registry as { registerMetric?: unknown; getSingleMetric?: unknown } | undefined;
+  if (
+    !isObject(registry) ||
+    typeof registry.registerMetric !== 'function' ||
+    typeof registry.getSingleMetric !== 'function'
+  ) {
+    throw new ShardlineOptionError(
+      'metrics.registry',
+      "must be a prom-client Registry (an object with registerMetric and getSingleMetric: `new Registry()` from 'prom-client')",
+    );
   }
   return Object.freeze({ registry: registry as unknown as MetricsRegistry });
 }
@@ -918,5 +972,56 @@ export function resolveCoordinatorOptions<T = unknown>(
     logger: resolveLogger(o.logger),
     metrics: resolveMetrics(o.metrics),
     signal: resolveSignal(o.signal),
+    fanOut: resolveFanOut(o.fanOut),
+  });
+}
+
+/** Stream consumer names: 1 to 128 of [a-zA-Z0-9_.-] (the RegisterStreamConsumer rule). */
+const CONSUMER_NAME = /^[a-zA-Z0-9_.-]{1,128}$/;
+const FAN_OUT_KEYS = ['consumerName', 'transport', 'subscriptionRenewMs', 'registrationTimeoutMs'];
+
+function resolveFanOut(value: unknown): ResolvedCoordinatorOptions['fanOut'] {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ShardlineOptionError(
+      'fanOut',
+      `must be { consumerName, transport? } (got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value})`,
+    );
+  }
+  const f = value as Record<string, unknown>;
+  for (const key of Object.keys(f)) {
+    if (!FAN_OUT_KEYS.includes(key)) {
+      throw new ShardlineOptionError(`fanOut.${key}`, `is not an option (known: ${FAN_OUT_KEYS.join(', ')})`);
+    }
+  }
+  const name = f.consumerName;
+  if (typeof name !== 'string' || !CONSUMER_NAME.test(name)) {
+    throw new ShardlineOptionError(
+      'fanOut.consumerName',
+      `must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' and '-' (got ${typeof name === 'string' ? `'${name}'` : String(name)})`,
+    );
+  }
+  const d = COORDINATOR_DEFAULTS.fanOut;
+  const transport = f.transport ?? d.transport;
+  resolveKinesisTransport(transport, undefined, 'fanOut.transport');
+  const renew = f.subscriptionRenewMs ?? d.subscriptionRenewMs;
+  if (typeof renew !== 'number' || !Number.isFinite(renew) || renew < 1_000 || renew > 300_000) {
+    throw new ShardlineOptionError(
+      'fanOut.subscriptionRenewMs',
+      `must be a number from 1000 to 300000 (a subscription lasts 5 minutes; got ${String(renew)})`,
+    );
+  }
+  const timeout = f.registrationTimeoutMs ?? d.registrationTimeoutMs;
+  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
+    throw new ShardlineOptionError(
+      'fanOut.registrationTimeoutMs',
+      `must be a number of milliseconds >= 0 (got ${String(timeout)})`,
+    );
+  }
+  return Object.freeze({
+    consumerName: name,
+    transport: transport as KinesisTransport,
+    subscriptionRenewMs: renew,
+    registrationTimeoutMs: timeout,
   });
 }

@@ -1,4 +1,6 @@
+export { PRODUCER_METRIC_NAMES, PUT_REQUEST_DURATION_BUCKETS_SECONDS } from './metrics.js';
 export type {
+  ProducerMetricsOptions,
   ProducerOptions,
   ProducerRetryOptions,
   RateLimitPerShard,

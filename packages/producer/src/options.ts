@@ -8,7 +8,9 @@ import {
   type CodecName,
   isKinesisClient,
   type Logger,
+  type MetricsRegistry,
   resolveCodec,
+  resolveMetricsOptions,
   ShardlineOptionError,
   silentLogger,
   validateRetryOptions,
@@ -35,6 +37,15 @@ export interface ProducerRetryOptions {
    * @defaultValue { initial: 100, max: 10_000 }
    */
   backoffMs?: BackoffMs;
+}
+
+/** Prometheus metrics of a producer. */
+export interface ProducerMetricsOptions {
+  /**
+   * A prom-client Registry: the producer registers its metrics there (see the README's Metrics
+   * section). Producers and coordinators may share one Registry (told apart by the `stream` label).
+   */
+  registry: MetricsRegistry;
 }
 
 export interface ProducerOptions<T = unknown> {
@@ -99,6 +110,11 @@ export interface ProducerOptions<T = unknown> {
   /** @defaultValue silentLogger */
   logger?: Logger;
   /**
+   * Prometheus metrics: `{ registry: new Registry() }` with prom-client's Registry.
+   * @defaultValue undefined (no metrics)
+   */
+  metrics?: ProducerMetricsOptions;
+  /**
    * Aborting stops the producer at once: pending records and waiting `put()` calls reject with
    * `ERR_ABORTED`, requests in flight are cancelled (their records may still have been written).
    */
@@ -137,6 +153,7 @@ export interface ResolvedProducerOptions<T = unknown> {
   readonly maxInFlightRequests: number;
   readonly shardRefreshIntervalMs: number;
   readonly logger: Logger;
+  readonly metrics: Readonly<ProducerMetricsOptions> | undefined;
   readonly signal: AbortSignal | undefined;
 }
 
@@ -154,6 +171,7 @@ const KNOWN = new Set([
   'maxInFlightRequests',
   'shardRefreshIntervalMs',
   'logger',
+  'metrics',
   'signal',
 ]);
 
@@ -343,6 +361,7 @@ export function resolveProducerOptions<T = unknown>(options: ProducerOptions<T>)
     maxInFlightRequests,
     shardRefreshIntervalMs,
     logger,
+    metrics: resolveMetricsOptions(options.metrics),
     signal,
   });
 }

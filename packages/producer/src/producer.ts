@@ -51,6 +51,7 @@ import {
   validatePartitionKey,
 } from '@shardline/common';
 import { Deque } from './deque.js';
+import { ProducerMetrics } from './metrics.js';
 import { type ProducerOptions, type ResolvedProducerOptions, resolveProducerOptions } from './options.js';
 
 /** PutRecords limits. */
@@ -116,6 +117,8 @@ export interface ProducerEvents {
     entries: number;
     /** Bytes sent (data + partition keys). */
     bytes: number;
+    /** Bytes of the user records acknowledged by this call (each: encoded data + partition key). */
+    acknowledgedBytes: number;
     /** Entries that failed and were retried or rejected. */
     failedEntries: number;
     /** Entries per predicted shard id. */
@@ -282,6 +285,7 @@ export class Producer<T = unknown> {
   readonly #framing: Framing;
   readonly #ordered: boolean;
   readonly #abort = new AbortController();
+  readonly #metrics: ProducerMetrics | undefined;
 
   #router: ShardRouter | undefined;
   #shards = new Map<string, ShardState>();
@@ -320,6 +324,16 @@ export class Producer<T = unknown> {
   constructor(options: ProducerOptions<T>) {
     this.options = resolveProducerOptions(options);
     const o = this.options;
+    // First: a registry holding a clashing metric throws here, before the client is built.
+    this.#metrics =
+      o.metrics === undefined
+        ? undefined
+        : new ProducerMetrics({
+            registry: o.metrics.registry,
+            stream: o.streamName ?? (o.streamArn as string),
+            on: (event, listener) => this.on(event, listener),
+            bufferedRecords: () => this.#buffered,
+          });
     this.#ownClient = !isKinesisClient(o.kinesis);
     // The producer retries failed entries itself, one by one with backoff and pacing; the SDK's own
     // retries beneath would resend whole batches and hide throttling from the pacing. A user who sets
@@ -431,6 +445,7 @@ export class Producer<T = unknown> {
         this.#stopped = true;
         this.#clearTimers();
         this.options.signal?.removeEventListener('abort', this.#onSignalAbort);
+        this.#metrics?.close();
         if (this.#ownClient) this.#client.destroy();
       });
     }
@@ -1137,6 +1152,7 @@ export class Producer<T = unknown> {
   }
 
   #send(request: PutRequest): void {
+    this.#metrics?.requestSent();
     this.#inFlight++;
     this.#requests.add(request);
     const input: PutRecordsCommandInput =
@@ -1162,6 +1178,7 @@ export class Producer<T = unknown> {
     const retries = new Map<ShardState, ShardRetry>();
     const perShard: Record<string, number> = {};
     let acknowledged = 0;
+    let acknowledgedBytes = 0;
     let failedEntries = 0;
     let misrouted = false;
     for (let i = 0; i < request.wire.length; i++) {
@@ -1181,10 +1198,12 @@ export class Producer<T = unknown> {
       const sequenceNumber = result.SequenceNumber;
       if (Array.isArray(group)) {
         for (let j = 0; j < group.length; j++) {
+          acknowledgedBytes += group[j]!.bytes;
           this.#settle(group[j]!, { shardId, sequenceNumber, subSequenceNumber: j });
         }
         acknowledged += group.length;
       } else {
+        acknowledgedBytes += group.bytes;
         this.#settle(group, { shardId, sequenceNumber });
         acknowledged++;
       }
@@ -1193,6 +1212,7 @@ export class Producer<T = unknown> {
       records: acknowledged,
       entries: request.wire.length,
       bytes: request.bytes,
+      acknowledgedBytes,
       failedEntries,
       shards: perShard,
       durationMs: performance.now() - request.startedAt,
@@ -1356,6 +1376,7 @@ export class Producer<T = unknown> {
     this.#queuedBytes = 0;
     this.#rejectMany(pending, error);
     this.#releaseFlushWaiters();
+    this.#metrics?.close();
     if (this.#ownClient) this.#client.destroy();
   }
 

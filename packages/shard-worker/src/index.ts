@@ -2,6 +2,19 @@ export type { CallOptions, GetRecordsClient, GetRecordsResult, GetShardIteratorR
 export { kinesisGetRecordsClient } from './client.js';
 export { connectShardReaderControl } from './control.js';
 export type {
+  FanOutReaderDeps,
+  FanOutReaderOptions,
+  ShardEndProbe,
+  SubscribeClient,
+  SubscribeToShardResult,
+} from './fan-out-reader.js';
+export {
+  FAN_OUT_READER_DEFAULTS,
+  FanOutReader,
+  kinesisShardEndProbe,
+  kinesisSubscribeClient,
+} from './fan-out-reader.js';
+export type {
   BatchEncoding,
   InitialPosition,
   IteratorStart,
@@ -19,4 +32,9 @@ export type {
   ShardReaderStatus,
 } from './shard-reader.js';
 export { ShardReader, systemClock } from './shard-reader.js';
-export type { ShardReaderControl, ShardReaderTask, ShardReaderTaskOptions } from './worker.js';
+export type {
+  ShardReaderControl,
+  ShardReaderFanOutOptions,
+  ShardReaderTask,
+  ShardReaderTaskOptions,
+} from './worker.js';

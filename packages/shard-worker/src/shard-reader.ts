@@ -381,6 +381,8 @@ export class ShardReader {
   async #onRecords(response: GetRecordsResult): Promise<Failure | 'ok'> {
     this.#throttleAttempt = 0;
     this.#errorAttempt = 0;
+    // Every expiry since the last good call is one in a row: reported with this call (for metrics).
+    const expiredIterators = this.#expiredInARow;
     this.#expiredInARow = 0;
     const records = response.Records ?? [];
     const unpacked = unpackResponse(records, this.options.codec, this.options.encoding, this.#skip);
@@ -396,6 +398,7 @@ export class ShardReader {
       ...(this.#millisBehindLatest === undefined ? {} : { millisBehindLatest: this.#millisBehindLatest }),
       records: records.length,
       bytes: unpacked.bytes,
+      ...(expiredIterators > 0 ? { expiredIterators } : {}),
     });
 
     if (unpacked.lastKinesisSequenceNumber !== undefined) {

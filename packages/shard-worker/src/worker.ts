@@ -12,11 +12,12 @@
  */
 import { MessagePort } from 'node:worker_threads';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import type { PortableKinesisConfig } from '@shardline/common';
-import { createKinesisClient, ShardlineOptionError } from '@shardline/common';
+import type { KinesisTransport, PortableKinesisConfig } from '@shardline/common';
+import { createKinesisClient, resolveKinesisTransport, ShardlineOptionError } from '@shardline/common';
 import { expose } from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { kinesisGetRecordsClient } from './client.js';
+import { FanOutReader, kinesisShardEndProbe, kinesisSubscribeClient } from './fan-out-reader.js';
 import type { ShardReaderOptions } from './options.js';
 import type { ShardReaderOutcome, ShardReaderStatus } from './shard-reader.js';
 import { ShardReader } from './shard-reader.js';
@@ -25,6 +26,20 @@ import { ShardReader } from './shard-reader.js';
 export interface ShardReaderTaskOptions extends ShardReaderOptions {
   /** From `portableClientConfig(...)`: plain data the thread builds its client from. */
   kinesis: PortableKinesisConfig;
+  /**
+   * Read with enhanced fan-out (SubscribeToShard, a {@link FanOutReader}) as this registered consumer,
+   * instead of polling with GetRecords. The polling options (fetch rate, limit) are then unused.
+   */
+  fanOut?: ShardReaderFanOutOptions;
+}
+
+/** The fan-out part of a reader task. */
+export interface ShardReaderFanOutOptions {
+  consumerArn: string;
+  /** HTTP version of the thread's client; `'auto'`: HTTP/1.1 for http:// endpoints. @defaultValue 'auto' */
+  transport?: KinesisTransport;
+  /** @defaultValue FAN_OUT_READER_DEFAULTS.subscriptionRenewMs */
+  subscriptionRenewMs?: number;
 }
 
 /** What the coordinator passes to `pool.run` (put both ports in the transfer list). */
@@ -48,12 +63,18 @@ export interface ShardReaderControl {
 /** One client per thread and config, shared by the thread's readers (one keep-alive socket pool). */
 const clients = new Map<string, { client: KinesisClient; users: number }>();
 
-function acquireClient(config: PortableKinesisConfig): { client: KinesisClient; release(): void } {
+function acquireClient(
+  config: PortableKinesisConfig,
+  transport: 'http1' | 'http2',
+): { client: KinesisClient; release(): void } {
   // The reader's own backoff handles throttles and transient errors, and counts them: no SDK retries.
-  const key = JSON.stringify(config);
+  const key = `${transport} ${JSON.stringify(config)}`;
   let entry = clients.get(key);
   if (entry === undefined) {
-    entry = { client: createKinesisClient({ ...config, maxAttempts: 1 } as PortableKinesisConfig), users: 0 };
+    entry = {
+      client: createKinesisClient({ ...config, maxAttempts: 1 } as PortableKinesisConfig, { transport }),
+      users: 0,
+    };
     clients.set(key, entry);
   }
   entry.users++;
@@ -87,10 +108,39 @@ export default async function shardReaderTask(task: ShardReaderTask): Promise<Sh
     controlPort.close();
     throw new ShardlineOptionError('task.options', 'must be the reader options plus { kinesis }');
   }
-  const { kinesis, ...readerOptions } = options;
-  const held = acquireClient(kinesis ?? {});
+  const { kinesis, fanOut, ...readerOptions } = options;
+  let transport: 'http1' | 'http2' = 'http1';
   try {
-    const reader = new ShardReader(port, kinesisGetRecordsClient(held.client), readerOptions);
+    if (fanOut !== undefined) {
+      transport = resolveKinesisTransport(fanOut.transport ?? 'auto', kinesis?.endpoint, 'fanOut.transport');
+    }
+  } catch (error) {
+    port.close();
+    controlPort.close();
+    throw error;
+  }
+  const held = acquireClient(kinesis ?? {}, transport);
+  try {
+    const reader =
+      fanOut === undefined
+        ? new ShardReader(port, kinesisGetRecordsClient(held.client), readerOptions)
+        : new FanOutReader(
+            port,
+            kinesisSubscribeClient(held.client),
+            {
+              ...readerOptions,
+              consumerArn: fanOut.consumerArn,
+              ...(fanOut.subscriptionRenewMs === undefined
+                ? {}
+                : { subscriptionRenewMs: fanOut.subscriptionRenewMs }),
+            },
+            {
+              shardEndProbe: kinesisShardEndProbe(held.client, {
+                streamName: readerOptions.streamName,
+                streamArn: readerOptions.streamArn,
+              }),
+            },
+          );
     const control: ShardReaderControl = {
       start: () => reader.start(),
       stop: (reason) => reader.stop(reason),

@@ -570,6 +570,8 @@ export class FaultProxy {
   readonly #shardMaps: ShardMapCache;
   readonly #listeners = new Set<(event: FaultProxyRequestEvent) => void>();
   readonly #sleeps = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+  /** Responses still streaming to the client (event streams), with their operation. */
+  readonly #openStreams = new Map<http.ServerResponse, string | undefined>();
   // The last client credentials seen per stream, reused for the proxy's own ListShards: kinesis-mock picks
   // the account from the access key id and the region from the credential scope.
   readonly #authByStream = new Map<string, { authorization: string; date: string }>();
@@ -727,6 +729,23 @@ export class FaultProxy {
     return () => {
       this.#listeners.delete(listener);
     };
+  }
+
+  /**
+   * Cuts every response still streaming to its client, as a dropped connection would (the client's
+   * socket is reset): for SubscribeToShard, the subscriber sees its event stream fail mid-way. Only
+   * `operation`'s responses when given. Returns how many were cut.
+   */
+  dropStreams(operation?: KinesisOperation): number {
+    let dropped = 0;
+    for (const [res, op] of [...this.#openStreams]) {
+      if (operation !== undefined && op !== operation) continue;
+      this.#openStreams.delete(res);
+      res.socket?.resetAndDestroy();
+      res.destroy();
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Closes the server, open client connections (streams included) and upstream sockets. Idempotent. */
@@ -1175,6 +1194,8 @@ export class FaultProxy {
     }
     res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, filterHeaders(upstream.rawHeaders));
     res.flushHeaders();
+    this.#openStreams.set(res, ctx?.operation);
+    res.on('close', () => this.#openStreams.delete(res));
     upstream.on('error', () => res.destroy());
     upstream.on('close', () => {
       if (!upstream.complete) res.destroy();

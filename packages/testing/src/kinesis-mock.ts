@@ -173,6 +173,7 @@ export async function startKinesisMock(
     if (readiness === 'ready') {
       return {
         endpoint: `http://127.0.0.1:${plainPort}`,
+        tlsEndpoint: `https://127.0.0.1:${tlsPort}`,
         port: plainPort,
         pid: child.pid!,
         stop: stopLoggingUnexpectedExit(child, options.logger),

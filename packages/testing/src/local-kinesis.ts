@@ -165,6 +165,8 @@ export interface EmulatorHandle {
   /** `http://127.0.0.1:PORT` */
   readonly endpoint: string;
   readonly port: number;
+  /** kinesis-mock: `https://127.0.0.1:TLS_PORT` (self-signed certificate; HTTP/2 and HTTP/1.1). */
+  readonly tlsEndpoint?: string;
   /** Set when the emulator is a child process. */
   readonly pid?: number;
   /** Ends the emulator: the process is gone and the port closed when it resolves. Called once. */
@@ -194,6 +196,12 @@ export interface LocalKinesis {
   readonly engine: LocalKinesisEngine;
   /** `http://127.0.0.1:PORT` */
   readonly endpoint: string;
+  /**
+   * kinesis-mock only: its TLS port, `https://127.0.0.1:PORT`, which speaks HTTP/2 (ALPN h2) and
+   * HTTP/1.1 with a self-signed certificate (clients must not verify it). For HTTP/2 tests, such as
+   * enhanced fan-out the way AWS requires it.
+   */
+  readonly tlsEndpoint?: string;
   readonly region: string;
   /**
    * Ready for `new KinesisClient(...)` or `startCoordinator({ kinesis })`: endpoint, region, dummy
@@ -255,6 +263,7 @@ function validateTimeout(option: string, value: unknown): number {
 class RunningLocalKinesis implements LocalKinesis {
   readonly engine: LocalKinesisEngine;
   readonly endpoint: string;
+  readonly tlsEndpoint?: string;
   readonly region: string;
   readonly pid?: number;
   readonly #handle: EmulatorHandle;
@@ -267,6 +276,7 @@ class RunningLocalKinesis implements LocalKinesis {
     this.engine = options.engine;
     this.region = options.region;
     this.endpoint = handle.endpoint;
+    if (handle.tlsEndpoint !== undefined) this.tlsEndpoint = handle.tlsEndpoint;
     if (handle.pid !== undefined) this.pid = handle.pid;
     this.#handle = handle;
     this.#logger = options.logger;

@@ -258,6 +258,12 @@ describe('common/messages', () => {
       ]);
     });
 
+    it('a fetched message may report expired iterators (optional: older readers omit it)', () => {
+      const fetched = everyWorkerMessage()[6]!;
+      expect(isWorkerMessage({ ...fetched, expiredIterators: 2 })).to.equal(true);
+      expect(isWorkerMessage(fetched)).to.equal(true);
+    });
+
     it('an error message carries a SerializedError that rebuilds the cause chain', () => {
       const message = everyWorkerMessage()[4]!;
       if (message.type !== 'error') expect.fail('expected an error message');
@@ -357,6 +363,7 @@ describe('common/messages', () => {
           { ...valid[6]!, lastFetchAtMs: undefined },
           /lastFetchAtMs must be a finite number \(got undefined\)/,
         ],
+        [{ ...valid[6]!, expiredIterators: -1 }, /expiredIterators must be an integer >= 0 \(got -1\)/],
         [{ ...valid[7]!, level: 'trace' }, /level must be one of debug, info, warn, error \(got 'trace'\)/],
         [{ ...valid[7]!, fields: [] }, /fields must be an object \(got array\)/],
       ];

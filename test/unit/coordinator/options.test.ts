@@ -632,10 +632,12 @@ describe('coordinator options', () => {
     });
 
     it('checks metrics.registry', () => {
-      const registry = { registerMetric() {} };
+      const registry = { registerMetric() {}, getSingleMetric() {} };
       expect(resolve({ metrics: { registry } }).metrics?.registry).to.equal(registry);
       optionError(() => resolve({ metrics: {} }), 'metrics.registry');
       optionError(() => resolve({ metrics: { registry: {} } }), 'metrics.registry');
+      // Shardline reuses a metric another coordinator registered: it needs getSingleMetric too.
+      optionError(() => resolve({ metrics: { registry: { registerMetric() {} } } }), 'metrics.registry');
     });
 
     it('checks the signal', () => {

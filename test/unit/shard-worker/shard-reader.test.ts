@@ -163,6 +163,10 @@ describe('ShardReader', () => {
       expect(delivered(end)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       expect(r.status().iteratorRefreshes).to.equal(1);
       expect(end.of('error'), 'an expired iterator is routine, not an error').to.have.length(0);
+      // Reported (for metrics) with the first call that succeeds after it, once.
+      const fetched = end.of('fetched') as Array<{ expiredIterators?: number }>;
+      expect(fetched.map((m) => m.expiredIterators ?? 0).reduce((a, b) => a + b, 0)).to.equal(1);
+      expect(fetched[2]?.expiredIterators).to.equal(1);
     });
 
     it('before anything was handed out, re-acquires at the start position (the checkpoint)', async () => {

@@ -2,17 +2,24 @@
  * `shardline demo`: the whole library end to end with nothing to set up. An embedded local Kinesis
  * (kinesis-mock), a Producer writing keyed records, a Coordinator reading them with worker threads
  * (Redis leases when a Redis answers), a shard split half-way, and a tally that holds or fails the run.
+ * With --hosts N the coordinators are N child processes sharing the Redis leases (demo/hosts.ts), and
+ * --kill-one SIGKILLs one of them part-way to show failover.
  */
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
 import { type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { sleep } from '@shardline/common';
-import { type Coordinator, type CoordinatorStatus, startCoordinator } from '@shardline/coordinator';
+import { type Coordinator, startCoordinator } from '@shardline/coordinator';
 import { Producer } from '@shardline/producer';
 import { type LocalKinesis, pingRedis, REDIS_DEFAULTS, startLocalKinesis } from '@shardline/testing';
 import { Redis } from 'ioredis';
+import { Gauge, Registry } from 'prom-client';
 import type { CommandContext } from '../context.js';
+import { type DemoShardView, HostGroup, type HostSummary, mergeShardViews } from '../demo/hosts.js';
+import { LiveView, type ProgressSnapshot } from '../demo/live-view.js';
+import { closeMetrics, serveMetrics } from '../demo/metrics.js';
 import { DeliveryTally, type DemoItem } from '../demo/tally.js';
-import { EXIT_CODES } from '../exit.js';
+import { CliError, EXIT_CODES } from '../exit.js';
 import { table, toJson } from '../output.js';
 
 /** `shardline demo` options (after commander's parsing). */
@@ -25,6 +32,12 @@ export interface DemoOptions {
   rate: number;
   /** `false` with `--no-redis`: in-memory leases even when a Redis answers. */
   redis: boolean;
+  /** Coordinator hosts; more than 1 runs each in a child process, sharing Redis leases. */
+  hosts: number;
+  /** SIGKILL one host part-way (needs hosts >= 2). */
+  killOne?: boolean;
+  /** Serve GET /metrics (Prometheus text) on 127.0.0.1:port while the demo runs. */
+  metricsPort?: number;
 }
 
 export const DEMO_DEFAULTS = Object.freeze({
@@ -40,6 +53,18 @@ export const DEMO_DEFAULTS = Object.freeze({
   progressIntervalMs: 1_000,
   /** How long the consumer gets, after the last record was produced, to deliver everything. */
   drainTimeoutMs: 60_000,
+  hosts: 1,
+  /** Most hosts: each is a process with a worker thread, on one machine. */
+  maxHosts: 16,
+  /** Leases of the multi-host demo: short, so a killed host's shards move within seconds. */
+  hostLeaseDurationMs: 3_000,
+  hostStatusIntervalMs: 500,
+  /** --kill-one kills a host once this share of the records is produced (before the split). */
+  killAtFraction: 0.3,
+  /** How long the demo waits for the hosts to share the shards before producing. */
+  spreadWaitMs: 15_000,
+  /** How long --kill-one waits for a host to hold a shard before killing it anyway. */
+  killWaitMs: 10_000,
 });
 
 interface SplitInfo {
@@ -54,6 +79,16 @@ interface ShardSummary {
   parentShardIds: string[];
   recordsDelivered: number;
   checkpoint?: string;
+}
+
+/** --kill-one: which host died, when, and who took its shards. */
+export interface FailoverInfo {
+  hostId: string;
+  /** ms after the demo started. */
+  killedAtMs: number;
+  /** The shards it was reading. */
+  shards: string[];
+  takenOver: Array<{ shardId: string; by: string; afterMs: number }>;
 }
 
 /** The tally `--json` prints. */
@@ -72,18 +107,18 @@ export interface DemoResult {
   keys: number;
   split?: SplitInfo;
   shards: ShardSummary[];
+  /** With --hosts: what each host handled (redeliveries included). */
+  hosts?: HostSummary[];
+  failover?: FailoverInfo;
+  metrics?: { url: string };
   durationMs: number;
 }
 
-function shortId(shardId: string): string {
-  return `#${Number(shardId.replace(/^shardId-/, ''))}`;
-}
-
 /** The Redis URL to use for leases, or undefined: REDIS_URL, else the default local server, if it answers. */
-async function findRedis(ctx: CommandContext): Promise<string | undefined> {
+async function findRedis(ctx: CommandContext, required: boolean): Promise<string | undefined> {
   const url = ctx.io.env.REDIS_URL || REDIS_DEFAULTS.defaultUrl;
   if (await pingRedis(url, DEMO_DEFAULTS.redisProbeMs)) return url;
-  ctx.warn(`demo: no Redis answered at ${url}: leases in memory`);
+  if (!required) ctx.warn(`demo: no Redis answered at ${url}: leases in memory`);
   return undefined;
 }
 
@@ -103,45 +138,14 @@ async function deleteRedisKeys(url: string, keyPrefix: string): Promise<void> {
   }
 }
 
-function summarize(status: CoordinatorStatus | undefined): ShardSummary[] {
-  if (status === undefined) return [];
-  return status.shards
-    .map((s) => ({
-      shardId: s.shardId,
-      state: s.state,
-      parentShardIds: s.parentShardIds,
-      recordsDelivered: s.recordsDelivered,
-      ...(s.checkpoint === undefined ? {} : { checkpoint: s.checkpoint }),
-    }))
-    .sort((a, b) => a.shardId.localeCompare(b.shardId));
-}
-
-function progressLine(
-  elapsedMs: number,
-  produced: number,
-  requested: number,
-  tally: DeliveryTally,
-  status?: CoordinatorStatus,
-): string {
-  const parts = [
-    `${(elapsedMs / 1000).toFixed(1).padStart(5)}s`,
-    `produced ${produced}/${requested}`,
-    `consumed ${tally.unique}`,
-    `dup ${tally.duplicates}`,
-  ];
-  if (status !== undefined) {
-    const leases = status.shards.filter((s) => s.owner !== undefined && s.state === 'reading').length;
-    parts.push(`leases ${leases}`);
-    const shards = status.shards.map((s) => {
-      const lag =
-        s.state === 'reading' && s.millisBehindLatest !== undefined
-          ? ` ${(s.millisBehindLatest / 1000).toFixed(1)}s`
-          : '';
-      return `${shortId(s.shardId)} ${s.state}${lag}`;
-    });
-    parts.push(`| ${shards.join(', ')}`);
-  }
-  return `shardline: demo: ${parts.join('  ')}\n`;
+function summarize(shards: readonly DemoShardView[]): ShardSummary[] {
+  return shards.map((s) => ({
+    shardId: s.shardId,
+    state: s.state,
+    parentShardIds: s.parentShardIds,
+    recordsDelivered: s.recordsDelivered,
+    ...(s.checkpoint === undefined ? {} : { checkpoint: s.checkpoint }),
+  }));
 }
 
 function humanReport(result: DemoResult): string {
@@ -157,6 +161,19 @@ function humanReport(result: DemoResult): string {
       `  split     ${result.split.parent} -> ${result.split.children.join(', ') || '(no children seen)'}`,
     );
   }
+  if (result.hosts !== undefined) {
+    lines.push(
+      `  hosts     ${result.hosts.map((h) => `${h.hostId} ${h.records} records${h.killed ? ' (killed)' : ''}`).join(', ')}`,
+    );
+  }
+  if (result.failover !== undefined) {
+    const f = result.failover;
+    const moved = f.takenOver.map((t) => `${t.shardId} -> ${t.by} after ${(t.afterMs / 1000).toFixed(1)}s`);
+    lines.push(
+      `  failover  ${f.hostId} SIGKILLed at ${(f.killedAtMs / 1000).toFixed(1)}s holding ${f.shards.length} shard${f.shards.length === 1 ? '' : 's'}${moved.length > 0 ? `: ${moved.join(', ')}` : ''}`,
+    );
+  }
+  if (result.metrics !== undefined) lines.push(`  metrics   ${result.metrics.url}`);
   lines.push(`  time      ${(result.durationMs / 1000).toFixed(1)}s`, '');
   const rows = result.shards.map((s) => [
     s.shardId,
@@ -180,70 +197,237 @@ function shardToSplit(shards: readonly Shard[]): Shard {
   return shard;
 }
 
+/** Checks the option combinations before anything starts (usage errors: exit 2). */
+function checkCombinations(options: DemoOptions): void {
+  if (options.killOne === true && options.hosts < 2) {
+    throw new CliError(
+      `--kill-one needs --hosts 2 or more (got ${options.hosts}): one host is killed and the others take over its shards`,
+      EXIT_CODES.USAGE,
+    );
+  }
+  if (options.hosts > 1 && !options.redis) {
+    throw new CliError(
+      `--hosts ${options.hosts} needs Redis leases (the hosts are separate processes): drop --no-redis`,
+      EXIT_CODES.USAGE,
+    );
+  }
+}
+
+/** The demo's own gauges, so /metrics shows the run even before the library's metrics. */
+function demoGauges(
+  registry: Registry,
+  read: () => { produced: number; unique: number; duplicates: number },
+): void {
+  const gauges: Array<[string, string, (v: ReturnType<typeof read>) => number]> = [
+    ['shardline_demo_produced_records', 'Records the demo producer got acknowledged', (v) => v.produced],
+    ['shardline_demo_consumed_records', 'Distinct records the demo consumers delivered', (v) => v.unique],
+    [
+      'shardline_demo_duplicate_records',
+      'Redeliveries (at-least-once) seen by the demo',
+      (v) => v.duplicates,
+    ],
+  ];
+  for (const [name, help, pick] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(pick(read()));
+      },
+    });
+  }
+}
+
 /** `shardline demo`: see the file comment. Resolves with the exit code. */
 export async function demoCommand(ctx: CommandContext, options: DemoOptions): Promise<number> {
+  checkCombinations(options);
   const { signal } = ctx;
   const startedAt = performance.now();
+  const elapsed = (): number => Math.round(performance.now() - startedAt);
   const tally = new DeliveryTally();
   const stream = DEMO_DEFAULTS.streamName;
   const keyPrefix = `shardline-demo:${randomBytes(6).toString('hex')}`;
+  const multiHost = options.hosts > 1;
+  const view = new LiveView(ctx.io.stderr);
+  const say = (message: string): void => view.message(message);
   if (ctx.globals.endpoint !== undefined)
-    ctx.warn('demo: --endpoint is ignored: the demo runs its own local Kinesis');
+    say('demo: --endpoint is ignored: the demo runs its own local Kinesis');
 
   let local: LocalKinesis | undefined;
   let producer: Producer<DemoItem> | undefined;
   let coordinator: Coordinator<DemoItem> | undefined;
+  let hostGroup: HostGroup | undefined;
+  let metricsServer: Server | undefined;
   let redisUrl: string | undefined;
   let progress: NodeJS.Timeout | undefined;
   let produced = 0;
   let failedPuts = 0;
   let firstPutError: unknown;
   let split: SplitInfo | undefined;
-  let finalStatus: CoordinatorStatus | undefined;
+  let finalShards: DemoShardView[] = [];
+  let failover: FailoverInfo | undefined;
+  /** Date.now() at the kill: hosts time their lease events on the same wall clock. */
+  let killedAtWallMs = 0;
   let reason: string | undefined;
+  const hostFailures: string[] = [];
+
+  // Everything that can be refused is checked before the local Kinesis starts.
+  if (options.redis) {
+    redisUrl = await findRedis(ctx, multiHost);
+    if (redisUrl === undefined && multiHost) {
+      throw new CliError(
+        `--hosts ${options.hosts} needs a Redis: none answered at ${ctx.io.env.REDIS_URL || REDIS_DEFAULTS.defaultUrl} (set REDIS_URL)`,
+        EXIT_CODES.USAGE,
+      );
+    }
+  }
+  const registry = options.metricsPort === undefined ? undefined : new Registry();
+  if (registry !== undefined) {
+    demoGauges(registry, () => ({ produced, unique: tally.unique, duplicates: tally.duplicates }));
+    try {
+      metricsServer = await serveMetrics(options.metricsPort!, {
+        registry,
+        hosts: () => hostGroup?.metrics() ?? Promise.resolve([]),
+      });
+    } catch (error) {
+      throw new CliError(
+        `--metrics-port ${options.metricsPort}: ${(error as Error).message}`,
+        EXIT_CODES.USAGE,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+  const metricsUrl =
+    options.metricsPort === undefined ? undefined : `http://127.0.0.1:${options.metricsPort}/metrics`;
+
+  const shardViews = (): DemoShardView[] =>
+    hostGroup !== undefined
+      ? hostGroup.shards()
+      : coordinator !== undefined
+        ? mergeShardViews([coordinator.status()])
+        : [];
+  const snapshot = (): ProgressSnapshot => {
+    const shards = shardViews();
+    const p: ProgressSnapshot = {
+      elapsedMs: elapsed(),
+      produced,
+      requested: options.records,
+      consumed: tally.unique,
+      duplicates: tally.duplicates,
+      shards,
+    };
+    if (hostGroup !== undefined) {
+      p.hosts = hostGroup.summaries().map((h) => ({
+        hostId: h.hostId,
+        records: h.records,
+        killed: h.killed,
+        reading: shards.filter((s) => s.owner === h.hostId).length,
+      }));
+    }
+    return p;
+  };
 
   try {
-    ctx.warn('demo: starting a local Kinesis (kinesis-mock)...');
+    say('demo: starting a local Kinesis (kinesis-mock)...');
     local = await startLocalKinesis({ engine: 'kinesis-mock' });
     ctx.debug(`demo: local Kinesis at ${local.endpoint}`);
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
     await local.createStream(stream, { shards: options.shards });
-    redisUrl = options.redis ? await findRedis(ctx) : undefined;
-    ctx.warn(
-      `demo: stream ${stream} (${options.shards} shard${options.shards === 1 ? '' : 's'}), leases ${redisUrl === undefined ? 'in memory' : `in Redis at ${redisUrl}`}; ${options.records} records at ${options.rate}/s`,
+    say(
+      `demo: stream ${stream} (${options.shards} shard${options.shards === 1 ? '' : 's'}), leases ${redisUrl === undefined ? 'in memory' : `in Redis at ${redisUrl} (keys ${keyPrefix}:*)`}${multiHost ? `, ${options.hosts} host processes` : ''}; ${options.records} records at ${options.rate}/s${metricsUrl === undefined ? '' : `; metrics at ${metricsUrl}`}`,
     );
 
-    coordinator = await startCoordinator<DemoItem>({
-      streamName: stream,
-      group: DEMO_DEFAULTS.group,
-      kinesis: local.clientConfig,
-      ...(redisUrl === undefined ? {} : { leases: { redis: redisUrl, keyPrefix } }),
-      workerThreads: 2,
-      // A demo should show records moving at once, not after the production defaults' idle spacing.
-      idleFetchIntervalMs: 200,
-      checkpoint: { mode: 'auto', intervalMs: 1_000 },
-      handler: (batch) => {
-        for (const record of batch.records) tally.add(record.data);
-      },
-    });
+    if (multiHost) {
+      const config = local.clientConfig;
+      hostGroup = await HostGroup.start(
+        {
+          hosts: options.hosts,
+          tally,
+          streamName: stream,
+          group: DEMO_DEFAULTS.group,
+          kinesis: { endpoint: config.endpoint, region: config.region, credentials: config.credentials },
+          redisUrl: redisUrl!,
+          keyPrefix,
+          leaseDurationMs: DEMO_DEFAULTS.hostLeaseDurationMs,
+          metrics: registry !== undefined,
+          statusIntervalMs: DEMO_DEFAULTS.hostStatusIntervalMs,
+          onLease: (lease) => {
+            if (failover === undefined || !failover.shards.includes(lease.shardId)) return;
+            if (
+              lease.hostId === failover.hostId ||
+              failover.takenOver.some((t) => t.shardId === lease.shardId)
+            ) {
+              return;
+            }
+            const afterMs = Math.max(0, lease.atMs - killedAtWallMs);
+            failover.takenOver.push({ shardId: lease.shardId, by: lease.hostId, afterMs });
+            say(
+              `demo: ${lease.hostId} took over ${lease.shardId} ${(afterMs / 1000).toFixed(1)}s after ${failover.hostId} was killed`,
+            );
+          },
+          onHostFailure: (hostId, message) => {
+            hostFailures.push(`${hostId}: ${message}`);
+            say(`demo: host ${hostId} failed: ${message}`);
+          },
+        },
+        signal,
+      );
+      if (signal.aborted) return EXIT_CODES.INTERRUPTED;
+      say(
+        `demo: ${options.hosts} hosts started (${hostGroup
+          .summaries()
+          .map((h) => `${h.hostId} pid ${h.pid}`)
+          .join(', ')})`,
+      );
+      // The first host up takes every lease; the others get theirs by handoff within a few renewals.
+      // Production starts once they share the shards, so every host has records to show.
+      const group = hostGroup;
+      const spread = Math.min(options.hosts, options.shards);
+      const owners = (): number =>
+        new Set(group.shards().flatMap((v) => (v.owner === undefined ? [] : [v.owner]))).size;
+      const spreadDeadline = Date.now() + DEMO_DEFAULTS.spreadWaitMs;
+      while (owners() < spread && Date.now() < spreadDeadline && !signal.aborted) {
+        await sleep(100, signal).catch(() => {});
+      }
+      if (signal.aborted) return EXIT_CODES.INTERRUPTED;
+      if (owners() < spread) {
+        say(
+          `demo: the hosts did not share the shards within ${DEMO_DEFAULTS.spreadWaitMs / 1000}s: producing anyway`,
+        );
+      } else {
+        say(`demo: ${spread} hosts read the shards (${(elapsed() / 1000).toFixed(1)}s)`);
+      }
+    } else {
+      coordinator = await startCoordinator<DemoItem>({
+        streamName: stream,
+        group: DEMO_DEFAULTS.group,
+        hostId: 'host-1',
+        kinesis: local.clientConfig,
+        ...(redisUrl === undefined ? {} : { leases: { redis: redisUrl, keyPrefix } }),
+        workerThreads: 2,
+        // A demo should show records moving at once, not after the production defaults' idle spacing.
+        idleFetchIntervalMs: 200,
+        checkpoint: { mode: 'auto', intervalMs: 1_000 },
+        ...(registry === undefined ? {} : { metrics: { registry } }),
+        handler: (batch) => {
+          for (const record of batch.records) tally.add(record.data);
+        },
+      });
+    }
     producer = new Producer<DemoItem>({
       streamName: stream,
       kinesis: local.clientConfig,
       // One call per shard at a time: a retry can never overtake a later record of the same key.
       maxInFlightPerShard: 1,
       lingerMs: 50,
+      ...(registry === undefined ? {} : { metrics: { registry } }),
       signal,
     });
 
-    const stderr = ctx.io.stderr as { isTTY?: boolean };
-    const live = coordinator;
-    if (stderr.isTTY === true) {
-      progress = setInterval(() => {
-        ctx.io.stderr.write(
-          progressLine(performance.now() - startedAt, produced, options.records, tally, live.status()),
-        );
-      }, DEMO_DEFAULTS.progressIntervalMs);
-    }
+    progress = setInterval(() => view.update(snapshot()), DEMO_DEFAULTS.progressIntervalMs);
 
     const keys = Array.from({ length: DEMO_DEFAULTS.keys }, (_, i) => `key-${String(i).padStart(2, '0')}`);
     const nextSeq = new Map<string, number>();
@@ -275,14 +459,38 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     };
 
     const half = Math.floor(options.records / 2);
-    await produce(0, half);
+    if (options.killOne === true && hostGroup !== undefined) {
+      const killAt = Math.floor(options.records * DEMO_DEFAULTS.killAtFraction);
+      await produce(0, killAt);
+      // Kill a host that is reading something, or the failover shows nothing.
+      const group = hostGroup;
+      const deadline = Date.now() + DEMO_DEFAULTS.killWaitMs;
+      while (
+        !signal.aborted &&
+        Date.now() < deadline &&
+        !group.summaries().some((h) => group.shardsOf(h.hostId).length > 0)
+      ) {
+        await sleep(100, signal).catch(() => {});
+      }
+      if (signal.aborted) return EXIT_CODES.INTERRUPTED;
+      const killedAtMs = elapsed();
+      killedAtWallMs = Date.now();
+      const victim = await group.killBusiest();
+      failover = { hostId: victim.hostId, killedAtMs, shards: victim.shards, takenOver: [] };
+      say(
+        `demo: ${produced} records produced: SIGKILLed ${victim.hostId} at ${(killedAtMs / 1000).toFixed(1)}s, reading ${victim.shards.join(', ') || 'no shard'}`,
+      );
+      await produce(killAt, half);
+    } else {
+      await produce(0, half);
+    }
     if (!signal.aborted) {
       const shard = shardToSplit(await local.listShards(stream));
       const start = BigInt(shard.HashKeyRange!.StartingHashKey!);
       const end = BigInt(shard.HashKeyRange!.EndingHashKey!);
       const hashKey = ((start + end) / 2n + 1n).toString();
       split = { parent: shard.ShardId!, hashKey, children: [] };
-      ctx.warn(`demo: ${produced} records produced: splitting ${shard.ShardId} at hash key ${hashKey}`);
+      say(`demo: ${produced} records produced: splitting ${shard.ShardId} at hash key ${hashKey}`);
       const client = local.client();
       try {
         await client.send(
@@ -304,36 +512,48 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     }
     await produce(half, options.records);
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
-    ctx.warn(`demo: ${produced} records produced; waiting for the consumer`);
+    say(`demo: ${produced} records produced; waiting for the consumer`);
 
-    // Done when every produced record was delivered and the coordinator followed the split: the parent
-    // read to its end, the children read after it.
+    // Done when every produced record was delivered and the consumer followed the split (the parent
+    // read to its end, the children read after it) and, after a kill, every shard of the dead host
+    // was taken over.
     const parent = split?.parent;
     const children = split?.children ?? [];
-    const drained = (status: CoordinatorStatus): boolean => {
+    const drained = (shards: readonly DemoShardView[]): boolean => {
       if (tally.unique < produced) return false;
+      if (failover !== undefined && failover.takenOver.length < failover.shards.length) return false;
       if (parent === undefined) return true;
-      const byId = new Map(status.shards.map((s) => [s.shardId, s]));
+      const byId = new Map(shards.map((s) => [s.shardId, s]));
       return byId.get(parent)?.state === 'ended' && children.every((c) => byId.get(c)?.state === 'reading');
     };
     const deadline = Date.now() + DEMO_DEFAULTS.drainTimeoutMs;
-    let status = coordinator.status();
-    while (!drained(status) && Date.now() < deadline && !signal.aborted) {
+    let shards = shardViews();
+    while (!drained(shards) && Date.now() < deadline && !signal.aborted) {
       await sleep(100, signal).catch(() => {});
-      status = coordinator.status();
+      shards = shardViews();
     }
-    finalStatus = status;
+    finalShards = shards;
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
-    if (!drained(status)) {
-      reason = `timed out after ${DEMO_DEFAULTS.drainTimeoutMs / 1000}s waiting for the consumer (${tally.unique} of ${produced} records delivered)`;
+    if (!drained(shards)) {
+      const notMoved =
+        failover?.shards.filter((id) => !failover!.takenOver.some((t) => t.shardId === id)) ?? [];
+      reason =
+        tally.unique < produced
+          ? `timed out after ${DEMO_DEFAULTS.drainTimeoutMs / 1000}s waiting for the consumer (${tally.unique} of ${produced} records delivered)`
+          : notMoved.length > 0
+            ? `timed out after ${DEMO_DEFAULTS.drainTimeoutMs / 1000}s: the killed host's shards ${notMoved.join(', ')} were not taken over`
+            : `timed out after ${DEMO_DEFAULTS.drainTimeoutMs / 1000}s waiting for the consumer to follow the split`;
     }
   } finally {
     if (progress !== undefined) clearInterval(progress);
+    view.finish();
     const cleanup: Array<[string, () => Promise<void>]> = [
       ['producer', async () => producer?.close()],
       ['coordinator', async () => coordinator?.stop()],
+      ['host processes', async () => hostGroup?.stop()],
       ['Redis keys', async () => (redisUrl === undefined ? undefined : deleteRedisKeys(redisUrl, keyPrefix))],
       ['local Kinesis', async () => local?.stop()],
+      ['metrics server', async () => (metricsServer === undefined ? undefined : closeMetrics(metricsServer))],
     ];
     for (const [what, step] of cleanup) {
       try {
@@ -354,6 +574,7 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     problems.push(`${tally.unique - produced} records consumed that were not produced`);
   if (tally.outOfOrder > 0) problems.push(`per-key order broken: ${tally.examples.join('; ')}`);
   if (tally.invalid > 0) problems.push(`${tally.invalid} records were not demo records`);
+  if (hostFailures.length > 0) problems.push(`hosts failed: ${hostFailures.join('; ')}`);
   const result: DemoResult = {
     ok: problems.length === 0,
     ...(problems.length === 0 ? {} : { reason: problems.join('; ') }),
@@ -368,8 +589,11 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     outOfOrder: tally.outOfOrder,
     keys: tally.keys,
     ...(split === undefined ? {} : { split }),
-    shards: summarize(finalStatus),
-    durationMs: Math.round(performance.now() - startedAt),
+    shards: summarize(finalShards),
+    ...(hostGroup === undefined ? {} : { hosts: hostGroup.summaries() }),
+    ...(failover === undefined ? {} : { failover }),
+    ...(metricsUrl === undefined ? {} : { metrics: { url: metricsUrl } }),
+    durationMs: elapsed(),
   };
   await ctx.out(ctx.globals.json === true ? `${toJson(result)}\n` : humanReport(result));
   if (!result.ok) ctx.warn(`demo failed: ${result.reason}`);

@@ -1,0 +1,766 @@
+/**
+ * FanOutReader: reads one shard through enhanced fan-out (SubscribeToShard) instead of GetRecords.
+ * It speaks the same port protocol as {@link ShardReader} (batch, fetched, throttled, error, log,
+ * shard-end out; credit, ack, stop in), so the coordinator treats both alike. A plain class, driven
+ * through a MessagePort, with a one-method subscribe client, so tests run it with a fake.
+ *
+ * A subscription lasts at most 5 minutes on AWS; the reader renews it before then (and whenever the
+ * service ends it) from the last ContinuationSequenceNumber, so no record is lost or read twice.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type {
+  KinesisClient,
+  SubscribeToShardCommandInput,
+  SubscribeToShardEvent,
+  SubscribeToShardEventStream,
+} from '@aws-sdk/client-kinesis';
+import { ListShardsCommand, SubscribeToShardCommand } from '@aws-sdk/client-kinesis';
+import type { BatchMessage, CoordinatorMessage, LogLevel, WorkerMessage } from '@shardline/common';
+import {
+  assertNever,
+  backoffDelay,
+  classifyAwsError,
+  ErrorCodes,
+  PROTOCOL_VERSION,
+  packRecords,
+  parseCoordinatorMessage,
+  rootCause,
+  ShardlineError,
+  ShardlineOptionError,
+  serializeError,
+  transferListOf,
+} from '@shardline/common';
+import type { CallOptions } from './client.js';
+import type { IteratorStart, ResolvedShardReaderOptions, ShardReaderOptions } from './options.js';
+import { resolveShardReaderOptions } from './options.js';
+import type { SkipThrough } from './records.js';
+import { unpackResponse } from './records.js';
+import type {
+  ReaderClock,
+  ShardReaderDeps,
+  ShardReaderOutcome,
+  ShardReaderState,
+  ShardReaderStatus,
+} from './shard-reader.js';
+import { systemClock } from './shard-reader.js';
+
+/** What the reader reads from a SubscribeToShard answer: the event stream. */
+export interface SubscribeToShardResult {
+  EventStream?: AsyncIterable<SubscribeToShardEventStream> | undefined;
+}
+
+/**
+ * SubscribeToShard, shaped like the SDK command. Errors (of the call, or thrown by the event stream
+ * when the service sends an exception event) are thrown as the SDK throws them, classified by `name`.
+ * The reader aborts `abortSignal` to end a subscription (renewal, stop).
+ */
+export interface SubscribeClient {
+  subscribeToShard(
+    input: SubscribeToShardCommandInput,
+    options?: CallOptions,
+  ): Promise<SubscribeToShardResult>;
+}
+
+/**
+ * The real {@link SubscribeClient} over a KinesisClient built by `createKinesisClient` with
+ * `maxAttempts: 1` (the reader's backoff handles throttling) and, on AWS, the `'http2'` transport.
+ */
+export function kinesisSubscribeClient(client: KinesisClient): SubscribeClient {
+  return {
+    subscribeToShard: (input, options) =>
+      client.send(
+        new SubscribeToShardCommand(input),
+        options?.abortSignal === undefined ? undefined : { abortSignal: options.abortSignal },
+      ),
+  };
+}
+
+/** Whether a shard is closed, and its children: for services that send no ChildShards (kinesis-mock). */
+export interface ShardEndProbe {
+  shardEnd(shardId: string, options?: CallOptions): Promise<{ closed: boolean; childShardIds: string[] }>;
+}
+
+/** A {@link ShardEndProbe} over ListShards (the stream by name or ARN). */
+export function kinesisShardEndProbe(
+  client: KinesisClient,
+  stream: { streamName?: string | undefined; streamArn?: string | undefined },
+): ShardEndProbe {
+  return {
+    async shardEnd(shardId, options) {
+      const send = options?.abortSignal === undefined ? undefined : { abortSignal: options.abortSignal };
+      let closed = false;
+      const childShardIds: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await client.send(
+          new ListShardsCommand(
+            token !== undefined
+              ? { NextToken: token }
+              : stream.streamArn !== undefined
+                ? { StreamARN: stream.streamArn }
+                : { StreamName: stream.streamName },
+          ),
+          send,
+        );
+        for (const shard of page.Shards ?? []) {
+          if (shard.ShardId === shardId) {
+            closed = shard.SequenceNumberRange?.EndingSequenceNumber !== undefined;
+          }
+          if (
+            shard.ShardId !== undefined &&
+            (shard.ParentShardId === shardId || shard.AdjacentParentShardId === shardId)
+          ) {
+            childShardIds.push(shard.ShardId);
+          }
+        }
+        token = page.NextToken;
+      } while (token !== undefined);
+      return { closed, childShardIds };
+    },
+  };
+}
+
+/** Collaborators of a {@link FanOutReader} besides the clock and jitter of {@link ShardReaderDeps}. */
+export interface FanOutReaderDeps extends ShardReaderDeps {
+  /**
+   * Asked, at most every `shardEndCheckIntervalMs` while the shard is idle, whether the shard closed,
+   * for services that never end a subscription with ChildShards. Without it, shard end comes only
+   * from the subscription.
+   */
+  shardEndProbe?: ShardEndProbe;
+}
+
+/** Options of a {@link FanOutReader}: those of a shard reader (GetRecords pacing ignored), plus the consumer. */
+export interface FanOutReaderOptions extends ShardReaderOptions {
+  /** The registered stream consumer's ARN (RegisterStreamConsumer / DescribeStreamConsumer). */
+  consumerArn: string;
+  /**
+   * How long one subscription is kept before the reader renews it. AWS ends a subscription after
+   * 5 minutes; renewing a little earlier keeps the reader in charge of when the gap happens.
+   * @defaultValue 270_000
+   */
+  subscriptionRenewMs?: number;
+  /**
+   * Least time between two shard-end checks ({@link FanOutReaderDeps.shardEndProbe}) of an idle shard.
+   * @defaultValue 10_000
+   */
+  shardEndCheckIntervalMs?: number;
+}
+
+/** Defaults of what {@link FanOutReaderOptions} adds. */
+export const FAN_OUT_READER_DEFAULTS = Object.freeze({
+  subscriptionRenewMs: 270_000,
+  shardEndCheckIntervalMs: 10_000,
+});
+
+/** AWS ends a subscription after this long: renewing later than that is never needed. */
+const MAX_SUBSCRIPTION_MS = 300_000;
+const CONSUMER_ARN = /^arn:[^:]+:kinesis:[^:]*:[^:]*:stream\/[^/]+\/consumer\/[^:]+:[0-9]+$/;
+/** How far before a LATEST start a re-subscription starts, should the first subscription fail. */
+const LATEST_SKEW_MARGIN_MS = 5_000;
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Why a subscription ended. */
+type SubscriptionEnd =
+  | 'completed' // the service closed the stream (its 5-minute end, or a drop without an error)
+  | 'renew' // the reader's own renewal
+  | 'stop' // stop, shard end or a fatal error: leave the loop
+  | 'failed'; // an error, already handled (backed off)
+
+function isPort(port: unknown): port is MessagePort {
+  const p = port as Partial<MessagePort> | null;
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    typeof p.postMessage === 'function' &&
+    typeof p.on === 'function' &&
+    typeof p.off === 'function'
+  );
+}
+
+/**
+ * Reads one shard over enhanced fan-out and posts its records to the coordinator over `port`, under
+ * the same credit-based flow control as {@link ShardReader}: while it is out of credit it stops pulling
+ * events from the subscription (the HTTP stream pushes back on the service), and renews the
+ * subscription from where it stopped when credit comes back after the renewal time.
+ *
+ * ```ts
+ * const reader = new FanOutReader(port, kinesisSubscribeClient(client), { streamName, shardId, consumerArn });
+ * reader.start();
+ * const outcome = await reader.finished;   // ended | failed | stopped
+ * ```
+ */
+export class FanOutReader {
+  readonly shardId: string;
+  readonly options: ResolvedShardReaderOptions;
+  readonly consumerArn: string;
+  readonly subscriptionRenewMs: number;
+  readonly shardEndCheckIntervalMs: number;
+  readonly #probe: ShardEndProbe | undefined;
+  /** When the shard was last probed (clock.now()), and the children if it was found closed. */
+  #probedAtMs: number | undefined;
+  #probing = false;
+  #closedChildren: string[] | undefined;
+  readonly #port: MessagePort;
+  readonly #client: SubscribeClient;
+  readonly #clock: ReaderClock;
+  readonly #random: () => number;
+  readonly #abort = new AbortController();
+  readonly #finished: Promise<ShardReaderOutcome>;
+  #resolveFinished!: (outcome: ShardReaderOutcome) => void;
+
+  #state: ShardReaderState = 'new';
+  #stopRequested = false;
+  #detached = false;
+  #loop: Promise<void> | undefined;
+  #outcome: ShardReaderOutcome | undefined;
+
+  #credit = { records: 0, bytes: 0 };
+  #creditWaiter: (() => void) | undefined;
+
+  /** Where the next subscription starts. */
+  #resume: IteratorStart;
+  #skip: SkipThrough | undefined;
+  #throttleAttempt = 0;
+  #errorAttempt = 0;
+
+  #batchId = 0;
+  #lastAckedBatchId: number | undefined;
+  #lastFetchAtMs: number | undefined;
+  #millisBehindLatest: number | undefined;
+  #recordsFetched = 0;
+  #throttled = 0;
+  #resubscriptions = 0;
+  #subscriptions = 0;
+  #transientErrors = 0;
+
+  readonly #onMessage = (data: unknown): void => this.#receive(data);
+  readonly #onClose = (): void => {
+    void this.stop('port closed');
+  };
+
+  /**
+   * @param port - this shard's data port, listened to from construction until the reader finishes.
+   * @param client - SubscribeToShard ({@link kinesisSubscribeClient} for the real one).
+   * @throws ShardlineOptionError for invalid options, naming the option.
+   */
+  constructor(
+    port: MessagePort,
+    client: SubscribeClient,
+    options: FanOutReaderOptions,
+    deps: FanOutReaderDeps = {},
+  ) {
+    if (!isPort(port)) throw new ShardlineOptionError('port', 'must be a MessagePort');
+    if (typeof client !== 'object' || client === null || typeof client.subscribeToShard !== 'function') {
+      throw new ShardlineOptionError('client', 'must have subscribeToShard(input)');
+    }
+    const { consumerArn, subscriptionRenewMs, shardEndCheckIntervalMs, ...readerOptions } = (options ??
+      {}) as FanOutReaderOptions;
+    this.options = resolveShardReaderOptions(readerOptions);
+    if (typeof consumerArn !== 'string' || !CONSUMER_ARN.test(consumerArn)) {
+      throw new ShardlineOptionError(
+        'consumerArn',
+        `must be a stream consumer ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/NAME:TIMESTAMP; got ${
+          typeof consumerArn === 'string' ? `'${consumerArn}'` : String(consumerArn)
+        })`,
+      );
+    }
+    const renew = subscriptionRenewMs ?? FAN_OUT_READER_DEFAULTS.subscriptionRenewMs;
+    if (typeof renew !== 'number' || !Number.isFinite(renew) || renew < 1 || renew > MAX_SUBSCRIPTION_MS) {
+      throw new ShardlineOptionError(
+        'subscriptionRenewMs',
+        `must be a number from 1 to ${MAX_SUBSCRIPTION_MS} (a subscription lasts 5 minutes; got ${String(renew)})`,
+      );
+    }
+    const check = shardEndCheckIntervalMs ?? FAN_OUT_READER_DEFAULTS.shardEndCheckIntervalMs;
+    if (typeof check !== 'number' || !Number.isFinite(check) || check < 0) {
+      throw new ShardlineOptionError(
+        'shardEndCheckIntervalMs',
+        `must be a number of milliseconds >= 0 (got ${String(check)})`,
+      );
+    }
+    this.shardEndCheckIntervalMs = check;
+    this.#probe = deps.shardEndProbe;
+    this.consumerArn = consumerArn;
+    this.subscriptionRenewMs = renew;
+    this.shardId = this.options.shardId;
+    this.#port = port;
+    this.#client = client;
+    this.#clock = deps.clock ?? systemClock;
+    this.#random = deps.random ?? Math.random;
+    this.#resume = this.options.start;
+    const start = this.options.start;
+    if (start.type === 'AT_SEQUENCE_NUMBER') {
+      this.#skip = { sequenceNumber: start.sequenceNumber, subSequenceNumber: start.skipThroughSubSequence };
+    }
+    this.#finished = new Promise((resolve) => {
+      this.#resolveFinished = resolve;
+    });
+    port.on('message', this.#onMessage);
+    port.on('close', this.#onClose);
+  }
+
+  /** Resolves once the reader has finished (shard end, fatal error, or stop). Never rejects. */
+  get finished(): Promise<ShardReaderOutcome> {
+    return this.#finished;
+  }
+
+  get state(): ShardReaderState {
+    return this.#state;
+  }
+
+  /** Starts reading. Idempotent; does nothing once stopped. */
+  start(): void {
+    if (this.#state !== 'new' || this.#stopRequested) return;
+    this.#state = 'reading';
+    this.#log('debug', 'fan-out reader started', { start: describeStart(this.options.start) });
+    this.#loop = this.#run();
+  }
+
+  /**
+   * Stops reading: the open subscription is ended; records of an event not yet handed out are read
+   * again from the checkpoint by the next reader. Idempotent; resolves when the loop has exited.
+   */
+  stop(reason = 'stop'): Promise<ShardReaderOutcome> {
+    if (!this.#stopRequested) {
+      this.#stopRequested = true;
+      if (!this.#isFinal()) this.#state = 'stopping';
+      this.#abort.abort(new ShardlineError(ErrorCodes.ABORTED, `fan-out reader stopped: ${reason}`));
+      this.#wakeCreditWaiter();
+      if (this.#loop === undefined) this.#finish({ shardId: this.shardId, state: 'stopped' });
+    }
+    return this.#finished;
+  }
+
+  /**
+   * The same snapshot as {@link ShardReader.status}: `lastFetchAtMs` is when the last event came,
+   * `iteratorRefreshes` counts re-subscriptions (renewals and resumes after a drop).
+   */
+  status(): ShardReaderStatus {
+    return {
+      shardId: this.shardId,
+      state: this.#state,
+      lastFetchAtMs: this.#lastFetchAtMs,
+      millisBehindLatest: this.#millisBehindLatest,
+      recordsFetched: this.#recordsFetched,
+      batchesSent: this.#batchId,
+      lastAckedBatchId: this.#lastAckedBatchId,
+      throttled: this.#throttled,
+      iteratorRefreshes: this.#resubscriptions,
+      transientErrors: this.#transientErrors,
+      credit: { ...this.#credit },
+    };
+  }
+
+  // --- loop ----------------------------------------------------------------------------------------
+
+  #running(): boolean {
+    return !this.#stopRequested && this.#outcome === undefined;
+  }
+
+  #isFinal(): boolean {
+    return this.#state === 'ended' || this.#state === 'failed' || this.#state === 'stopped';
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (this.#running()) {
+        if (!(await this.#waitForCredit(undefined))) break;
+        this.#state = 'reading';
+        if (this.#subscriptions > 0) this.#resubscriptions++;
+        this.#subscriptions++;
+        const end = await this.#subscribe();
+        if (end === 'stop' || !this.#running()) break;
+        if (end === 'completed') {
+          this.#log('debug', 'subscription ended by the service: subscribing again', {
+            start: describeStart(this.#resume),
+          });
+        }
+      }
+    } catch (error) {
+      // Only an abort on stop is expected here (backoff sleeps reject with ERR_ABORTED).
+      if (this.#running()) this.#fail(error, 'unexpected');
+    } finally {
+      this.#finish(this.#outcome ?? { shardId: this.shardId, state: 'stopped' });
+    }
+  }
+
+  /** One subscription, from {@link #resume} until it ends, is renewed, fails or the shard ends. */
+  async #subscribe(): Promise<SubscriptionEnd> {
+    const subscription = new AbortController();
+    const onStop = () => subscription.abort(this.#abort.signal.reason);
+    this.#abort.signal.addEventListener('abort', onStop, { once: true });
+    let renewing = false;
+    // The renewal timer is a sleep on the clock, so fake timers drive it in tests.
+    const timer = new AbortController();
+    this.#clock.sleep(this.subscriptionRenewMs, timer.signal).then(
+      () => {
+        renewing = true;
+        subscription.abort(new ShardlineError(ErrorCodes.ABORTED, 'subscription renewal'));
+      },
+      () => {},
+    );
+    const aborted = new Promise<'aborted'>((resolve) => {
+      if (subscription.signal.aborted) resolve('aborted');
+      subscription.signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+    });
+    let iterator: AsyncIterator<SubscribeToShardEventStream> | undefined;
+    let events = 0;
+    try {
+      const input = this.#input();
+      if (this.#resume.type === 'LATEST') {
+        // Should this subscription fail before its first event, LATEST again would skip what arrived
+        // meanwhile: resume from when it was asked for, less a margin for clock skew (as ShardReader).
+        this.#resume = {
+          type: 'AT_TIMESTAMP',
+          timestamp: new Date(this.#clock.epochMs() - LATEST_SKEW_MARGIN_MS),
+        };
+      }
+      const answer = await Promise.race([
+        this.#client.subscribeToShard(input, { abortSignal: subscription.signal }),
+        aborted,
+      ]);
+      if (answer === 'aborted') return this.#running() ? 'renew' : 'stop';
+      const stream = answer.EventStream;
+      if (stream === undefined) {
+        throw new ShardlineError(ErrorCodes.KINESIS, 'SubscribeToShard answered without an event stream', {
+          retriable: true,
+        });
+      }
+      this.#log('debug', 'subscribed', { start: describeStart(this.#resume) });
+      iterator = stream[Symbol.asyncIterator]();
+      for (;;) {
+        if (!this.#running()) return 'stop';
+        if (!(await this.#waitForCredit(subscription.signal))) return 'stop';
+        if (subscription.signal.aborted) return renewing ? 'renew' : 'stop';
+        this.#state = 'reading';
+        const next = await Promise.race([iterator.next(), aborted]);
+        if (next === 'aborted') return renewing && this.#running() ? 'renew' : 'stop';
+        if (next.done) {
+          // A stream that ends without a single event is not progress: do not re-subscribe in a hot loop.
+          if (events === 0) await this.#backoffQuietly();
+          return this.#running() ? 'completed' : 'stop';
+        }
+        events++;
+        const event = next.value.SubscribeToShardEvent;
+        if (event === undefined) continue; // an event type this SDK does not know: nothing to read
+        this.#throttleAttempt = 0;
+        this.#errorAttempt = 0;
+        if (this.#onEvent(event) === 'stop') return 'stop';
+      }
+    } catch (error) {
+      if (!this.#running()) return 'stop';
+      if (renewing && subscription.signal.aborted) return 'renew';
+      return (await this.#onFailure(error)) === 'stop' ? 'stop' : 'failed';
+    } finally {
+      timer.abort();
+      this.#abort.signal.removeEventListener('abort', onStop);
+      if (!subscription.signal.aborted) subscription.abort(new ShardlineError(ErrorCodes.ABORTED, 'closed'));
+      // Ending the iterator releases the HTTP stream; its own rejection (the abort) is of no interest.
+      iterator?.return?.().catch(() => {});
+    }
+  }
+
+  #input(): SubscribeToShardCommandInput {
+    const start = this.#resume;
+    const position: SubscribeToShardCommandInput['StartingPosition'] = { Type: start.type };
+    if (start.type === 'AT_TIMESTAMP') position.Timestamp = start.timestamp;
+    if (start.type === 'AFTER_SEQUENCE_NUMBER' || start.type === 'AT_SEQUENCE_NUMBER') {
+      position.SequenceNumber = start.sequenceNumber;
+    }
+    return { ConsumerARN: this.consumerArn, ShardId: this.shardId, StartingPosition: position };
+  }
+
+  #onEvent(event: SubscribeToShardEvent): 'ok' | 'stop' {
+    const records = event.Records ?? [];
+    const unpacked = unpackResponse(records, this.options.codec, this.options.encoding, this.#skip);
+    this.#lastFetchAtMs = this.#clock.epochMs();
+    const behind = event.MillisBehindLatest;
+    this.#millisBehindLatest = typeof behind === 'number' && behind >= 0 ? behind : undefined;
+    this.#post({
+      v: PROTOCOL_VERSION,
+      type: 'fetched',
+      shardId: this.shardId,
+      lastFetchAtMs: this.#lastFetchAtMs,
+      ...(this.#millisBehindLatest === undefined ? {} : { millisBehindLatest: this.#millisBehindLatest }),
+      records: records.length,
+      bytes: unpacked.bytes,
+    });
+    if (unpacked.lastKinesisSequenceNumber !== undefined) {
+      this.#skip = undefined;
+      this.#sendBatch(unpacked);
+      this.#resume = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: unpacked.lastKinesisSequenceNumber };
+    }
+    const continuation = event.ContinuationSequenceNumber;
+    if (typeof continuation !== 'string' || continuation.length === 0) {
+      // No continuation: the shard is closed and read to its end. AWS names the children here; where
+      // the service does not, the coordinator finds them with ListShards (shard-end without children).
+      const children = (event.ChildShards ?? [])
+        .map((c) => c.ShardId)
+        .filter((id): id is string => typeof id === 'string');
+      this.#endShard(children.length > 0 ? children : undefined);
+      return 'stop';
+    }
+    if (records.length === 0 && (this.#millisBehindLatest ?? 0) === 0) {
+      // Idle and caught up. A shard found closed before this event has nothing left to read.
+      if (this.#closedChildren !== undefined) {
+        this.#endShard(this.#closedChildren.length > 0 ? this.#closedChildren : undefined);
+        return 'stop';
+      }
+      this.#maybeProbe();
+    }
+    // The continuation moves on even when no record came (a LATEST start, a quiet shard): resuming from
+    // it neither re-reads nor skips. While a mid-record checkpoint's skip is pending, keep starting AT it.
+    if (this.#skip === undefined) {
+      this.#resume = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: continuation };
+    }
+    return 'ok';
+  }
+
+  /** Starts a shard-end check in the background (never blocks reading), at most once per interval. */
+  #maybeProbe(): void {
+    const probe = this.#probe;
+    const now = this.#clock.now();
+    if (probe === undefined || this.#probing) return;
+    if (this.#probedAtMs !== undefined && now - this.#probedAtMs < this.shardEndCheckIntervalMs) return;
+    this.#probing = true;
+    this.#probedAtMs = now;
+    probe.shardEnd(this.shardId, { abortSignal: this.#abort.signal }).then(
+      (answer) => {
+        this.#probing = false;
+        // Only an event that arrives after this answer proves every record before the close was read.
+        if (answer.closed) this.#closedChildren = answer.childShardIds;
+      },
+      (error: unknown) => {
+        this.#probing = false;
+        if (this.#running()) {
+          this.#log('debug', 'shard-end check failed: trying again later', {
+            code: classifyAwsError(error, 'ListShards').code,
+          });
+        }
+      },
+    );
+  }
+
+  async #waitForCredit(subscription: AbortSignal | undefined): Promise<boolean> {
+    while (
+      this.#running() &&
+      subscription?.aborted !== true &&
+      (this.#credit.records <= 0 || this.#credit.bytes <= 0)
+    ) {
+      this.#state = 'waiting-for-credit';
+      await new Promise<void>((resolve) => {
+        this.#creditWaiter = resolve;
+        subscription?.addEventListener('abort', () => resolve(), { once: true });
+      });
+      this.#creditWaiter = undefined;
+    }
+    return this.#running();
+  }
+
+  #wakeCreditWaiter(): void {
+    const wake = this.#creditWaiter;
+    this.#creditWaiter = undefined;
+    wake?.();
+  }
+
+  #sendBatch(unpacked: ReturnType<typeof unpackResponse>): void {
+    const count = this.options.encoding === 'bytes' ? unpacked.packed.length : unpacked.decoded.length;
+    if (count === 0) return;
+    const last =
+      this.options.encoding === 'bytes' ? unpacked.packed[count - 1]! : unpacked.decoded[count - 1]!;
+    const base = {
+      v: PROTOCOL_VERSION,
+      type: 'batch' as const,
+      shardId: this.shardId,
+      batchId: this.#batchId,
+      lastSequenceNumber: last.sequenceNumber,
+      bytes: unpacked.bytes,
+      ...(this.#millisBehindLatest === undefined ? {} : { millisBehindLatest: this.#millisBehindLatest }),
+      ...(last.subSequenceNumber === undefined ? {} : { lastSubSequenceNumber: last.subSequenceNumber }),
+    };
+    let message: BatchMessage;
+    if (this.options.encoding === 'bytes') {
+      const packed = packRecords(unpacked.packed);
+      message = { ...base, encoding: 'bytes', records: packed.records, buffer: packed.buffer };
+    } else {
+      message = { ...base, encoding: 'decoded', records: unpacked.decoded };
+    }
+    this.#post(message);
+    this.#batchId++;
+    this.#recordsFetched += count;
+    this.#credit.records -= count;
+    this.#credit.bytes -= unpacked.bytes;
+  }
+
+  /** Decides what a failed subscription means; backs off where needed. */
+  async #onFailure(error: unknown): Promise<'retry' | 'stop'> {
+    const classified = classifyAwsError(error, 'SubscribeToShard');
+    const name = (rootCause(error) as { name?: unknown } | null)?.name;
+    if (name === 'ResourceInUseException') {
+      // The previous subscription of this consumer to this shard is still open on the service side
+      // (AWS keeps it a few seconds after a re-subscribe): expected, so not reported as an error.
+      this.#transientErrors++;
+      this.#log('debug', 'previous subscription still open (ResourceInUseException): retrying');
+      await this.#backoffQuietly();
+      return this.#running() ? 'retry' : 'stop';
+    }
+    if (classified.code === ErrorCodes.THROTTLED || classified.code === ErrorCodes.LIMIT_EXCEEDED) {
+      // LimitExceededException: more than one SubscribeToShard per second per consumer and shard.
+      this.#throttled++;
+      const delayMs = backoffDelay(this.#throttleAttempt++, this.options.throttleBackoffMs, this.#random);
+      this.#post({ v: PROTOCOL_VERSION, type: 'throttled', shardId: this.shardId, delayMs, count: 1 });
+      this.#state = 'backing-off';
+      await this.#clock.sleep(delayMs, this.#abort.signal);
+      return this.#running() ? 'retry' : 'stop';
+    }
+    if (classified.code === ErrorCodes.ABORTED && !this.#running()) return 'stop';
+    if (classified.retriable || classified.code === ErrorCodes.ABORTED || isDroppedStream(error)) {
+      this.#transientErrors++;
+      const delayMs = backoffDelay(this.#errorAttempt++, this.options.errorBackoffMs, this.#random);
+      this.#post({
+        v: PROTOCOL_VERSION,
+        type: 'error',
+        shardId: this.shardId,
+        error: serializeError(classified),
+        fatal: false,
+      });
+      this.#log('warn', `${classified.message}: subscribing again in ${Math.round(delayMs)} ms`, {
+        code: classified.code,
+        start: describeStart(this.#resume),
+      });
+      this.#state = 'backing-off';
+      await this.#clock.sleep(delayMs, this.#abort.signal);
+      return this.#running() ? 'retry' : 'stop';
+    }
+    this.#fail(classified, 'SubscribeToShard');
+    return 'stop';
+  }
+
+  async #backoffQuietly(): Promise<void> {
+    const delayMs = backoffDelay(this.#errorAttempt++, this.options.errorBackoffMs, this.#random);
+    this.#state = 'backing-off';
+    await this.#clock.sleep(delayMs, this.#abort.signal);
+  }
+
+  #fail(error: unknown, operation: string): void {
+    const serialized = serializeError(error);
+    this.#log('error', `fatal error in ${operation}: the reader stops`, { code: serialized.code });
+    this.#post({ v: PROTOCOL_VERSION, type: 'error', shardId: this.shardId, error: serialized, fatal: true });
+    this.#outcome = { shardId: this.shardId, state: 'failed', error: serialized };
+    this.#state = 'failed';
+  }
+
+  #endShard(childShardIds: string[] | undefined): void {
+    this.#post({ v: PROTOCOL_VERSION, type: 'shard-end', shardId: this.shardId, childShardIds });
+    this.#outcome = { shardId: this.shardId, state: 'ended' };
+    if (childShardIds !== undefined) this.#outcome.childShardIds = childShardIds;
+    this.#state = 'ended';
+    this.#log('info', 'shard ended', { childShardIds });
+  }
+
+  #finish(outcome: ShardReaderOutcome): void {
+    if (outcome.state === 'stopped') this.#state = 'stopped';
+    this.#detach();
+    this.#resolveFinished(outcome);
+  }
+
+  #detach(): void {
+    if (this.#detached) return;
+    this.#detached = true;
+    this.#port.off('message', this.#onMessage);
+    this.#port.off('close', this.#onClose);
+  }
+
+  // --- port ----------------------------------------------------------------------------------------
+
+  #receive(data: unknown): void {
+    let message: CoordinatorMessage;
+    try {
+      message = parseCoordinatorMessage(data);
+    } catch (error) {
+      this.#log('error', `ignored a bad message from the coordinator: ${(error as Error).message}`);
+      return;
+    }
+    switch (message.type) {
+      case 'credit':
+        this.#credit.records += message.records;
+        this.#credit.bytes += message.bytes;
+        if (this.#credit.records > 0 && this.#credit.bytes > 0) this.#wakeCreditWaiter();
+        break;
+      case 'ack':
+        if (this.#lastAckedBatchId === undefined || message.batchId > this.#lastAckedBatchId) {
+          this.#lastAckedBatchId = message.batchId;
+        }
+        break;
+      case 'stop':
+        void this.stop(message.reason);
+        break;
+      default:
+        assertNever(message);
+    }
+  }
+
+  #post(message: WorkerMessage): void {
+    if (this.#detached) return;
+    try {
+      this.#port.postMessage(message, transferListOf(message));
+    } catch (error) {
+      if (message.type === 'log' || this.#outcome !== undefined || this.#stopRequested) return;
+      const serialized = serializeError(
+        new ShardlineError(ErrorCodes.PROTOCOL, `cannot post a '${message.type}' message`, { cause: error }),
+      );
+      this.#outcome = { shardId: this.shardId, state: 'failed', error: serialized };
+      this.#state = 'failed';
+      this.#abort.abort(serialized);
+      try {
+        this.#port.postMessage({
+          v: PROTOCOL_VERSION,
+          type: 'error',
+          shardId: this.shardId,
+          error: serialized,
+          fatal: true,
+        } satisfies WorkerMessage);
+      } catch {
+        // The port is gone: the coordinator learns from the task's outcome.
+      }
+    }
+  }
+
+  #log(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {
+    if (LEVEL_RANK[level] < LEVEL_RANK[this.options.logLevel]) return;
+    this.#post({
+      v: PROTOCOL_VERSION,
+      type: 'log',
+      level,
+      message,
+      fields: { shardId: this.shardId, consumer: 'fan-out', ...fields },
+    });
+  }
+}
+
+/**
+ * A subscription whose HTTP stream broke (reset, premature close, truncated event, a checksum error
+ * from the event-stream decoder): resume from the continuation rather than fail the shard.
+ */
+function isDroppedStream(error: unknown): boolean {
+  const root = rootCause(error) as { name?: unknown; message?: unknown } | null;
+  const message = typeof root?.message === 'string' ? root.message : '';
+  return /Truncated event message|premature close|socket hang up|aborted|checksum|ECONNRESET/i.test(message);
+}
+
+function describeStart(start: IteratorStart): string {
+  switch (start.type) {
+    case 'TRIM_HORIZON':
+    case 'LATEST':
+      return start.type;
+    case 'AT_TIMESTAMP':
+      return `AT_TIMESTAMP ${start.timestamp.toISOString()}`;
+    case 'AFTER_SEQUENCE_NUMBER':
+      return `AFTER_SEQUENCE_NUMBER ${start.sequenceNumber}`;
+    case 'AT_SEQUENCE_NUMBER':
+      return `AT_SEQUENCE_NUMBER ${start.sequenceNumber} (skipping sub-sequences <= ${start.skipThroughSubSequence})`;
+    default:
+      return assertNever(start);
+  }
+}

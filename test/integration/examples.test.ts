@@ -1,0 +1,221 @@
+/**
+ * The programs in examples/, run as a user runs them (`tsx examples/<name>.ts`, as child processes) with
+ * zero setup: each starts its own local Kinesis and uses the test Redis under a key prefix of this run.
+ * Each must exit 0 with its summary line, the counts in that line must hold, and it must leave no
+ * Redis key behind.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { type TestRedis, useTestRedis } from '@shardline/testing';
+import { expect } from 'chai';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const EXAMPLE_TIMEOUT_MS = 90_000;
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+type Child = ChildProcess & { out: () => string; err: () => string };
+
+/** The environment a user has on a fresh clone: no Kinesis endpoint, no stream; Redis from the test. */
+function exampleEnv(redis: TestRedis, keyPrefix: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: redis.url, EXAMPLE_KEY_PREFIX: keyPrefix };
+  for (const name of ['KINESIS_ENDPOINT', 'STREAM_NAME', 'KINESIS_ENGINE', 'RECORDS']) delete env[name];
+  return env;
+}
+
+function start(name: string, env: NodeJS.ProcessEnv): Child {
+  // `node --import tsx file` is what `npx tsx file` runs, without npx's start-up cost.
+  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}`], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  return Object.assign(child, { out: () => stdout, err: () => stderr });
+}
+
+function finished(child: Child, name: string, timeoutMs = EXAMPLE_TIMEOUT_MS): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(
+          `${name} did not exit within ${timeoutMs} ms\nstdout:\n${child.out()}\nstderr:\n${child.err()}`,
+        ),
+      );
+    }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: child.out(), stderr: child.err() });
+    });
+  });
+}
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function keysWithPrefix(redis: TestRedis, prefix: string): Promise<string[]> {
+  const client = redis.client();
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1_000);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
+/** The example's summary line (`<name>: OK: ...`), matched against `pattern`; fails with the output. */
+function summary(run: Run, pattern: RegExp): number[] {
+  const match = pattern.exec(run.stdout);
+  expect(
+    match,
+    `no summary line matching ${pattern}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`,
+  ).to.not.equal(null);
+  return match!.slice(1).map(Number);
+}
+
+describe('examples/', function () {
+  this.timeout(EXAMPLE_TIMEOUT_MS + 30_000);
+  let redis: TestRedis;
+  const children: Child[] = [];
+
+  before(async () => {
+    redis = await useTestRedis('examples');
+  });
+  afterEach(() => {
+    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  after(async () => {
+    await redis?.cleanup();
+  });
+
+  async function runExample(name: string): Promise<{ run: Run; keyPrefix: string }> {
+    const keyPrefix = `${redis.keyPrefix}:${name.replace(/\..*$/, '')}`;
+    const child = start(name, exampleEnv(redis, keyPrefix));
+    children.push(child);
+    const run = await finished(child, name);
+    expect(run.code, `${name} exit code\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`).to.equal(0);
+    expect(await keysWithPrefix(redis, keyPrefix), 'Redis keys left behind').to.deep.equal([]);
+    return { run, keyPrefix };
+  }
+
+  it('basic-consumer: consumes every record, in order per key, and checkpoints', async () => {
+    const { run } = await runExample('basic-consumer.ts');
+    const [consumed, produced, duplicates, outOfOrder, checkpoints] = summary(
+      run,
+      /^basic-consumer: OK: consumed (\d+) of (\d+) records \((\d+) duplicates, (\d+) out of order\), (\d+) checkpoints written/m,
+    );
+    expect(produced).to.equal(1_000);
+    expect(consumed).to.equal(produced);
+    expect(outOfOrder).to.equal(0);
+    // One consumer that was never interrupted redelivers nothing.
+    expect(duplicates).to.equal(0);
+    // At least the final checkpoint of each of the 2 shards, written by stop().
+    expect(checkpoints).to.be.at.least(2);
+  });
+
+  it('basic-consumer: SIGINT stops it gracefully, with exit code 130 and its summary', async () => {
+    const keyPrefix = `${redis.keyPrefix}:basic-consumer-sigint`;
+    const child = start('basic-consumer.ts', exampleEnv(redis, keyPrefix));
+    children.push(child);
+    const exit = finished(child, 'basic-consumer.ts');
+    // The first line is printed once the local Kinesis runs; the signal handlers were installed before.
+    await waitFor('the first line of basic-consumer', () => child.out().includes('basic-consumer: stream'));
+    child.kill('SIGINT');
+    const run = await exit;
+    const [consumed, produced] = summary(
+      run,
+      /^basic-consumer: (?:OK|stopped by SIGINT): consumed (\d+) of (\d+) records/m,
+    );
+    expect(run.stdout).to.include('basic-consumer: SIGINT: stopping gracefully');
+    // Interrupted before every record was consumed: 130, like a shell; a run that finished anyway: 0.
+    expect(run.code).to.equal(consumed < produced ? 130 : 0);
+    expect(run.signal).to.equal(null);
+    expect(await keysWithPrefix(redis, keyPrefix), 'Redis keys left behind').to.deep.equal([]);
+  });
+
+  it('multi-host: three host processes share the stream through Redis leases', async () => {
+    const { run } = await runExample('multi-host.ts');
+    const [consumed, produced, , hosts, acquired, released, handoffs, lost] = summary(
+      run,
+      /^multi-host: OK: consumed (\d+) of (\d+) records \((\d+) duplicates\) across (\d+) hosts .*lease events: (\d+) acquired, (\d+) released \((\d+) handoffs\), (\d+) lost/m,
+    );
+    expect(produced).to.equal(2_000);
+    expect(consumed).to.equal(produced);
+    expect(hosts).to.equal(3);
+    // host-1 handed leases to host-2 and host-3 as they joined. Every lease taken was given up in the
+    // end: released, or (on a machine stalled past the 3 s leases) lost, never left held.
+    expect(handoffs).to.be.at.least(2);
+    expect(released + lost).to.equal(acquired);
+    for (const host of ['host-1', 'host-2', 'host-3']) {
+      expect(run.stdout).to.match(new RegExp(`\\[${host}\\] lease\\.acquired`));
+    }
+  });
+
+  it('cpu-heavy: the handlerModule scores every record in the worker threads', async () => {
+    const { run } = await runExample('cpu-heavy.ts');
+    const [scored, produced, , duplicates, onMainThread] = summary(
+      run,
+      /^cpu-heavy: OK: scored (\d+) of (\d+) records in (\d+) batches \((\d+) duplicates, (\d+) batches on the main thread\)/m,
+    );
+    expect(produced).to.equal(1_000);
+    expect(scored).to.equal(produced);
+    expect(duplicates).to.equal(0);
+    expect(onMainThread).to.equal(0);
+  });
+
+  it('producer-aggregation: receipts, writable() and aggregates read back in full', async () => {
+    const { run } = await runExample('producer-aggregation.ts');
+    const [read, produced, unpacked, receipts, sent, kinesisRecords] = summary(
+      run,
+      /^producer-aggregation: OK: read back (\d+) of (\d+) records \((\d+) unpacked from aggregates\); (\d+) receipts; (\d+) records sent as (\d+) Kinesis records/m,
+    );
+    expect(produced).to.equal(2_000);
+    expect(read).to.equal(produced);
+    expect(sent).to.equal(produced);
+    expect(receipts).to.equal(500);
+    // Every record travelled inside an aggregate, and aggregates held many records each.
+    expect(unpacked).to.equal(produced);
+    expect(kinesisRecords).to.be.below(produced / 10);
+  });
+
+  it('dead-letter: bad records reach the BullMQ queue and a Worker reads them', async () => {
+    const { run } = await runExample('dead-letter.ts');
+    const [processed, valid, dead, bad, rejected, undecodable] = summary(
+      run,
+      /^dead-letter: OK: processed (\d+) of (\d+) valid orders; dead-lettered (\d+) of (\d+) bad records \((\d+) rejected by the handler, (\d+) undecodable\)/m,
+    );
+    expect(valid).to.equal(490);
+    expect(processed).to.equal(valid);
+    expect(bad).to.equal(11);
+    expect(dead).to.equal(bad);
+    expect(rejected).to.equal(10);
+    expect(undecodable).to.equal(1);
+    expect(run.stdout.match(/^ {2}dead letter: /gm)?.length).to.equal(bad);
+    // The example deletes its queue (BullMQ's default prefix 'bull'): no key of it is left.
+    const runId = /stream shardline-example-dead-letter-([0-9a-f]+) /.exec(run.stdout)?.[1];
+    expect(runId, 'run id in the first line').to.be.a('string');
+    expect(await keysWithPrefix(redis, `bull:orders-dlq-${runId}`), 'queue keys left behind').to.deep.equal(
+      [],
+    );
+  });
+});

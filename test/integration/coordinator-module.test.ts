@@ -82,6 +82,8 @@ describe('startCoordinator with handlerModule (kinesalite)', function () {
     expect(threads.has(threadId), 'ran on the main thread').to.equal(false);
     // 4 shards on workerThreads 2: the readers are spread over both threads, not queued on the first.
     expect(threads.size, 'worker threads used').to.equal(2);
+    const placed = c.status().shards.map((x) => x.thread);
+    expect([...new Set(placed)].sort(), `status() threads ${JSON.stringify(placed)}`).to.deep.equal([0, 1]);
     await waitFor(
       () => processedEvents >= first.length,
       () => `${processedEvents}`,

@@ -356,7 +356,7 @@ describe('startCoordinator policies (kinesalite)', function () {
   it('a crashed worker thread: its shards resume from where processing got to on a new thread', async () => {
     const s = await streamWith(2, 300);
     const received: Item[] = [];
-    const crashes: Array<{ shardIds: string[]; respawned: boolean; code: string }> = [];
+    const crashes: Array<{ shardIds: string[]; respawned: boolean; code: string; thread: number }> = [];
     const c = await start({
       streamName: s.name,
       workerThreads: 1,
@@ -367,12 +367,16 @@ describe('startCoordinator policies (kinesalite)', function () {
       },
     });
     c.on('worker.crashed', (e) =>
-      crashes.push({ shardIds: e.shardIds, respawned: e.respawned, code: e.error.code }),
+      crashes.push({ shardIds: e.shardIds, respawned: e.respawned, code: e.error.code, thread: e.thread }),
     );
     await waitFor(
       () => received.length >= 100,
       () => `${received.length}`,
     );
+    expect(
+      c.status().shards.map((x) => x.thread),
+      'status() names the thread of each reader',
+    ).to.deep.equal([0, 0]);
     // Not part of the public API: the coordinator object exposes it for this test only.
     await (c as unknown as { terminateWorkerThread(index: number): Promise<number> }).terminateWorkerThread(
       0,
@@ -382,7 +386,9 @@ describe('startCoordinator policies (kinesalite)', function () {
       () => `${received.length} crashes ${JSON.stringify(crashes)}`,
     );
     expect(crashes.map((x) => x.shardIds[0]).sort()).to.deep.equal([...s.shardIds].sort());
-    expect(crashes.every((x) => x.respawned && x.code === 'ERR_WORKER_CRASHED')).to.equal(true);
+    expect(crashes.every((x) => x.respawned && x.code === 'ERR_WORKER_CRASHED' && x.thread === 0)).to.equal(
+      true,
+    );
     expect(readingShards(c)).to.have.length(2);
     expectExactlyOnceInOrder(received, [...s.items.values()].flat());
   });

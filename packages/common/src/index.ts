@@ -46,6 +46,7 @@ export type {
   PackedRecordMeta,
   RecordToPack,
   ShardEndMessage,
+  StartedMessage,
   StopMessage,
   ThrottledMessage,
   UnpackedRecord,

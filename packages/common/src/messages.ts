@@ -144,7 +144,17 @@ export interface LogMessage {
   fields?: Record<string, unknown>;
 }
 
+/** worker -> coordinator: the reader task runs on this thread (first message of every task). */
+export interface StartedMessage {
+  v: typeof PROTOCOL_VERSION;
+  type: 'started';
+  shardId: string;
+  /** `threadId` of node:worker_threads in the thread running the task. */
+  threadId: number;
+}
+
 export type WorkerMessage =
+  | StartedMessage
   | BatchMessage
   | ShardEndMessage
   | ErrorMessage
@@ -341,6 +351,8 @@ const LOG_LEVELS: ReadonlySet<string> = new Set<LogLevel>(['debug', 'info', 'war
 function checkWorker(m: Obj): string | undefined {
   const type = m.type as WorkerMessageType;
   switch (type) {
+    case 'started':
+      return first(nonEmptyStr(m, 'shardId', ''), count(m, 'threadId', ''));
     case 'batch':
       return checkBatch(m);
     case 'shard-end': {
@@ -384,7 +396,7 @@ function checkWorker(m: Obj): string | undefined {
           : `fields must be an object (got ${kindOf(m.fields)})`,
       );
     default:
-      return unknownType(m.type, "'batch', 'shard-end', 'error', 'throttled', 'fetched' or 'log'");
+      return unknownType(m.type, "'started', 'batch', 'shard-end', 'error', 'throttled', 'fetched' or 'log'");
   }
 }
 

@@ -101,6 +101,8 @@ const COORDINATOR_TIMING = Object.freeze({
 });
 
 interface ShardStats {
+  /** Pool index of the thread running the shard's reader (the latest one). */
+  thread?: number;
   recordsDelivered: number;
   throttled: number;
   lastFetchAtMs?: number;
@@ -335,6 +337,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       if (formatted !== undefined) entry.checkpoint = formatted;
       if (stats?.millisBehindLatest !== undefined) entry.millisBehindLatest = stats.millisBehindLatest;
       if (stats?.lastFetchAtMs !== undefined) entry.lastFetchAt = new Date(stats.lastFetchAtMs).toISOString();
+      if (state === 'reading' && stats?.thread !== undefined) entry.thread = stats.thread;
       return entry;
     });
     return {
@@ -691,6 +694,11 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     const { shardId } = active;
     this.#metrics?.onMessage(message);
     switch (message.type) {
+      case 'started': {
+        const thread = this.#supervisor.threadIndex(message.threadId);
+        if (thread !== undefined) this.#statsOf(shardId).thread = thread;
+        return;
+      }
       case 'module-batch':
         this.#delivery.charge(shardId, message.records, message.bytes);
         return;
@@ -773,7 +781,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       const restart = this.#stopping === undefined && this.#crashGuard.crashed(shardId);
       this.#o.logger.error({ shardId, err: serializeError(exit.error), restart }, 'worker thread crashed');
       this.#events.emit('worker.crashed', {
-        thread: -1,
+        thread: this.#stats.get(shardId)?.thread ?? -1,
         error: exit.error,
         shardIds: [shardId],
         respawned: restart,

@@ -85,7 +85,7 @@ export interface CoordinatorEventMap {
     action: HandlerFailureAction;
     records: number;
   };
-  /** A worker thread crashed; its shards resume from their checkpoints on a new thread. */
+  /** A worker thread crashed (`thread`: its pool index, -1 if unknown); its shards resume from their checkpoints on a new thread. */
   'worker.crashed': { thread: number; error: ShardlineError; shardIds: string[]; respawned: boolean };
   /** An error the coordinator survived (a failed ListShards, a reader's fatal error...). */
   error: { error: ShardlineError; shardId?: string };

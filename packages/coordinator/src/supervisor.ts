@@ -103,6 +103,12 @@ export class Supervisor {
     return this.#pool.threads.length;
   }
 
+  /** The pool index (0 .. workerThreads - 1) of the thread whose `threadId` this is, if alive. */
+  threadIndex(threadId: number): number | undefined {
+    const index = this.#pool.threads.findIndex((thread) => thread.threadId === threadId);
+    return index === -1 ? undefined : index;
+  }
+
   /** @internal tests: terminates one thread as a crash would. */
   terminateThread(index: number): Promise<number> {
     const thread = this.#pool.threads[index];

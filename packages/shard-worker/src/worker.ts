@@ -10,10 +10,16 @@
  * const reader = wrap<ShardReaderControl>(nodeEndpoint(control.port1));
  * ```
  */
-import { MessagePort } from 'node:worker_threads';
+import { MessagePort, threadId } from 'node:worker_threads';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KinesisTransport, PortableKinesisConfig } from '@shardline/common';
-import { createKinesisClient, resolveKinesisTransport, ShardlineOptionError } from '@shardline/common';
+import {
+  createKinesisClient,
+  PROTOCOL_VERSION,
+  resolveKinesisTransport,
+  ShardlineOptionError,
+  type StartedMessage,
+} from '@shardline/common';
 import { expose } from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { kinesisGetRecordsClient } from './client.js';
@@ -147,6 +153,13 @@ export default async function shardReaderTask(task: ShardReaderTask): Promise<Sh
       status: () => reader.status(),
     };
     expose(control, nodeEndpoint(controlPort));
+    const started: StartedMessage = {
+      v: PROTOCOL_VERSION,
+      type: 'started',
+      shardId: readerOptions.shardId,
+      threadId,
+    };
+    port.postMessage(started);
     reader.start();
     const outcome = await reader.finished;
     // A control call that stopped the reader (stop()) answers a few microtasks after it resolves:

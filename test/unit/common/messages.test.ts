@@ -111,12 +111,15 @@ function everyWorkerMessage(): WorkerMessage[] {
       bytes: 0,
     },
     { v: 1, type: 'log', level: 'warn', message: 'slow', fields: { shardId: 'shardId-000000000001' } },
+    { v: 1, type: 'started', shardId: 'shardId-000000000001', threadId: 3 },
   ];
 }
 
 /** A switch with assertNever: fails to compile if a worker message type is not handled. */
 function describeMessage(message: WorkerMessage): string {
   switch (message.type) {
+    case 'started':
+      return `started on thread ${message.threadId}`;
     case 'batch':
       return `batch ${message.batchId} (${message.encoding})`;
     case 'shard-end':
@@ -255,6 +258,7 @@ describe('common/messages', () => {
         'throttled',
         'fetched',
         'log warn',
+        'started on thread 3',
       ]);
     });
 
@@ -297,7 +301,11 @@ describe('common/messages', () => {
         [{ type: 'log', level: 'info', message: 'x' }, /unsupported protocol version undefined/],
         [
           { v: 1, type: 'hello' },
-          /^worker message 'hello': unknown type 'hello' \(expected 'batch', 'shard-end'/,
+          /^worker message 'hello': unknown type 'hello' \(expected 'started', 'batch', 'shard-end'/,
+        ],
+        [
+          { v: 1, type: 'started', shardId: 'shardId-000000000001', threadId: -1 },
+          /threadId must be an integer >= 0 \(got -1\)/,
         ],
         [{ v: 1, type: 7 }, /type must be a string \(got number\)/],
         [{ ...valid[0]!, shardId: '' }, /shardId must be a non-empty string \(got ''\)/],

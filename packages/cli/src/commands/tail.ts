@@ -197,6 +197,8 @@ class Tail {
 
   async #handle(message: WorkerMessage): Promise<void> {
     switch (message.type) {
+      case 'started':
+        break;
       case 'batch':
         await this.#print(message);
         break;

@@ -5,6 +5,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { COORDINATOR_METRIC_NAMES } from '@shardline/coordinator';
+import { PRODUCER_METRIC_NAMES } from '@shardline/producer';
 import { getFreePort, type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import type { DemoResult } from '../../packages/cli/src/commands/demo.js';
@@ -323,8 +325,25 @@ describe('shardline demo', function () {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(body).to.match(/^shardline_demo_consumed_records [1-9]\d*$/m);
-    expect(body).to.match(/^shardline_(?!demo_)\w+(\{[^}]*\})? \d/m);
     expect(body).not.to.include('host="');
+    // Every documented metric is served, and the run shows in the main ones.
+    for (const name of [
+      ...Object.values(COORDINATOR_METRIC_NAMES),
+      ...Object.values(PRODUCER_METRIC_NAMES),
+    ]) {
+      expect(body).to.match(new RegExp(`^# TYPE ${name} `, 'm'));
+    }
+    const sum = (name: string) =>
+      [...body.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    const consumed = sum('shardline_demo_consumed_records');
+    const processed = sum(COORDINATOR_METRIC_NAMES.recordsProcessed);
+    expect(processed, 'records processed').to.be.greaterThan(0).and.at.most(consumed);
+    expect(sum(PRODUCER_METRIC_NAMES.recordsPut), 'records put').to.be.greaterThan(0).and.at.most(1200);
+    expect(sum(COORDINATOR_METRIC_NAMES.currentLeases), 'current leases').to.be.within(1, 3);
+    expect(sum(`${COORDINATOR_METRIC_NAMES.handlerDuration}_count`), 'handler calls').to.be.greaterThan(0);
     const run = await done;
     expect(run.code, run.stderr).to.equal(0);
   });

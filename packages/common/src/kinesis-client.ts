@@ -2,8 +2,9 @@
  * Builds the KinesisClient every Shardline package uses.
  *
  * Why not `new KinesisClient(config)`: @aws-sdk/client-kinesis (3.1143.0) defaults to an HTTP/2 handler
- * (`NodeHttp2Handler` with `disableConcurrentStreams: true`, see its runtimeConfig). That fails against
- * both local emulators (kinesis-mock, kinesalite: ERR_HTTP2_ERROR / no response), and on AWS it opens a
+ * (`NodeHttp2Handler` with `disableConcurrentStreams: true`, see its runtimeConfig). kinesalite speaks
+ * only HTTP/1.1 (ERR_HTTP2_ERROR); kinesis-mock answers plain calls over HTTP/2 but breaks SubscribeToShard
+ * on it (see {@link KinesisTransport}); and on AWS it opens a
  * new HTTP/2 session per request (aws-sdk-js-v3 issue #8279), so no connection is reused. An HTTP/1.1
  * `NodeHttpHandler` with keep-alive agents and enough sockets for one long-lived connection per shard
  * works everywhere and reuses connections.
@@ -25,8 +26,11 @@ import { silentLogger } from './logger.js';
 /**
  * The HTTP version of the handler {@link createKinesisClient} builds.
  * - `'http1'`: HTTP/1.1 keep-alive (works everywhere except SubscribeToShard on AWS).
- * - `'http2'`: HTTP/2, which AWS requires for SubscribeToShard (enhanced fan-out). Both local emulators
- *   fail on it over plain http.
+ * - `'http2'`: HTTP/2, which AWS requires for SubscribeToShard (enhanced fan-out). kinesalite fails on it.
+ *   kinesis-mock (h2c and TLS) answers plain calls, but not SubscribeToShard: the SDK closes an event
+ *   stream's own session (GOAWAY) once its headers arrive, and kinesis-mock (http4s Ember) answers any
+ *   GOAWAY by resetting every open stream and sending an unsolicited PING ACK, which Node.js rejects as a
+ *   protocol error (ERR_HTTP2_ERROR). A GOAWAY leaves the sender's own streams running (RFC 9113 6.8).
  * - `'auto'`: HTTP/1.1 for an `http://` endpoint (a local emulator), HTTP/2 otherwise (AWS, TLS).
  */
 export type KinesisTransport = 'auto' | 'http1' | 'http2';

@@ -76,7 +76,13 @@ describe('common/errors', () => {
     });
 
     it('network error codes are transient and retriable, however deep', () => {
-      for (const code of ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']) {
+      const codes = ['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'];
+      for (const code of [
+        ...codes,
+        'ERR_HTTP2_ERROR',
+        'ERR_HTTP2_STREAM_ERROR',
+        'ERR_HTTP2_GOAWAY_SESSION',
+      ]) {
         const net = Object.assign(new Error(`connect ${code}`), { code });
         const classified = classifyAwsError(wrapped(net, 2));
         expect(classified.code, code).to.equal(ErrorCodes.TRANSIENT);

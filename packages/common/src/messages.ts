@@ -172,6 +172,17 @@ export interface CreditMessage {
   bytes: number;
 }
 
+/**
+ * coordinator -> worker: record credit taken back (more readers share the host budget now); the
+ * reader's credit may go negative, and it fetches again once grants bring it above zero.
+ */
+export interface RevokeMessage {
+  v: typeof PROTOCOL_VERSION;
+  type: 'revoke';
+  /** Records taken from the reader's credit. */
+  records: number;
+}
+
 /** coordinator -> worker: the batch `batchId` (and every earlier one) was processed. */
 export interface AckMessage {
   v: typeof PROTOCOL_VERSION;
@@ -187,7 +198,7 @@ export interface StopMessage {
   reason: string;
 }
 
-export type CoordinatorMessage = CreditMessage | AckMessage | StopMessage;
+export type CoordinatorMessage = CreditMessage | RevokeMessage | AckMessage | StopMessage;
 
 export type WorkerMessageType = WorkerMessage['type'];
 export type CoordinatorMessageType = CoordinatorMessage['type'];
@@ -405,12 +416,14 @@ function checkCoordinator(m: Obj): string | undefined {
   switch (type) {
     case 'credit':
       return first(count(m, 'records', ''), count(m, 'bytes', ''));
+    case 'revoke':
+      return count(m, 'records', '');
     case 'ack':
       return count(m, 'batchId', '');
     case 'stop':
       return str(m, 'reason', '');
     default:
-      return unknownType(m.type, "'credit', 'ack' or 'stop'");
+      return unknownType(m.type, "'credit', 'revoke', 'ack' or 'stop'");
   }
 }
 

@@ -632,27 +632,34 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
   }
 
   /**
-   * Grants record credit from the host budget. Credit cannot be taken back, and the reader of an idle
-   * shard keeps what it holds: so a share is half a fair share, a reader holds at most one share of
-   * credit (idle readers hoard at most half the budget) and at most two shares counting what it
-   * fetched and is not processed yet. Readers are served from a rotating start so none is always last.
+   * Shares the host budget out as record credit. A reader may hold up to a fair share
+   * (`budget / readers`, readers counting those expected to start) in credit plus records fetched and
+   * not processed yet, so one GetRecords call can fill its whole share. When the fair share shrinks
+   * (more readers), credit above it is revoked, so idle readers never keep room a new reader needs; a
+   * fetch in flight may still overdraw a revoked credit by one response, the same bound as a KPL
+   * aggregate's. Readers are served from a rotating start so none is always last.
    */
   #rebalance(): void {
     const budget = this.#o.maxBufferedRecords;
     const open = [...this.#lanes.values()].filter((l) => !l.halted);
     if (open.length === 0) return;
-    const share = Math.max(1, Math.floor(budget / (2 * Math.max(open.length, this.#expectedLanes))));
+    const fair = Math.max(1, Math.floor(budget / Math.max(open.length, this.#expectedLanes)));
+    for (const lane of open) {
+      const over = Math.min(lane.credit, Math.max(0, lane.credit) + lane.buffered - fair);
+      if (over <= 0) continue;
+      lane.credit -= over;
+      lane.hooks.send({ v: PROTOCOL_VERSION, type: 'revoke', records: over });
+    }
     let free = budget;
     for (const lane of this.#lanes.values()) free -= Math.max(0, lane.credit) + lane.buffered;
     const start = this.#rotation++ % open.length;
     for (let n = 0; n < open.length; n++) {
       const lane = open[(start + n) % open.length]!;
       const holding = Math.max(0, lane.credit) + lane.buffered;
-      // Credit held by a reader never exceeds one share (what an idle reader can hoard); with what
-      // is fetched and not processed yet, a reader holds at most two shares. A top-up is sent when
-      // worth a call (fewer, fuller GetRecords calls), or when the reader is out of credit.
-      let want = Math.min(share - Math.max(0, lane.credit), 2 * share - holding);
-      if (lane.credit > 0 && want < share / 2) want = 0;
+      // A top-up is sent when worth a call (fewer, fuller GetRecords calls), or when the reader is out
+      // of credit.
+      let want = fair - holding;
+      if (lane.credit > 0 && want < fair / 2) want = 0;
       const records = Math.max(0, Math.min(want, free));
       const bytesHolding = Math.max(0, lane.bytesCredit) + lane.bufferedBytes;
       let bytes = this.#bytesPerReader - bytesHolding;

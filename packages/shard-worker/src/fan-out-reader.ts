@@ -688,6 +688,10 @@ export class FanOutReader {
         this.#credit.bytes += message.bytes;
         if (this.#credit.records > 0 && this.#credit.bytes > 0) this.#wakeCreditWaiter();
         break;
+      case 'revoke':
+        // A fetch in flight may still bring up to its Limit: the credit then goes below zero.
+        this.#credit.records -= message.records;
+        break;
       case 'ack':
         if (this.#lastAckedBatchId === undefined || message.batchId > this.#lastAckedBatchId) {
           this.#lastAckedBatchId = message.batchId;

@@ -546,6 +546,10 @@ export class ShardReader {
         this.#credit.bytes += message.bytes;
         if (this.#credit.records > 0 && this.#credit.bytes > 0) this.#wakeCreditWaiter();
         break;
+      case 'revoke':
+        // A fetch in flight may still bring up to its Limit: the credit then goes below zero.
+        this.#credit.records -= message.records;
+        break;
       case 'ack':
         if (this.#lastAckedBatchId === undefined || message.batchId > this.#lastAckedBatchId) {
           this.#lastAckedBatchId = message.batchId;

@@ -279,6 +279,7 @@ describe('common/messages', () => {
     it('accepts the coordinator messages', () => {
       const messages: CoordinatorMessage[] = [
         { v: 1, type: 'credit', records: 500, bytes: 1_048_576 },
+        { v: 1, type: 'revoke', records: 250 },
         { v: 1, type: 'ack', batchId: 7 },
         { v: 1, type: 'stop', reason: 'lease-lost' },
       ];
@@ -391,7 +392,8 @@ describe('common/messages', () => {
         ],
         [{ v: 1, type: 'ack', batchId: 1.2 }, /batchId must be an integer >= 0 \(got 1\.2\)/],
         [{ v: 1, type: 'stop' }, /reason must be a string \(got undefined\)/],
-        [{ v: 1, type: 'batch' }, /unknown type 'batch' \(expected 'credit', 'ack' or 'stop'\)/],
+        [{ v: 1, type: 'revoke', records: -1 }, /records must be an integer >= 0 \(got -1\)/],
+        [{ v: 1, type: 'batch' }, /unknown type 'batch' \(expected 'credit', 'revoke', 'ack' or 'stop'\)/],
         [{ v: 0, type: 'ack', batchId: 1 }, /unsupported protocol version 0/],
       ];
       for (const [input, message] of cases) {

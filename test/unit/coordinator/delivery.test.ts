@@ -20,6 +20,11 @@ interface Lane {
   hooks: LaneHooks;
 }
 
+const credit = (l: Lane) =>
+  l.sent.filter((m) => m.type === 'credit').map((m) => (m.type === 'credit' ? m.records : 0));
+const revoked = (l: Lane) =>
+  l.sent.filter((m) => m.type === 'revoke').map((m) => (m.type === 'revoke' ? m.records : 0));
+
 function lane(): Lane {
   const l: Lane = {
     sent: [],
@@ -123,28 +128,27 @@ describe('coordinator Delivery', () => {
     ).to.have.length(2);
   });
 
-  it('grants the host budget in shares and re-grants as batches are processed', async () => {
+  it('grants each reader its fair share of the host budget and re-grants as batches are processed', async () => {
     const { d } = delivery({ handler: () => undefined } as never);
     d.expectLanes(2);
     const a = lane();
     const b = lane();
     d.open('A', a.hooks);
     d.open('B', b.hooks);
-    const credit = (l: Lane) =>
-      l.sent.filter((m) => m.type === 'credit').map((m) => (m.type === 'credit' ? m.records : 0));
-    // A share is half a fair share: idle readers can never hoard more than half the budget.
-    expect(credit(a)).to.deep.equal([25]);
-    expect(credit(b)).to.deep.equal([25]);
+    // Budget 100 over 2 readers: one GetRecords call can fill a whole fair share.
+    expect(credit(a)).to.deep.equal([50]);
+    expect(credit(b)).to.deep.equal([50]);
     // A response can overdraw the credit (a KPL aggregate counts once against Limit).
-    const thirty = Array.from({ length: 30 }, (_, i) => i);
-    d.push('A', batch('A', thirty));
+    const sixty = Array.from({ length: 60 }, (_, i) => i);
+    d.push('A', batch('A', sixty));
     await tick();
-    // Processed: A is out of credit (-5), so it gets a share again.
-    expect(credit(a)).to.deep.equal([25, 25]);
+    // Processed: A is out of credit (-10), so it gets its share again.
+    expect(credit(a)).to.deep.equal([50, 50]);
     // A small top-up waits until the reader runs low: fewer, fuller fetches.
     d.push('A', batch('A', [1, 2], 200));
     await tick();
-    expect(credit(a)).to.deep.equal([25, 25]);
+    expect(credit(a)).to.deep.equal([50, 50]);
+    expect(a.sent.some((m) => m.type === 'revoke')).to.equal(false);
   });
 
   it('leaves room for readers started later: shares come from the expected reader count', () => {
@@ -155,23 +159,42 @@ describe('coordinator Delivery', () => {
       d.open(id, l.hooks);
       return l;
     });
-    const credits = lanes.map((l) =>
-      l.sent.filter((m) => m.type === 'credit').map((m) => (m.type === 'credit' ? m.records : 0)),
-    );
-    expect(credits).to.deep.equal([[12], [12], [12], [12]]);
+    expect(lanes.map(credit)).to.deep.equal([[25], [25], [25], [25]]);
   });
 
-  it('a reader started after an idle one that took its share still gets credit', () => {
+  it('a reader started after an idle one that took the whole budget gets credit revoked from it', () => {
     const { d } = delivery({ handler: () => undefined } as never);
     d.expectLanes(1);
     const a = lane();
     d.open('A', a.hooks);
+    expect(credit(a)).to.deep.equal([100]);
     d.expectLanes(2);
     const b = lane();
     d.open('B', b.hooks);
-    const records = (l: Lane) => l.sent.reduce((n, m) => n + (m.type === 'credit' ? m.records : 0), 0);
-    expect(records(a)).to.equal(50);
-    expect(records(b)).to.equal(25);
+    expect(revoked(a)).to.deep.equal([50]);
+    expect(credit(b)).to.deep.equal([50]);
+    // Records fetched and not processed yet cannot be revoked: only the credit above the share is.
+    d.expectLanes(4);
+    const c = lane();
+    const dd = lane();
+    d.push(
+      'A',
+      batch(
+        'A',
+        Array.from({ length: 40 }, (_, i) => i),
+      ),
+    );
+    d.open('C', c.hooks);
+    d.open('D', dd.hooks);
+    // A: 10 credit + 40 buffered (its handler has not run yet) over a share of 25: 10 revoked.
+    // B: 50 credit: 25 revoked.
+    expect(revoked(a)).to.deep.equal([50, 10]);
+    expect(revoked(b)).to.deep.equal([25]);
+    // Granted minus revoked is what each reader holds (A's 40 records included): within the budget.
+    const sum = (xs: number[]) => xs.reduce((n, x) => n + x, 0);
+    const held = [a, b, c, dd].map((l) => sum(credit(l)) - sum(revoked(l)));
+    expect(held.slice(0, 2)).to.deep.equal([40, 25]);
+    expect(sum(held)).to.equal(100);
   });
 
   it('iterator mode: asking for the next batch marks the previous one processed', async () => {

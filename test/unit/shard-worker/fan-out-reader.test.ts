@@ -168,6 +168,12 @@ describe('FanOutReader', () => {
     expect(delivered(end)).to.deep.equal(range(6));
     expect(r.state).to.equal('waiting-for-credit');
     expect(r.status().credit.records).to.equal(-1);
+    // Credit revoked below zero: a grant that does not bring it above zero pulls nothing.
+    end.send({ v: 1, type: 'revoke', records: 4 });
+    end.credit(5);
+    await advance(clock, 4_000, 100);
+    expect(r.status().credit.records).to.equal(0);
+    expect(delivered(end)).to.deep.equal(range(6));
     end.credit(100);
     await advance(clock, 12_000, 100);
     expect(delivered(end)).to.deep.equal(range(30));

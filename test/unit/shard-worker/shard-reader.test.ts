@@ -347,6 +347,29 @@ describe('ShardReader', () => {
       ]);
     });
 
+    it('revoked credit is taken off: the next call asks for less, none while the credit is below zero', async () => {
+      const shard = new FakeShard(jsonRecords(10));
+      const r = reader(shard);
+      // (A credit wakes the reader at once: a revoke sent after it could find the call already made.)
+      end.send({ v: 1, type: 'revoke', records: 2 });
+      end.credit(3);
+      r.start();
+      await advance(clock, 2_000);
+      expect(shard.getRecordsCalls.map((c) => (c.input as { Limit?: number }).Limit)).to.deep.equal([1]);
+      expect(delivered(end)).to.deep.equal([0]);
+      // A revoke larger than the credit left (as when a fetch was in flight): below zero, no call until
+      // grants bring it above.
+      end.send({ v: 1, type: 'revoke', records: 2 });
+      await advance(clock, 2_000);
+      expect(r.status().credit.records).to.equal(-2);
+      expect(shard.getRecordsCalls).to.have.length(1);
+      end.credit(3);
+      await advance(clock, 2_000);
+      expect(r.status().credit.records).to.equal(0);
+      expect(shard.getRecordsCalls.map((c) => (c.input as { Limit?: number }).Limit)).to.deep.equal([1, 1]);
+      expect(delivered(end)).to.deep.equal([0, 1]);
+    });
+
     it('no byte credit, no fetch; a batch is charged its records after deaggregation and its bytes', async () => {
       const subs = Array.from({ length: 5 }, (_, i) => ({
         partitionKey: `k${i}`,

@@ -45,6 +45,7 @@ export type {
   LogMessage,
   PackedRecordMeta,
   RecordToPack,
+  RevokeMessage,
   ShardEndMessage,
   StartedMessage,
   StopMessage,

@@ -22,15 +22,16 @@ import { RedisLeaseManager } from '@shardline/coordinator';
 import { Producer } from '@shardline/producer';
 import { type LocalKinesis, startLocalKinesis, startRedisServer, useTestRedis } from '@shardline/testing';
 import { Redis } from 'ioredis';
-import { writeBenchmarkSection } from './lib-benchmarks-md.js';
+import { QUICK, writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const HOST_SCRIPT = fileURLToPath(new URL('../../test/integration/fixtures/host.mjs', import.meta.url));
-const LEASES_MS = [10_000, 3_000];
+// --quick: the short lease only, one failover, a short idle window: checks the script works.
+const LEASES_MS = QUICK ? [3_000] : [10_000, 3_000];
 const SHARDS = 6;
-const IDLE_SHARDS = 64;
+const IDLE_SHARDS = QUICK ? 16 : 64;
 const IDLE_HOSTS = 1;
-const IDLE_WINDOW_MS = 20_000;
-const REPEATS = 3;
+const IDLE_WINDOW_MS = QUICK ? 3_000 : 20_000;
+const REPEATS = QUICK ? 1 : 3;
 const KEYS = 60;
 const GROUP = 'bench-leases';
 
@@ -480,7 +481,7 @@ async function main(): Promise<void> {
   const section = [
     '## Leases',
     '',
-    `Command: \`npx tsx scripts/bench/leases.ts\`; run ${new Date().toISOString()}; machine: ${cpus.length} cores, ` +
+    `Command: \`npx tsx scripts/bench/leases.ts${QUICK ? ' --quick' : ''}\`; run ${new Date().toISOString()}; machine: ${cpus.length} cores, ` +
       `${cpus[0]?.model ?? 'unknown CPU'}, Node ${process.version}. Hosts are child processes ` +
       '(test/integration/fixtures/host.mjs: startCoordinator, 1 worker thread, checkpoints every 500 ms); ' +
       'kinesalite in its own process; a Producer writes about 400 records/s over 60 keys throughout the failover ' +

@@ -21,17 +21,18 @@ import {
 import { createKinesisClient } from '@shardline/common';
 import { Producer, type PutReceipt } from '@shardline/producer';
 import { startLocalKinesis } from '@shardline/testing';
-import { writeBenchmarkSection } from './lib-benchmarks-md.js';
+import { QUICK, writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const RECORD_BYTES = 100;
 const SHARDS = 4;
-const RAW_RECORDS = Number(process.env.BENCH_RAW_RECORDS ?? 100_000);
-const AGG_RECORDS = Number(process.env.BENCH_AGG_RECORDS ?? 1_000_000);
-const RSS_RECORDS = Number(process.env.BENCH_RSS_RECORDS ?? 1_000_000);
+// --quick: small sizes, to check the script works.
+const RAW_RECORDS = Number(process.env.BENCH_RAW_RECORDS ?? (QUICK ? 10_000 : 100_000));
+const AGG_RECORDS = Number(process.env.BENCH_AGG_RECORDS ?? (QUICK ? 50_000 : 1_000_000));
+const RSS_RECORDS = Number(process.env.BENCH_RSS_RECORDS ?? (QUICK ? 50_000 : 1_000_000));
 const RSS_BUDGET_S = 120;
 /** The aggregated run's maxBufferedRecords (the default; deeper buffers measured no faster on kinesalite). */
 const AGG_BUFFER = Number(process.env.BENCH_AGG_BUFFER ?? 10_000);
-const CPU_RECORDS = 500_000;
+const CPU_RECORDS = QUICK ? 50_000 : 500_000;
 const RSS_WINDOW = 50_000;
 
 const payload = randomBytes(RECORD_BYTES);
@@ -232,7 +233,7 @@ async function main(): Promise<void> {
     const section = [
       '## Producer',
       '',
-      `Command: \`npx tsx scripts/bench/producer.ts\`; run ${new Date().toISOString()}; machine: ${os.cpus().length} cores, ` +
+      `Command: \`npx tsx scripts/bench/producer.ts${QUICK ? ' --quick' : ''}\`; run ${new Date().toISOString()}; machine: ${os.cpus().length} cores, ` +
         `${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}. kinesalite in its own process, ` +
         `${SHARDS} shards, ${RECORD_BYTES}-byte records, 4,096 distinct partition keys, pacing off (kinesalite has ` +
         'no limits; the raw loop does not pace). The machine is shared with other work: figures vary by about 20% ' +

@@ -9,16 +9,19 @@
  *
  * Run: npx tsc -b && npx tsx scripts/bench/shard-worker-encoding.ts
  */
+import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { codecs, parseWorkerMessage } from '@shardline/common';
 import { batchToRecords } from '@shardline/shard-worker';
+import { QUICK, writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const COMMON = import.meta.resolve('@shardline/common');
 // Internal to the package (the reader's own unpacking step); a benchmark may reach in.
 const RECORDS = new URL('../../packages/shard-worker/dist/records.js', import.meta.url).href;
 
 const RECORDS_PER_BATCH = 1_000;
-const BATCHES = 300;
+// --quick: few batches, to check the script works.
+const BATCHES = QUICK ? 20 : 300;
 
 /** The worker: builds batch messages exactly as the ShardReader does, paced like a reader under credit. */
 const WORKER_SOURCE = `
@@ -61,6 +64,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 
 {
   const results: string[] = [];
+  const rows: string[] = [];
   for (const round of [1, 2]) {
     for (const encoding of ['bytes', 'decoded'] as const) {
       const worker = new Worker(WORKER_SOURCE, {
@@ -95,8 +99,30 @@ const { parentPort, workerData } = require('node:worker_threads');
             `main thread busy ${((busyMs / received) * 10_000).toFixed(1)} ms per 10k records ` +
             `(${((mainMs / received) * 10_000).toFixed(1)} ms in the handler, the rest deserializing; checksum ${sum})`,
         );
+        rows.push(
+          `| ${encoding} | ${Math.round((received / totalMs) * 1000).toLocaleString('en-US')} records/s | ` +
+            `${((busyMs / received) * 10_000).toFixed(1)} ms (${((mainMs / received) * 10_000).toFixed(1)} ms in batchToRecords + handler) |`,
+        );
       }
     }
   }
   console.log(results.join('\n'));
+  const cpus = os.cpus();
+  writeBenchmarkSection(
+    'Shard-worker batch encoding',
+    [
+      '## Shard-worker batch encoding',
+      '',
+      `Command: \`npx tsx scripts/bench/shard-worker-encoding.ts${QUICK ? ' --quick' : ''}\`; run ${new Date().toISOString()}; ` +
+        `machine: ${cpus.length} cores, ${cpus[0]?.model.trim() ?? 'unknown CPU'}, Node ${process.version}. A worker thread builds ` +
+        `${BATCHES} batch messages of ${RECORDS_PER_BATCH.toLocaleString('en-US')} JSON records as the ShardReader does (4 in flight) ` +
+        'and the main thread turns them into ShardRecords (batchToRecords): `bytes` sends the raw payloads (decoded on the ' +
+        'main thread), `decoded` sends decoded values (structured clone). No I/O. Second of two rounds.',
+      '',
+      '| encoding | end to end | main thread busy per 10k records |',
+      '| --- | --- | --- |',
+      ...rows,
+      '',
+    ].join('\n'),
+  );
 }

@@ -280,4 +280,41 @@ describe('startCoordinator with KPL-aggregated input (kinesis-mock)', function (
     await c2.stop();
     expectExactlyOnceInOrder(iterated, items);
   });
+
+  it('aggregates far larger than maxBufferedRecords overdraw the credit without stalling the reader', async () => {
+    const stream = `coord-kpl-big-${process.pid}`;
+    await kinesis.createStream(stream, { shards: 1 });
+    const client = kinesis.client();
+    const next = new Map<string, number>();
+    const first = keyedItems(2_000, 4, next);
+    // 4 keys x 500 records in aggregates of 250: one GetRecords answer holds 160 times the credit.
+    expect(await putAggregated(client, stream, first, 250)).to.equal(8);
+    const handled: Item[] = [];
+    const c = await startCoordinator<Item>({
+      streamName: stream,
+      group: 'kpl-big',
+      kinesis: kinesis.clientConfig,
+      ...FAST,
+      maxBufferedRecords: 50,
+      handler: (batch) => {
+        for (const r of batch.records) handled.push(r.data);
+      },
+    });
+    try {
+      await waitFor(
+        () => handled.length >= first.length,
+        () => `${handled.length} of ${first.length}`,
+      );
+      // The reader fetches again after that overdraft: records put now arrive too.
+      const second = keyedItems(1_000, 4, next);
+      await putAggregated(client, stream, second, 250);
+      await waitFor(
+        () => handled.length >= first.length + second.length,
+        () => `${handled.length} of ${first.length + second.length}`,
+      );
+      expectExactlyOnceInOrder(handled, [...first, ...second]);
+    } finally {
+      await c.stop();
+    }
+  });
 });

@@ -661,14 +661,24 @@ export class Delivery<T = unknown> implements AsyncIterator<RecordBatch<T>> {
       let want = fair - holding;
       if (lane.credit > 0 && want < fair / 2) want = 0;
       const records = Math.max(0, Math.min(want, free));
+      // A response that overdrew the credit (KPL aggregates count once against Limit) is paid for once
+      // it is processed: the debt is forgiven then, or a deep one would keep the reader from ever
+      // fetching again.
+      const debt = lane.buffered === 0 && records > 0 ? Math.max(0, -lane.credit) : 0;
       const bytesHolding = Math.max(0, lane.bytesCredit) + lane.bufferedBytes;
       let bytes = this.#bytesPerReader - bytesHolding;
       if (bytes <= 0 || (lane.bytesCredit > 0 && bytes < this.#bytesPerReader / 2)) bytes = 0;
+      const bytesDebt = lane.bufferedBytes === 0 && bytes > 0 ? Math.max(0, -lane.bytesCredit) : 0;
       if (records === 0 && bytes === 0) continue;
-      lane.credit += records;
-      lane.bytesCredit += bytes;
+      lane.credit += records + debt;
+      lane.bytesCredit += bytes + bytesDebt;
       free -= records;
-      lane.hooks.send({ v: PROTOCOL_VERSION, type: 'credit', records, bytes });
+      lane.hooks.send({
+        v: PROTOCOL_VERSION,
+        type: 'credit',
+        records: records + debt,
+        bytes: bytes + bytesDebt,
+      });
     }
   }
 }

@@ -142,13 +142,32 @@ describe('coordinator Delivery', () => {
     const sixty = Array.from({ length: 60 }, (_, i) => i);
     d.push('A', batch('A', sixty));
     await tick();
-    // Processed: A is out of credit (-10), so it gets its share again.
-    expect(credit(a)).to.deep.equal([50, 50]);
+    // Processed: A overdrew its credit by 10 and gets its share again, the debt forgiven (the records
+    // that made it are processed): back to 50, not 40.
+    expect(credit(a)).to.deep.equal([50, 60]);
     // A small top-up waits until the reader runs low: fewer, fuller fetches.
     d.push('A', batch('A', [1, 2], 200));
     await tick();
-    expect(credit(a)).to.deep.equal([50, 50]);
+    expect(credit(a)).to.deep.equal([50, 60]);
     expect(a.sent.some((m) => m.type === 'revoke')).to.equal(false);
+  });
+
+  it('a deep overdraft (a response of KPL aggregates far beyond the credit) does not stall the reader', async () => {
+    const { d } = delivery({ handler: () => undefined } as never);
+    d.expectLanes(1);
+    const a = lane();
+    d.open('A', a.hooks);
+    d.push(
+      'A',
+      batch(
+        'A',
+        Array.from({ length: 5_000 }, (_, i) => i),
+      ),
+    );
+    await tick();
+    // Credit was 100; 5,000 records came: once they are processed the reader holds 100 again.
+    expect(credit(a)).to.deep.equal([100, 5_000]);
+    expect(d.bufferedRecords).to.equal(0);
   });
 
   it('leaves room for readers started later: shares come from the expected reader count', () => {

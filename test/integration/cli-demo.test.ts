@@ -2,71 +2,28 @@
  * `shardline demo`, run as a child process (the built packages/cli/dist/bin.js): the whole pipeline
  * with a split half-way, with Redis leases and in memory, its tally, its cleanup and Ctrl-C.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { COORDINATOR_METRIC_NAMES } from '@shardline/coordinator';
 import { PRODUCER_METRIC_NAMES } from '@shardline/producer';
 import { getFreePort, type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import type { DemoResult } from '../../packages/cli/src/commands/demo.js';
+import {
+  type Child,
+  exited,
+  keysWithPrefix,
+  type Run,
+  SHARDLINE_BIN,
+  spawnNode,
+  waitUntil,
+} from '../support/child.js';
 import { isProcessAlive } from '../support/process.js';
 
-const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-type Child = ChildProcess & { out: () => string; err: () => string };
-
-function start(args: readonly string[], env: NodeJS.ProcessEnv): Child {
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return Object.assign(child, { out: () => stdout, err: () => stderr });
-}
-
-function finished(child: Child, timeoutMs = 40_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`shardline demo did not exit within ${timeoutMs} ms; stderr: ${child.err()}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: child.out(), stderr: child.err() });
-    });
-  });
-}
-
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function keysWithPrefix(redis: TestRedis, prefix: string): Promise<string[]> {
-  const client = redis.client();
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1_000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
-  return found;
-}
+const start = (args: readonly string[], env: NodeJS.ProcessEnv) =>
+  spawnNode([SHARDLINE_BIN, ...args], { env });
+const finished = (child: Child, timeoutMs = 40_000) => exited(child, timeoutMs, 'shardline demo');
+const waitFor = (what: string, condition: () => boolean, timeoutMs = 30_000) =>
+  waitUntil(what, condition, timeoutMs);
 
 /** The demo's Redis key prefix, from its start line on stderr (other runs may share the Redis). */
 function demoKeyPrefix(stderr: string): string {

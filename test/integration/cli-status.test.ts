@@ -3,8 +3,6 @@
  * Kinesis and the test Redis, while a coordinator in this process holds the leases: the table, --json,
  * every lease state (held, expired, free, ended), the lag from Kinesis, --watch, and each error case.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { type Coordinator, RedisLeaseManager, startCoordinator } from '@shardline/coordinator';
 import {
@@ -16,74 +14,16 @@ import {
 } from '@shardline/testing';
 import { expect } from 'chai';
 import type { StatusReport } from '../../packages/cli/src/commands/status.js';
+import { type Child, exited, spawnCli, waitUntil } from '../support/child.js';
 import { type Item, keyedItems, putItems } from './coordinator-helpers.js';
 
-const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 // The middle of shard 0 of a two-shard stream (0 .. 2^127 - 1).
 const MID_HASH_KEY = (1n << 126n).toString();
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-type Child = ChildProcess & { out: () => string; err: () => string };
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    AWS_ACCESS_KEY_ID: 'shardline-local',
-    AWS_SECRET_ACCESS_KEY: 'shardline-local',
-  };
-  delete env.AWS_REGION;
-  delete env.AWS_DEFAULT_REGION;
-  delete env.AWS_PROFILE;
-  return env;
-}
-
-function start(args: readonly string[]): Child {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return Object.assign(child, { out: () => stdout, err: () => stderr });
-}
-
-function finished(child: Child, timeoutMs = 20_000): Promise<Run> {
-  const startedAt = Date.now();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`shardline status did not exit within ${timeoutMs} ms; stderr: ${child.err()}`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: child.out(), stderr: child.err(), ms: Date.now() - startedAt });
-    });
-  });
-}
-
-async function waitFor(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const start = (args: readonly string[]) => spawnCli(args);
+const finished = (child: Child, timeoutMs = 20_000) => exited(child, timeoutMs, 'shardline status');
+const waitFor = (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000) =>
+  waitUntil(what, condition, timeoutMs, 50);
 
 for (const engine of ['kinesalite', 'kinesis-mock'] as const) {
   describe(`shardline status (${engine})`, function () {

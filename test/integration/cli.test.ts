@@ -2,61 +2,15 @@
  * The `shardline` bin, run as a child process (the built packages/cli/dist/bin.js) against a local
  * Kinesis: each command's stdout and exit code, and each error case.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { getFreePort, type LocalKinesis, startLocalKinesis } from '@shardline/testing';
 import { expect } from 'chai';
+import { type Child, exited, type Run, spawnCli, waitUntil } from '../support/child.js';
 
-const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 const MID_HASH_KEY = ((1n << 127n) - 1n).toString();
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    // The emulators accept any credentials; not 12 digits (kinesis-mock's default account).
-    AWS_ACCESS_KEY_ID: 'shardline-local',
-    AWS_SECRET_ACCESS_KEY: 'shardline-local',
-  };
-  // The region must come from the CLI's own default with --endpoint (us-east-1, as the emulators use).
-  delete env.AWS_REGION;
-  delete env.AWS_DEFAULT_REGION;
-  delete env.AWS_PROFILE;
-  return env;
-}
-
-function start(args: readonly string[]): ChildProcess & { out: () => string; err: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return Object.assign(child, { out: () => stdout, err: () => stderr });
-}
-
-function finished(child: ReturnType<typeof start>, timeoutMs = 20_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`shardline did not exit within ${timeoutMs} ms; stderr: ${child.err()}`));
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: child.out(), stderr: child.err() });
-    });
-  });
-}
+const start = (args: readonly string[]) => spawnCli(args, { stdin: 'pipe' });
+const finished = (child: Child, timeoutMs = 20_000) => exited(child, timeoutMs, 'shardline');
 
 /** Runs `shardline ...args` to its end, with `input` on stdin (stdin closed either way). */
 function shardline(args: readonly string[], input?: string): Promise<Run> {
@@ -65,13 +19,8 @@ function shardline(args: readonly string[], input?: string): Promise<Run> {
   return finished(child);
 }
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+const waitFor = (what: string, condition: () => boolean, timeoutMs = 10_000) =>
+  waitUntil(what, condition, timeoutMs);
 
 interface TailLine {
   shardId: string;

@@ -4,22 +4,13 @@
  * Each must exit 0 with its summary line, the counts in that line must hold, and it must leave no
  * Redis key behind.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
+import { type Child, exited, keysWithPrefix, type Run, spawnNode, waitUntil } from '../support/child.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXAMPLE_TIMEOUT_MS = 90_000;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-type Child = ChildProcess & { out: () => string; err: () => string };
 
 /** The environment a user has on a fresh clone: no Kinesis endpoint, no stream; Redis from the test. */
 function exampleEnv(redis: TestRedis, keyPrefix: string): NodeJS.ProcessEnv {
@@ -28,60 +19,13 @@ function exampleEnv(redis: TestRedis, keyPrefix: string): NodeJS.ProcessEnv {
   return env;
 }
 
-function start(name: string, env: NodeJS.ProcessEnv): Child {
-  // `node --import tsx file` is what `npx tsx file` runs, without npx's start-up cost.
-  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}`], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return Object.assign(child, { out: () => stdout, err: () => stderr });
-}
-
-function finished(child: Child, name: string, timeoutMs = EXAMPLE_TIMEOUT_MS): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(
-          `${name} did not exit within ${timeoutMs} ms\nstdout:\n${child.out()}\nstderr:\n${child.err()}`,
-        ),
-      );
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: child.out(), stderr: child.err() });
-    });
-  });
-}
-
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function keysWithPrefix(redis: TestRedis, prefix: string): Promise<string[]> {
-  const client = redis.client();
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1_000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
-  return found;
-}
+// `node --import tsx file` is what `npx tsx file` runs, without npx's start-up cost.
+const start = (name: string, env: NodeJS.ProcessEnv) =>
+  spawnNode(['--import', 'tsx', `examples/${name}`], { cwd: ROOT, env });
+const finished = (child: Child, name: string, timeoutMs = EXAMPLE_TIMEOUT_MS) =>
+  exited(child, timeoutMs, name);
+const waitFor = (what: string, condition: () => boolean, timeoutMs = 30_000) =>
+  waitUntil(what, condition, timeoutMs);
 
 /** The example's summary line (`<name>: OK: ...`), matched against `pattern`; fails with the output. */
 function summary(run: Run, pattern: RegExp): number[] {

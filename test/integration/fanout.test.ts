@@ -6,7 +6,7 @@
  * against kinesis-mock's TLS port, through a relay that works around its GOAWAY bug (startGoAwayFilter).
  */
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -32,6 +32,7 @@ import { MemoryLeaseStore, startCoordinator } from '@shardline/coordinator';
 import { FaultProxy, type LocalKinesis, startLocalKinesis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import { rejection } from '../support/assertions.js';
+import { exited, spawnCli } from '../support/child.js';
 import {
   expectExactlyOnceInOrder,
   expectPerKeyOrder,
@@ -43,24 +44,11 @@ import {
 
 const HANDLER_MODULE = fileURLToPath(new URL('./fixtures/handler-module.mjs', import.meta.url));
 const HOST_SCRIPT = fileURLToPath(new URL('./fixtures/host.mjs', import.meta.url));
-const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 
 /** Runs the CLI; resolves with its exit code and output (never rejects on a non-zero exit). */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    AWS_ACCESS_KEY_ID: 'shardline-local',
-    AWS_SECRET_ACCESS_KEY: 'shardline-local',
-  };
-  delete env.AWS_REGION;
-  delete env.AWS_DEFAULT_REGION;
-  delete env.AWS_PROFILE;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 20_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const run = await exited(spawnCli(args), 20_000, 'shardline fanout');
+  return { code: run.code ?? 1, stdout: run.stdout, stderr: run.stderr };
 }
 
 const HTTP2_PREFACE_BYTES = 24;

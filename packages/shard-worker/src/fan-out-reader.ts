@@ -15,24 +15,19 @@ import type {
   SubscribeToShardEventStream,
 } from '@aws-sdk/client-kinesis';
 import { ListShardsCommand, SubscribeToShardCommand } from '@aws-sdk/client-kinesis';
-import type { BatchMessage, CoordinatorMessage, LogLevel, WorkerMessage } from '@shardline/common';
 import {
-  assertNever,
   backoffDelay,
   classifyAwsError,
   ErrorCodes,
   PROTOCOL_VERSION,
-  packRecords,
-  parseCoordinatorMessage,
   rootCause,
   ShardlineError,
   ShardlineOptionError,
-  serializeError,
-  transferListOf,
 } from '@shardline/common';
 import type { CallOptions } from './client.js';
 import type { IteratorStart, ResolvedShardReaderOptions, ShardReaderOptions } from './options.js';
 import { resolveShardReaderOptions } from './options.js';
+import { describeStart, isPort, ReaderPort } from './reader-port.js';
 import type { SkipThrough } from './records.js';
 import { unpackResponse } from './records.js';
 import type {
@@ -158,7 +153,6 @@ const MAX_SUBSCRIPTION_MS = 300_000;
 const CONSUMER_ARN = /^arn:[^:]+:kinesis:[^:]*:[^:]*:stream\/[^/]+\/consumer\/[^:]+:[0-9]+$/;
 /** How far before a LATEST start a re-subscription starts, should the first subscription fail. */
 const LATEST_SKEW_MARGIN_MS = 5_000;
-const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** Why a subscription ended. */
 type SubscriptionEnd =
@@ -166,17 +160,6 @@ type SubscriptionEnd =
   | 'renew' // the reader's own renewal
   | 'stop' // stop, shard end or a fatal error: leave the loop
   | 'failed'; // an error, already handled (backed off)
-
-function isPort(port: unknown): port is MessagePort {
-  const p = port as Partial<MessagePort> | null;
-  return (
-    typeof p === 'object' &&
-    p !== null &&
-    typeof p.postMessage === 'function' &&
-    typeof p.on === 'function' &&
-    typeof p.off === 'function'
-  );
-}
 
 /**
  * Reads one shard over enhanced fan-out and posts its records to the coordinator over `port`, under
@@ -201,22 +184,11 @@ export class FanOutReader {
   #probedAtMs: number | undefined;
   #probing = false;
   #closedChildren: string[] | undefined;
-  readonly #port: MessagePort;
+  /** The coordinator port, credit and lifecycle (shared with ShardReader). */
+  readonly #link: ReaderPort;
   readonly #client: SubscribeClient;
   readonly #clock: ReaderClock;
   readonly #random: () => number;
-  readonly #abort = new AbortController();
-  readonly #finished: Promise<ShardReaderOutcome>;
-  #resolveFinished!: (outcome: ShardReaderOutcome) => void;
-
-  #state: ShardReaderState = 'new';
-  #stopRequested = false;
-  #detached = false;
-  #loop: Promise<void> | undefined;
-  #outcome: ShardReaderOutcome | undefined;
-
-  #credit = { records: 0, bytes: 0 };
-  #creditWaiter: (() => void) | undefined;
 
   /** Where the next subscription starts. */
   #resume: IteratorStart;
@@ -224,20 +196,10 @@ export class FanOutReader {
   #throttleAttempt = 0;
   #errorAttempt = 0;
 
-  #batchId = 0;
-  #lastAckedBatchId: number | undefined;
-  #lastFetchAtMs: number | undefined;
-  #millisBehindLatest: number | undefined;
-  #recordsFetched = 0;
   #throttled = 0;
   #resubscriptions = 0;
   #subscriptions = 0;
   #transientErrors = 0;
-
-  readonly #onMessage = (data: unknown): void => this.#receive(data);
-  readonly #onClose = (): void => {
-    void this.stop('port closed');
-  };
 
   /**
    * @param port - this shard's data port, listened to from construction until the reader finishes.
@@ -284,7 +246,6 @@ export class FanOutReader {
     this.consumerArn = consumerArn;
     this.subscriptionRenewMs = renew;
     this.shardId = this.options.shardId;
-    this.#port = port;
     this.#client = client;
     this.#clock = deps.clock ?? systemClock;
     this.#random = deps.random ?? Math.random;
@@ -293,28 +254,27 @@ export class FanOutReader {
     if (start.type === 'AT_SEQUENCE_NUMBER') {
       this.#skip = { sequenceNumber: start.sequenceNumber, subSequenceNumber: start.skipThroughSubSequence };
     }
-    this.#finished = new Promise((resolve) => {
-      this.#resolveFinished = resolve;
+    this.#link = new ReaderPort(port, this.options, this.#clock, {
+      name: 'fan-out reader',
+      logFields: { consumer: 'fan-out' },
+      abortOnPostFailure: true,
     });
-    port.on('message', this.#onMessage);
-    port.on('close', this.#onClose);
   }
 
   /** Resolves once the reader has finished (shard end, fatal error, or stop). Never rejects. */
   get finished(): Promise<ShardReaderOutcome> {
-    return this.#finished;
+    return this.#link.finished;
   }
 
   get state(): ShardReaderState {
-    return this.#state;
+    return this.#link.state;
   }
 
   /** Starts reading. Idempotent; does nothing once stopped. */
   start(): void {
-    if (this.#state !== 'new' || this.#stopRequested) return;
-    this.#state = 'reading';
-    this.#log('debug', 'fan-out reader started', { start: describeStart(this.options.start) });
-    this.#loop = this.#run();
+    this.#link.start('fan-out reader started', { start: describeStart(this.options.start) }, () =>
+      this.#run(),
+    );
   }
 
   /**
@@ -322,14 +282,7 @@ export class FanOutReader {
    * again from the checkpoint by the next reader. Idempotent; resolves when the loop has exited.
    */
   stop(reason = 'stop'): Promise<ShardReaderOutcome> {
-    if (!this.#stopRequested) {
-      this.#stopRequested = true;
-      if (!this.#isFinal()) this.#state = 'stopping';
-      this.#abort.abort(new ShardlineError(ErrorCodes.ABORTED, `fan-out reader stopped: ${reason}`));
-      this.#wakeCreditWaiter();
-      if (this.#loop === undefined) this.#finish({ shardId: this.shardId, state: 'stopped' });
-    }
-    return this.#finished;
+    return this.#link.stop(reason);
   }
 
   /**
@@ -337,59 +290,38 @@ export class FanOutReader {
    * `iteratorRefreshes` counts re-subscriptions (renewals and resumes after a drop).
    */
   status(): ShardReaderStatus {
-    return {
-      shardId: this.shardId,
-      state: this.#state,
-      lastFetchAtMs: this.#lastFetchAtMs,
-      millisBehindLatest: this.#millisBehindLatest,
-      recordsFetched: this.#recordsFetched,
-      batchesSent: this.#batchId,
-      lastAckedBatchId: this.#lastAckedBatchId,
+    return this.#link.status({
       throttled: this.#throttled,
       iteratorRefreshes: this.#resubscriptions,
       transientErrors: this.#transientErrors,
-      credit: { ...this.#credit },
-    };
+    });
   }
 
   // --- loop ----------------------------------------------------------------------------------------
 
-  #running(): boolean {
-    return !this.#stopRequested && this.#outcome === undefined;
-  }
-
-  #isFinal(): boolean {
-    return this.#state === 'ended' || this.#state === 'failed' || this.#state === 'stopped';
-  }
-
+  /** One subscription after another; {@link ReaderPort.start} runs it and finishes the reader after. */
   async #run(): Promise<void> {
-    try {
-      while (this.#running()) {
-        if (!(await this.#waitForCredit(undefined))) break;
-        this.#state = 'reading';
-        if (this.#subscriptions > 0) this.#resubscriptions++;
-        this.#subscriptions++;
-        const end = await this.#subscribe();
-        if (end === 'stop' || !this.#running()) break;
-        if (end === 'completed') {
-          this.#log('debug', 'subscription ended by the service: subscribing again', {
-            start: describeStart(this.#resume),
-          });
-        }
+    const link = this.#link;
+    while (link.running()) {
+      if (!(await link.waitForCredit())) break;
+      link.state = 'reading';
+      if (this.#subscriptions > 0) this.#resubscriptions++;
+      this.#subscriptions++;
+      const end = await this.#subscribe();
+      if (end === 'stop' || !link.running()) break;
+      if (end === 'completed') {
+        link.log('debug', 'subscription ended by the service: subscribing again', {
+          start: describeStart(this.#resume),
+        });
       }
-    } catch (error) {
-      // Only an abort on stop is expected here (backoff sleeps reject with ERR_ABORTED).
-      if (this.#running()) this.#fail(error, 'unexpected');
-    } finally {
-      this.#finish(this.#outcome ?? { shardId: this.shardId, state: 'stopped' });
     }
   }
 
   /** One subscription, from {@link #resume} until it ends, is renewed, fails or the shard ends. */
   async #subscribe(): Promise<SubscriptionEnd> {
     const subscription = new AbortController();
-    const onStop = () => subscription.abort(this.#abort.signal.reason);
-    this.#abort.signal.addEventListener('abort', onStop, { once: true });
+    const onStop = () => subscription.abort(this.#link.signal.reason);
+    this.#link.signal.addEventListener('abort', onStop, { once: true });
     let renewing = false;
     // The renewal timer is a sleep on the clock, so fake timers drive it in tests.
     const timer = new AbortController();
@@ -420,26 +352,26 @@ export class FanOutReader {
         this.#client.subscribeToShard(input, { abortSignal: subscription.signal }),
         aborted,
       ]);
-      if (answer === 'aborted') return this.#running() ? 'renew' : 'stop';
+      if (answer === 'aborted') return this.#link.running() ? 'renew' : 'stop';
       const stream = answer.EventStream;
       if (stream === undefined) {
         throw new ShardlineError(ErrorCodes.KINESIS, 'SubscribeToShard answered without an event stream', {
           retriable: true,
         });
       }
-      this.#log('debug', 'subscribed', { start: describeStart(this.#resume) });
+      this.#link.log('debug', 'subscribed', { start: describeStart(this.#resume) });
       iterator = stream[Symbol.asyncIterator]();
       for (;;) {
-        if (!this.#running()) return 'stop';
-        if (!(await this.#waitForCredit(subscription.signal))) return 'stop';
+        if (!this.#link.running()) return 'stop';
+        if (!(await this.#link.waitForCredit(subscription.signal))) return 'stop';
         if (subscription.signal.aborted) return renewing ? 'renew' : 'stop';
-        this.#state = 'reading';
+        this.#link.state = 'reading';
         const next = await Promise.race([iterator.next(), aborted]);
-        if (next === 'aborted') return renewing && this.#running() ? 'renew' : 'stop';
+        if (next === 'aborted') return renewing && this.#link.running() ? 'renew' : 'stop';
         if (next.done) {
           // A stream that ends without a single event is not progress: do not re-subscribe in a hot loop.
           if (events === 0) await this.#backoffQuietly();
-          return this.#running() ? 'completed' : 'stop';
+          return this.#link.running() ? 'completed' : 'stop';
         }
         events++;
         const event = next.value.SubscribeToShardEvent;
@@ -449,12 +381,12 @@ export class FanOutReader {
         if (this.#onEvent(event) === 'stop') return 'stop';
       }
     } catch (error) {
-      if (!this.#running()) return 'stop';
+      if (!this.#link.running()) return 'stop';
       if (renewing && subscription.signal.aborted) return 'renew';
       return (await this.#onFailure(error)) === 'stop' ? 'stop' : 'failed';
     } finally {
       timer.abort();
-      this.#abort.signal.removeEventListener('abort', onStop);
+      this.#link.signal.removeEventListener('abort', onStop);
       if (!subscription.signal.aborted) subscription.abort(new ShardlineError(ErrorCodes.ABORTED, 'closed'));
       // Ending the iterator releases the HTTP stream; its own rejection (the abort) is of no interest.
       iterator?.return?.().catch(() => {});
@@ -474,21 +406,10 @@ export class FanOutReader {
   #onEvent(event: SubscribeToShardEvent): 'ok' | 'stop' {
     const records = event.Records ?? [];
     const unpacked = unpackResponse(records, this.options.codec, this.options.encoding, this.#skip);
-    this.#lastFetchAtMs = this.#clock.epochMs();
-    const behind = event.MillisBehindLatest;
-    this.#millisBehindLatest = typeof behind === 'number' && behind >= 0 ? behind : undefined;
-    this.#post({
-      v: PROTOCOL_VERSION,
-      type: 'fetched',
-      shardId: this.shardId,
-      lastFetchAtMs: this.#lastFetchAtMs,
-      ...(this.#millisBehindLatest === undefined ? {} : { millisBehindLatest: this.#millisBehindLatest }),
-      records: records.length,
-      bytes: unpacked.bytes,
-    });
+    this.#link.fetched(records.length, unpacked.bytes, event.MillisBehindLatest);
     if (unpacked.lastKinesisSequenceNumber !== undefined) {
       this.#skip = undefined;
-      this.#sendBatch(unpacked);
+      this.#link.sendBatch(unpacked);
       this.#resume = { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: unpacked.lastKinesisSequenceNumber };
     }
     const continuation = event.ContinuationSequenceNumber;
@@ -498,13 +419,13 @@ export class FanOutReader {
       const children = (event.ChildShards ?? [])
         .map((c) => c.ShardId)
         .filter((id): id is string => typeof id === 'string');
-      this.#endShard(children.length > 0 ? children : undefined);
+      this.#link.endShard(children.length > 0 ? children : undefined);
       return 'stop';
     }
-    if (records.length === 0 && (this.#millisBehindLatest ?? 0) === 0) {
+    if (records.length === 0 && (this.#link.millisBehindLatest ?? 0) === 0) {
       // Idle and caught up. A shard found closed before this event has nothing left to read.
       if (this.#closedChildren !== undefined) {
-        this.#endShard(this.#closedChildren.length > 0 ? this.#closedChildren : undefined);
+        this.#link.endShard(this.#closedChildren.length > 0 ? this.#closedChildren : undefined);
         return 'stop';
       }
       this.#maybeProbe();
@@ -525,7 +446,7 @@ export class FanOutReader {
     if (this.#probedAtMs !== undefined && now - this.#probedAtMs < this.shardEndCheckIntervalMs) return;
     this.#probing = true;
     this.#probedAtMs = now;
-    probe.shardEnd(this.shardId, { abortSignal: this.#abort.signal }).then(
+    probe.shardEnd(this.shardId, { abortSignal: this.#link.signal }).then(
       (answer) => {
         this.#probing = false;
         // Only an event that arrives after this answer proves every record before the close was read.
@@ -533,64 +454,13 @@ export class FanOutReader {
       },
       (error: unknown) => {
         this.#probing = false;
-        if (this.#running()) {
-          this.#log('debug', 'shard-end check failed: trying again later', {
+        if (this.#link.running()) {
+          this.#link.log('debug', 'shard-end check failed: trying again later', {
             code: classifyAwsError(error, 'ListShards').code,
           });
         }
       },
     );
-  }
-
-  async #waitForCredit(subscription: AbortSignal | undefined): Promise<boolean> {
-    while (
-      this.#running() &&
-      subscription?.aborted !== true &&
-      (this.#credit.records <= 0 || this.#credit.bytes <= 0)
-    ) {
-      this.#state = 'waiting-for-credit';
-      await new Promise<void>((resolve) => {
-        this.#creditWaiter = resolve;
-        subscription?.addEventListener('abort', () => resolve(), { once: true });
-      });
-      this.#creditWaiter = undefined;
-    }
-    return this.#running();
-  }
-
-  #wakeCreditWaiter(): void {
-    const wake = this.#creditWaiter;
-    this.#creditWaiter = undefined;
-    wake?.();
-  }
-
-  #sendBatch(unpacked: ReturnType<typeof unpackResponse>): void {
-    const count = this.options.encoding === 'bytes' ? unpacked.packed.length : unpacked.decoded.length;
-    if (count === 0) return;
-    const last =
-      this.options.encoding === 'bytes' ? unpacked.packed[count - 1]! : unpacked.decoded[count - 1]!;
-    const base = {
-      v: PROTOCOL_VERSION,
-      type: 'batch' as const,
-      shardId: this.shardId,
-      batchId: this.#batchId,
-      lastSequenceNumber: last.sequenceNumber,
-      bytes: unpacked.bytes,
-      ...(this.#millisBehindLatest === undefined ? {} : { millisBehindLatest: this.#millisBehindLatest }),
-      ...(last.subSequenceNumber === undefined ? {} : { lastSubSequenceNumber: last.subSequenceNumber }),
-    };
-    let message: BatchMessage;
-    if (this.options.encoding === 'bytes') {
-      const packed = packRecords(unpacked.packed);
-      message = { ...base, encoding: 'bytes', records: packed.records, buffer: packed.buffer };
-    } else {
-      message = { ...base, encoding: 'decoded', records: unpacked.decoded };
-    }
-    this.#post(message);
-    this.#batchId++;
-    this.#recordsFetched += count;
-    this.#credit.records -= count;
-    this.#credit.bytes -= unpacked.bytes;
   }
 
   /** Decides what a failed subscription means; backs off where needed. */
@@ -601,145 +471,40 @@ export class FanOutReader {
       // The previous subscription of this consumer to this shard is still open on the service side
       // (AWS keeps it a few seconds after a re-subscribe): expected, so not reported as an error.
       this.#transientErrors++;
-      this.#log('debug', 'previous subscription still open (ResourceInUseException): retrying');
+      this.#link.log('debug', 'previous subscription still open (ResourceInUseException): retrying');
       await this.#backoffQuietly();
-      return this.#running() ? 'retry' : 'stop';
+      return this.#link.running() ? 'retry' : 'stop';
     }
     if (classified.code === ErrorCodes.THROTTLED || classified.code === ErrorCodes.LIMIT_EXCEEDED) {
       // LimitExceededException: more than one SubscribeToShard per second per consumer and shard.
       this.#throttled++;
       const delayMs = backoffDelay(this.#throttleAttempt++, this.options.throttleBackoffMs, this.#random);
-      this.#post({ v: PROTOCOL_VERSION, type: 'throttled', shardId: this.shardId, delayMs, count: 1 });
-      this.#state = 'backing-off';
-      await this.#clock.sleep(delayMs, this.#abort.signal);
-      return this.#running() ? 'retry' : 'stop';
+      this.#link.post({ v: PROTOCOL_VERSION, type: 'throttled', shardId: this.shardId, delayMs, count: 1 });
+      this.#link.state = 'backing-off';
+      await this.#clock.sleep(delayMs, this.#link.signal);
+      return this.#link.running() ? 'retry' : 'stop';
     }
-    if (classified.code === ErrorCodes.ABORTED && !this.#running()) return 'stop';
+    if (classified.code === ErrorCodes.ABORTED && !this.#link.running()) return 'stop';
     if (classified.retriable || classified.code === ErrorCodes.ABORTED || isDroppedStream(error)) {
       this.#transientErrors++;
       const delayMs = backoffDelay(this.#errorAttempt++, this.options.errorBackoffMs, this.#random);
-      this.#post({
-        v: PROTOCOL_VERSION,
-        type: 'error',
-        shardId: this.shardId,
-        error: serializeError(classified),
-        fatal: false,
-      });
-      this.#log('warn', `${classified.message}: subscribing again in ${Math.round(delayMs)} ms`, {
+      this.#link.retrying(classified);
+      this.#link.log('warn', `${classified.message}: subscribing again in ${Math.round(delayMs)} ms`, {
         code: classified.code,
         start: describeStart(this.#resume),
       });
-      this.#state = 'backing-off';
-      await this.#clock.sleep(delayMs, this.#abort.signal);
-      return this.#running() ? 'retry' : 'stop';
+      this.#link.state = 'backing-off';
+      await this.#clock.sleep(delayMs, this.#link.signal);
+      return this.#link.running() ? 'retry' : 'stop';
     }
-    this.#fail(classified, 'SubscribeToShard');
+    this.#link.fail(classified, 'SubscribeToShard');
     return 'stop';
   }
 
   async #backoffQuietly(): Promise<void> {
     const delayMs = backoffDelay(this.#errorAttempt++, this.options.errorBackoffMs, this.#random);
-    this.#state = 'backing-off';
-    await this.#clock.sleep(delayMs, this.#abort.signal);
-  }
-
-  #fail(error: unknown, operation: string): void {
-    const serialized = serializeError(error);
-    this.#log('error', `fatal error in ${operation}: the reader stops`, { code: serialized.code });
-    this.#post({ v: PROTOCOL_VERSION, type: 'error', shardId: this.shardId, error: serialized, fatal: true });
-    this.#outcome = { shardId: this.shardId, state: 'failed', error: serialized };
-    this.#state = 'failed';
-  }
-
-  #endShard(childShardIds: string[] | undefined): void {
-    this.#post({ v: PROTOCOL_VERSION, type: 'shard-end', shardId: this.shardId, childShardIds });
-    this.#outcome = { shardId: this.shardId, state: 'ended' };
-    if (childShardIds !== undefined) this.#outcome.childShardIds = childShardIds;
-    this.#state = 'ended';
-    this.#log('info', 'shard ended', { childShardIds });
-  }
-
-  #finish(outcome: ShardReaderOutcome): void {
-    if (outcome.state === 'stopped') this.#state = 'stopped';
-    this.#detach();
-    this.#resolveFinished(outcome);
-  }
-
-  #detach(): void {
-    if (this.#detached) return;
-    this.#detached = true;
-    this.#port.off('message', this.#onMessage);
-    this.#port.off('close', this.#onClose);
-  }
-
-  // --- port ----------------------------------------------------------------------------------------
-
-  #receive(data: unknown): void {
-    let message: CoordinatorMessage;
-    try {
-      message = parseCoordinatorMessage(data);
-    } catch (error) {
-      this.#log('error', `ignored a bad message from the coordinator: ${(error as Error).message}`);
-      return;
-    }
-    switch (message.type) {
-      case 'credit':
-        this.#credit.records += message.records;
-        this.#credit.bytes += message.bytes;
-        if (this.#credit.records > 0 && this.#credit.bytes > 0) this.#wakeCreditWaiter();
-        break;
-      case 'revoke':
-        // A fetch in flight may still bring up to its Limit: the credit then goes below zero.
-        this.#credit.records -= message.records;
-        break;
-      case 'ack':
-        if (this.#lastAckedBatchId === undefined || message.batchId > this.#lastAckedBatchId) {
-          this.#lastAckedBatchId = message.batchId;
-        }
-        break;
-      case 'stop':
-        void this.stop(message.reason);
-        break;
-      default:
-        assertNever(message);
-    }
-  }
-
-  #post(message: WorkerMessage): void {
-    if (this.#detached) return;
-    try {
-      this.#port.postMessage(message, transferListOf(message));
-    } catch (error) {
-      if (message.type === 'log' || this.#outcome !== undefined || this.#stopRequested) return;
-      const serialized = serializeError(
-        new ShardlineError(ErrorCodes.PROTOCOL, `cannot post a '${message.type}' message`, { cause: error }),
-      );
-      this.#outcome = { shardId: this.shardId, state: 'failed', error: serialized };
-      this.#state = 'failed';
-      this.#abort.abort(serialized);
-      try {
-        this.#port.postMessage({
-          v: PROTOCOL_VERSION,
-          type: 'error',
-          shardId: this.shardId,
-          error: serialized,
-          fatal: true,
-        } satisfies WorkerMessage);
-      } catch {
-        // The port is gone: the coordinator learns from the task's outcome.
-      }
-    }
-  }
-
-  #log(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {
-    if (LEVEL_RANK[level] < LEVEL_RANK[this.options.logLevel]) return;
-    this.#post({
-      v: PROTOCOL_VERSION,
-      type: 'log',
-      level,
-      message,
-      fields: { shardId: this.shardId, consumer: 'fan-out', ...fields },
-    });
+    this.#link.state = 'backing-off';
+    await this.#clock.sleep(delayMs, this.#link.signal);
   }
 }
 
@@ -751,20 +516,4 @@ function isDroppedStream(error: unknown): boolean {
   const root = rootCause(error) as { name?: unknown; message?: unknown } | null;
   const message = typeof root?.message === 'string' ? root.message : '';
   return /Truncated event message|premature close|socket hang up|aborted|checksum|ECONNRESET/i.test(message);
-}
-
-function describeStart(start: IteratorStart): string {
-  switch (start.type) {
-    case 'TRIM_HORIZON':
-    case 'LATEST':
-      return start.type;
-    case 'AT_TIMESTAMP':
-      return `AT_TIMESTAMP ${start.timestamp.toISOString()}`;
-    case 'AFTER_SEQUENCE_NUMBER':
-      return `AFTER_SEQUENCE_NUMBER ${start.sequenceNumber}`;
-    case 'AT_SEQUENCE_NUMBER':
-      return `AT_SEQUENCE_NUMBER ${start.sequenceNumber} (skipping sub-sequences <= ${start.skipThroughSubSequence})`;
-    default:
-      return assertNever(start);
-  }
 }

@@ -4,7 +4,8 @@
  */
 import { type KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { aggregate } from '@shardline/common';
-import type { Coordinator } from '@shardline/coordinator';
+import type { Coordinator, CoordinatorOptions } from '@shardline/coordinator';
+import { startCoordinator } from '@shardline/coordinator';
 import { expect } from 'chai';
 
 export interface Item {
@@ -122,4 +123,25 @@ export function readingShards(coordinator: Coordinator): string[] {
     .status()
     .shards.filter((s) => s.state === 'reading')
     .map((s) => s.shardId);
+}
+
+/**
+ * Starts coordinators with shared defaults (read when each starts: a `before` hook may set them) and
+ * stops every one still running with `stopAll()` (call it from `afterEach`).
+ */
+export function coordinatorStarter(defaults: () => Partial<CoordinatorOptions<unknown>>): {
+  start<T = Item>(options: Partial<CoordinatorOptions<T>> & { group: string }): Promise<Coordinator<T>>;
+  stopAll(): Promise<void>;
+} {
+  const running: Coordinator[] = [];
+  return {
+    async start<T = Item>(options: Partial<CoordinatorOptions<T>> & { group: string }) {
+      const coordinator = await startCoordinator<T>({ ...defaults(), ...options } as CoordinatorOptions<T>);
+      running.push(coordinator as Coordinator);
+      return coordinator;
+    },
+    async stopAll() {
+      await Promise.all(running.splice(0).map((c) => c.stop()));
+    },
+  };
 }

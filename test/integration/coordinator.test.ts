@@ -4,11 +4,12 @@
  * input; checkpoints (auto and manual) and initial positions.
  */
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import type { Coordinator, CoordinatorOptions, RecordBatch } from '@shardline/coordinator';
+import type { RecordBatch } from '@shardline/coordinator';
 import { MemoryLeaseStore, startCoordinator } from '@shardline/coordinator';
 import { type LocalKinesis, startLocalKinesis } from '@shardline/testing';
 import { expect } from 'chai';
 import {
+  coordinatorStarter,
   expectExactlyOnceInOrder,
   type Item,
   keyedItems,
@@ -28,7 +29,11 @@ describe('startCoordinator (kinesis-mock, one host, memory leases)', function ()
   this.timeout(60_000);
   let kinesis: LocalKinesis;
   let client: KinesisClient;
-  const running: Coordinator[] = [];
+  const coordinators = coordinatorStarter(() => ({
+    streamName: stream,
+    kinesis: kinesis.clientConfig,
+    ...FAST,
+  }));
   const stream = `coord-${process.pid}`;
   const first = keyedItems(2_000, 40);
   /** Per-key counters and every item put so far, in put order. */
@@ -51,25 +56,14 @@ describe('startCoordinator (kinesis-mock, one host, memory leases)', function ()
   });
 
   afterEach(async () => {
-    await Promise.all(running.splice(0).map((c) => c.stop()));
+    await coordinators.stopAll();
   });
 
   after(async () => {
     await kinesis?.stop();
   });
 
-  async function start<T = Item>(
-    options: Partial<CoordinatorOptions<T>> & { group: string },
-  ): Promise<Coordinator<T>> {
-    const coordinator = await startCoordinator<T>({
-      streamName: stream,
-      kinesis: kinesis.clientConfig,
-      ...FAST,
-      ...options,
-    } as CoordinatorOptions<T>);
-    running.push(coordinator as Coordinator);
-    return coordinator;
-  }
+  const { start } = coordinators;
 
   it('handler mode: 2,000 keyed records over 4 shards, each once, in order per key; a restart delivers only new records', async () => {
     const store = new MemoryLeaseStore();

@@ -27,13 +27,14 @@ import {
   SubscribeToShardCommand,
 } from '@aws-sdk/client-kinesis';
 import { createKinesisClient, type Logger } from '@shardline/common';
-import type { Coordinator, CoordinatorOptions } from '@shardline/coordinator';
+import type { CoordinatorOptions } from '@shardline/coordinator';
 import { MemoryLeaseStore, startCoordinator } from '@shardline/coordinator';
 import { FaultProxy, type LocalKinesis, startLocalKinesis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import { rejection } from '../support/assertions.js';
 import { exited, spawnCli } from '../support/child.js';
 import {
+  coordinatorStarter,
   expectExactlyOnceInOrder,
   expectPerKeyOrder,
   type Item,
@@ -150,7 +151,11 @@ describe('enhanced fan-out (kinesis-mock, HTTP/1.1)', function () {
   this.timeout(120_000);
   let kinesis: LocalKinesis;
   let client: KinesisClient;
-  const running: Coordinator[] = [];
+  const coordinators = coordinatorStarter(() => ({
+    streamName: stream,
+    kinesis: kinesis.clientConfig,
+    ...FAST,
+  }));
   const stream = `fanout-${process.pid}`;
   const produced: Item[] = [];
   const next = new Map<string, number>();
@@ -169,7 +174,7 @@ describe('enhanced fan-out (kinesis-mock, HTTP/1.1)', function () {
   });
 
   afterEach(async () => {
-    await Promise.all(running.splice(0).map((c) => c.stop()));
+    await coordinators.stopAll();
   });
 
   after(async () => {
@@ -177,18 +182,7 @@ describe('enhanced fan-out (kinesis-mock, HTTP/1.1)', function () {
     await kinesis?.stop();
   });
 
-  async function start<T = Item>(
-    options: Partial<CoordinatorOptions<T>> & { group: string },
-  ): Promise<Coordinator<T>> {
-    const coordinator = await startCoordinator<T>({
-      streamName: stream,
-      kinesis: kinesis.clientConfig,
-      ...FAST,
-      ...options,
-    } as CoordinatorOptions<T>);
-    running.push(coordinator as Coordinator);
-    return coordinator;
-  }
+  const { start } = coordinators;
 
   async function consumers(streamName: string): Promise<string[]> {
     const arn = `arn:aws:kinesis:${kinesis.clientConfig.region}:000000000000:stream/${streamName}`;
@@ -591,7 +585,7 @@ describe('enhanced fan-out (kinesis-mock, HTTP/1.1)', function () {
       expect(h2Connections, 'HTTP/2 connections').to.be.at.least(4);
       expect(dropped, 'GOAWAY frames dropped').to.be.at.least(4);
     } finally {
-      await Promise.all(running.splice(0).map((c) => c.stop()));
+      await coordinators.stopAll();
       await relay.stop();
     }
   });
@@ -671,7 +665,7 @@ describe('enhanced fan-out (kinesis-mock, HTTP/1.1)', function () {
       expect(errors, 'fatal errors').to.deep.equal([]);
       expect(c.status().shards.filter((s) => s.state === 'reading')).to.have.length(4);
     } finally {
-      await Promise.all(running.splice(0).map((c) => c.stop()));
+      await coordinators.stopAll();
       await proxy.stop();
     }
   });

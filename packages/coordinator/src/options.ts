@@ -25,6 +25,7 @@ import {
   portableClientConfig,
   resolveCodec,
   resolveKinesisTransport,
+  resolveMetricsOptions,
   ShardlineOptionError,
   silentLogger,
   validateRetryOptions,
@@ -778,24 +779,6 @@ function resolveLogger(value: unknown): Logger {
   return value as Logger;
 }
 
-function resolveMetrics(value: unknown): MetricsOptions | undefined {
-  if (value === undefined) return undefined;
-  const metrics = objectOption(value, 'metrics', '{ registry: new Registry() }');
-  rejectUnknownKeys(metrics, ['registry'], 'metrics.');
-  const registry = metrics.registry as { registerMetric?: unknown; getSingleMetric?: unknown } | undefined;
-  if (
-    !isObject(registry) ||
-    typeof registry.registerMetric !== 'function' ||
-    typeof registry.getSingleMetric !== 'function'
-  ) {
-    throw new ShardlineOptionError(
-      'metrics.registry',
-      "must be a prom-client Registry (an object with registerMetric and getSingleMetric: `new Registry()` from 'prom-client')",
-    );
-  }
-  return Object.freeze({ registry: registry as unknown as MetricsRegistry });
-}
-
 function resolveSignal(value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined;
   const s = value as { aborted?: unknown; addEventListener?: unknown } | null;
@@ -970,7 +953,7 @@ export function resolveCoordinatorOptions<T = unknown>(
     onHandlerError,
     deadLetter,
     logger: resolveLogger(o.logger),
-    metrics: resolveMetrics(o.metrics),
+    metrics: resolveMetricsOptions(o.metrics),
     signal: resolveSignal(o.signal),
     fanOut: resolveFanOut(o.fanOut),
   });

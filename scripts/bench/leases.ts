@@ -286,12 +286,13 @@ interface LeaseFigures {
   rebalanceDuplicates: number;
   commandsPerHostPerS: number;
   commandsTop: string;
+  joinMs: number;
 }
 
 async function failoverAndRebalance(
   kinesis: LocalKinesis,
   leaseDurationMs: number,
-): Promise<Omit<LeaseFigures, 'commandsPerHostPerS' | 'commandsTop'>> {
+): Promise<Omit<LeaseFigures, 'commandsPerHostPerS' | 'commandsTop' | 'joinMs'>> {
   const redis = await useTestRedis('bench-leases');
   const streamName = `bench-leases-${leaseDurationMs}-${process.pid}`;
   await kinesis.createStream(streamName, { shards: SHARDS });
@@ -391,6 +392,8 @@ interface RedisLoad {
   rate: number;
   /** The busiest commands, as `name N/s` per host. */
   top: string;
+  /** A second host joining the idle one: from its start to the two holding half the shards each. */
+  joinMs: number;
 }
 
 /** Calls per command from `INFO commandstats`. */
@@ -433,7 +436,15 @@ async function redisCommands(kinesis: LocalKinesis, leaseDurationMs: number): Pr
       `lease ${leaseDurationMs} ms: ${IDLE_HOSTS} idle host(s) on ${IDLE_SHARDS} shards: ` +
         `${rate.toFixed(1)} Redis commands/s per host (${top})`,
     );
-    return { rate, top };
+    // A host joins: it asks the busy one for its whole share by handoff, not one lease per round.
+    const joinedAt = performance.now();
+    group.start();
+    await group.settle(IDLE_SHARDS, 10 * leaseDurationMs);
+    const joinMs = performance.now() - joinedAt;
+    console.log(
+      `lease ${leaseDurationMs} ms: a host joining took ${IDLE_SHARDS / 2} of ${IDLE_SHARDS} leases in ${s(joinMs)}`,
+    );
+    return { rate, top, joinMs };
   } finally {
     await group.stop();
     admin.disconnect();
@@ -449,13 +460,18 @@ async function main(): Promise<void> {
   const kinesis = await startLocalKinesis({ engine: 'kinesalite', inProcess: false });
   const figures: LeaseFigures[] = [];
   try {
-    const partial: Array<Omit<LeaseFigures, 'commandsPerHostPerS' | 'commandsTop'>> = [];
+    const partial: Array<Omit<LeaseFigures, 'commandsPerHostPerS' | 'commandsTop' | 'joinMs'>> = [];
     for (const lease of LEASES_MS) partial.push(await failoverAndRebalance(kinesis, lease));
     // Idle hosts load the machine little: both lease durations at once, each on its own redis-server. One
-    // host each: a second one would take its half from the first by handoff, one lease at a time (slow).
+    // host each while counting commands; then a second joins and takes its half by handoff.
     const rates = await Promise.all(LEASES_MS.map((lease) => redisCommands(kinesis, lease)));
     partial.forEach((p, n) => {
-      figures.push({ ...p, commandsPerHostPerS: rates[n]!.rate, commandsTop: rates[n]!.top });
+      figures.push({
+        ...p,
+        commandsPerHostPerS: rates[n]!.rate,
+        commandsTop: rates[n]!.top,
+        joinMs: rates[n]!.joinMs,
+      });
     });
   } finally {
     killChildren();
@@ -475,6 +491,8 @@ async function main(): Promise<void> {
         `${s(f.rebalanceMs)} to ${f.rebalanceSpread}; ${f.rebalanceDuplicates} duplicates | <= ${s(2 * L)}, 0 duplicates | |`,
       `| Redis commands per idle host (${IDLE_HOSTS} host${IDLE_HOSTS === 1 ? '' : 's'}, ${IDLE_SHARDS} shards, idle ${IDLE_WINDOW_MS / 1_000} s), leaseDurationMs ${L.toLocaleString('en-US')} | ` +
         `${f.commandsPerHostPerS.toFixed(1)} commands/s (${f.commandsTop}) | | |`,
+      `| a 2nd host joins 1 host holding ${IDLE_SHARDS} leases, leaseDurationMs ${L.toLocaleString('en-US')} | ` +
+        `${s(f.joinMs)} to ${IDLE_SHARDS / 2}/${IDLE_SHARDS / 2} | | one request at a time (the allocator before): at least ${IDLE_SHARDS / 2} renewal periods, ${s((IDLE_SHARDS / 2) * (L / 3))} |`,
     );
   }
   const cpus = os.cpus();

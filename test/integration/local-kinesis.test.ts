@@ -47,9 +47,13 @@ async function expectRejection(
   throw new Error('expected a rejection');
 }
 
+/**
+ * Takes a port on every interface. A connection to it (a health probe of an emulator that could not
+ * bind) is closed at once: left unread, it would keep the test process alive after the server closed.
+ */
 function listenOnAllInterfaces(): Promise<Server> {
   return new Promise((resolve) => {
-    const server = createServer();
+    const server = createServer((socket) => socket.destroy());
     server.listen(0, () => resolve(server));
   });
 }

@@ -19,9 +19,9 @@ import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { RedisLeaseManager } from '@shardline/coordinator';
-import { Producer } from '@shardline/producer';
 import { type LocalKinesis, startLocalKinesis, startRedisServer, useTestRedis } from '@shardline/testing';
 import { Redis } from 'ioredis';
+import { type Item, Production } from '../../test/integration/coordinator-helpers.js';
 import { QUICK, writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const HOST_SCRIPT = fileURLToPath(new URL('../../test/integration/fixtures/host.mjs', import.meta.url));
@@ -34,11 +34,6 @@ const IDLE_WINDOW_MS = QUICK ? 3_000 : 20_000;
 const REPEATS = QUICK ? 1 : 3;
 const KEYS = 60;
 const GROUP = 'bench-leases';
-
-interface Item {
-  k: string;
-  i: number;
-}
 
 interface Report {
   type: 'ready' | 'stopped' | 'batch' | 'event';
@@ -127,46 +122,6 @@ async function waitFor(
       );
     }
     await delay(25);
-  }
-}
-
-/** Keyed items written continuously (one request in flight per shard keeps per-key order). */
-class Production {
-  readonly #producer: Producer<Item>;
-  readonly #next = new Map<string, number>();
-  #running = true;
-  readonly #loop: Promise<void>;
-
-  constructor(kinesis: LocalKinesis, streamName: string) {
-    this.#producer = new Producer<Item>({
-      streamName,
-      kinesis: kinesis.clientConfig,
-      lingerMs: 20,
-      maxInFlightPerShard: 1,
-    });
-    this.#loop = (async () => {
-      while (this.#running) {
-        const items: Item[] = [];
-        for (let n = 0; n < 20; n++) {
-          const k = `key-${Math.floor(Math.random() * KEYS)}`;
-          const i = this.#next.get(k) ?? 0;
-          this.#next.set(k, i + 1);
-          items.push({ k, i });
-        }
-        await Promise.all(items.map((item) => this.#producer.put(item, { partitionKey: item.k })));
-        // Pacing: a steady trickle of records on every shard (about 400/s).
-        await delay(50);
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    try {
-      await this.#loop;
-    } finally {
-      await this.#producer.close();
-    }
   }
 }
 
@@ -297,7 +252,7 @@ async function failoverAndRebalance(
   const streamName = `bench-leases-${leaseDurationMs}-${process.pid}`;
   await kinesis.createStream(streamName, { shards: SHARDS });
   const group = new Group(kinesis, streamName, redis.url, redis.keyPrefix, leaseDurationMs);
-  const production = new Production(kinesis, streamName);
+  const production = new Production(kinesis, streamName, KEYS);
   try {
     for (let n = 0; n < 3; n++) group.start();
     await waitFor('3 hosts ready', () => group.hosts.every((h) => h.ready), 20_000);

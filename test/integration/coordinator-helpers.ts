@@ -2,10 +2,14 @@
  * Helpers of the coordinator integration tests: keyed JSON records, producing them (plain or KPL
  * aggregated), and checking what a consumer received.
  */
+
+import { setTimeout as delay } from 'node:timers/promises';
 import { type KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { aggregate } from '@shardline/common';
 import type { Coordinator, CoordinatorOptions } from '@shardline/coordinator';
 import { startCoordinator } from '@shardline/coordinator';
+import { Producer } from '@shardline/producer';
+import type { LocalKinesis } from '@shardline/testing';
 import { expect } from 'chai';
 
 export interface Item {
@@ -144,4 +148,40 @@ export function coordinatorStarter(defaults: () => Partial<CoordinatorOptions<un
       await Promise.all(running.splice(0).map((c) => c.stop()));
     },
   };
+}
+
+/** Keyed items written continuously by a Producer (per-key order kept: one request in flight per shard). */
+export class Production {
+  readonly produced: Item[] = [];
+  readonly #producer: Producer<Item>;
+  readonly #next = new Map<string, number>();
+  #running = true;
+  readonly #loop: Promise<void>;
+
+  constructor(kinesis: LocalKinesis, streamName: string, keys: number, perTick = 20, tickMs = 50) {
+    this.#producer = new Producer<Item>({
+      streamName,
+      kinesis: kinesis.clientConfig,
+      lingerMs: 20,
+      maxInFlightPerShard: 1,
+    });
+    this.#loop = (async () => {
+      while (this.#running) {
+        const items = keyedItems(perTick, keys, this.#next);
+        await Promise.all(items.map((item) => this.#producer.put(item, { partitionKey: item.k })));
+        this.produced.push(...items);
+        // Pacing, not waiting for a condition: a steady trickle of records on every shard.
+        await delay(tickMs);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    try {
+      await this.#loop;
+    } finally {
+      await this.#producer.close();
+    }
+  }
 }

@@ -12,7 +12,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { MergeShardsCommand, type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { type Lease, RedisLeaseManager } from '@shardline/coordinator';
-import { Producer } from '@shardline/producer';
 import {
   type LocalKinesis,
   type RedisServer,
@@ -22,7 +21,7 @@ import {
   useTestRedis,
 } from '@shardline/testing';
 import { expect } from 'chai';
-import { type Item, keyedItems, waitFor } from './coordinator-helpers.js';
+import { type Item, Production, waitFor } from './coordinator-helpers.js';
 
 const HOST_SCRIPT = fileURLToPath(new URL('./fixtures/host.mjs', import.meta.url));
 const LEASE_MS = 3_000;
@@ -144,42 +143,6 @@ class HostProcess {
       this.child.kill('SIGKILL');
     }
     await this.exited;
-  }
-}
-
-/** Keyed items written continuously by a Producer (per-key order kept: one request in flight per shard). */
-class Production {
-  readonly produced: Item[] = [];
-  readonly #producer: Producer<Item>;
-  readonly #next = new Map<string, number>();
-  #running = true;
-  readonly #loop: Promise<void>;
-
-  constructor(kinesis: LocalKinesis, streamName: string, perTick = 20, tickMs = 50) {
-    this.#producer = new Producer<Item>({
-      streamName,
-      kinesis: kinesis.clientConfig,
-      lingerMs: 20,
-      maxInFlightPerShard: 1,
-    });
-    this.#loop = (async () => {
-      while (this.#running) {
-        const items = keyedItems(perTick, KEYS, this.#next);
-        await Promise.all(items.map((item) => this.#producer.put(item, { partitionKey: item.k })));
-        this.produced.push(...items);
-        // Pacing, not waiting for a condition: a steady trickle of records on every shard.
-        await delay(tickMs);
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    try {
-      await this.#loop;
-    } finally {
-      await this.#producer.close();
-    }
   }
 }
 
@@ -431,7 +394,7 @@ describe('multi-host consumer group: child processes on the real Redis and kines
   }
 
   function produce(): Production {
-    const production = new Production(kinesis, streamName);
+    const production = new Production(kinesis, streamName, KEYS);
     productions.push(production);
     return production;
   }

@@ -114,14 +114,18 @@ describe('startCoordinator (kinesis-mock, one host, memory leases)', function ()
     expectExactlyOnceInOrder(again, more);
   });
 
-  it('iterator mode: every record once, in order per key; leaving the loop and stop() checkpoints', async () => {
+  it('iterator mode: every record once, in order per key; a batch checkpointed before break counts, stop() checkpoints', async () => {
     const store = new MemoryLeaseStore();
     const all = [...produced];
     const received: Item[] = [];
     const c = await start({ group: 'iterator', leases: { store } });
     for await (const batch of c) {
       for (const r of batch.records) received.push(r.data);
-      if (received.length >= all.length) break;
+      if (received.length >= all.length) {
+        // Leaving the loop does not count the batch in hand by itself (see the next test).
+        await batch.checkpoint();
+        break;
+      }
     }
     await c.stop();
     expectExactlyOnceInOrder(received, all);
@@ -132,10 +136,66 @@ describe('startCoordinator (kinesis-mock, one host, memory leases)', function ()
     const c2 = await start({ group: 'iterator', leases: { store } });
     for await (const batch of c2) {
       for (const r of batch.records) again.push(r.data);
-      if (again.length >= more.length) break;
+      if (again.length >= more.length) {
+        await batch.checkpoint();
+        break;
+      }
     }
     await c2.stop();
     expectExactlyOnceInOrder(again, more);
+  });
+
+  it('iterator mode: an exception in the loop body does not count the batch in hand: stop() and a restart deliver it again', async () => {
+    const store = new MemoryLeaseStore();
+    const all = [...produced];
+    // A first run processes everything: the group's checkpoints are at the end of each shard.
+    const c0 = await start({ group: 'iterator-throw', leases: { store } });
+    const seen: Item[] = [];
+    for await (const batch of c0) {
+      for (const r of batch.records) seen.push(r.data);
+      if (seen.length >= all.length) {
+        await batch.checkpoint();
+        break;
+      }
+    }
+    await c0.stop();
+    const more = await put(200, 40);
+    const c = await start({ group: 'iterator-throw', leases: { store } });
+    const processed: Item[] = [];
+    let failed: RecordBatch<Item> | undefined;
+    const boom = new Error('processing failed');
+    try {
+      for await (const batch of c) {
+        if (processed.length >= 40) {
+          failed = batch;
+          throw boom;
+        }
+        for (const r of batch.records) processed.push(r.data);
+      }
+    } catch (error) {
+      expect(error).to.equal(boom);
+    }
+    expect(failed, 'a batch failed in the loop').to.not.equal(undefined);
+    await c.stop();
+    // The failed batch was not checkpointed: a restart delivers it again (and everything after it).
+    const failedItems = failed!.records.map((r) => `${r.data.k}/${r.data.i}`);
+    const again: Item[] = [];
+    const c2 = await start({ group: 'iterator-throw', leases: { store } });
+    const want = more.length - processed.length;
+    for await (const batch of c2) {
+      for (const r of batch.records) again.push(r.data);
+      if (new Set(again.map((x) => `${x.k}/${x.i}`)).size >= want) {
+        await batch.checkpoint();
+        break;
+      }
+    }
+    await c2.stop();
+    const redelivered = new Set(again.map((x) => `${x.k}/${x.i}`));
+    for (const id of failedItems) expect(redelivered.has(id), `${id} of the failed batch delivered again`).to.equal(true);
+    // Nothing lost: what the failing run processed plus what the restart delivered covers every record.
+    const union = new Set([...processed.map((x) => `${x.k}/${x.i}`), ...redelivered]);
+    const missing = more.filter((x) => !union.has(`${x.k}/${x.i}`)).map((x) => `${x.k}/${x.i}`);
+    expect(missing, 'records lost').to.deep.equal([]);
   });
 
   it('manual checkpoints: only batch.checkpoint() writes; a restart resumes after the last one', async () => {

@@ -105,10 +105,16 @@ export class ShardCheckpointer {
     return this.#enqueue(() => position);
   }
 
-  /** Writes SHARD_END: the shard was read to its end and every batch processed. */
-  end(): Promise<void> {
+  /**
+   * Writes SHARD_END: the shard was read to its end and every batch processed. Resolves true once
+   * SHARD_END is the checkpoint in the store (written now or before), false when this checkpointer was
+   * closed first (the lease was lost or let go: SHARD_END was not written). Rejects when the write
+   * failed (ERR_LEASE_LOST once the lease moved).
+   */
+  async end(): Promise<boolean> {
     this.#clearTimer();
-    return this.#enqueue(() => SHARD_END);
+    await this.#enqueue(() => SHARD_END);
+    return this.#written === SHARD_END;
   }
 
   /** No more writes (lease lost or released); pending timers are cancelled. */

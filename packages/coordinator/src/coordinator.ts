@@ -1,131 +1,69 @@
 /**
  * `startCoordinator()`: one coordinator per host. It owns every decision (which shards exist, which
- * this host reads, when a child may start); worker threads only read.
+ * this host reads, when a child may start); worker threads only read. One shard's life on this host is
+ * a {@link ShardSession}; the coordinator wires them and runs three loops, all on this thread:
  *
- * Loops, all on this thread:
- * - shard sync: ListShards at start, every `shardSyncIntervalMs` and at once when a shard ends;
- *   `ensureLeases` for every shard listed;
- * - lease tick, every `leaseRenewIntervalMs`: renew held leases first (never waiting on user code),
- *   then heartbeat, plan (Allocator) and acquire; a refused renew stops that shard's reader at once,
- *   and records are handed out only before a local deadline derived from the last good renew.
+ * - renewal, every `leaseRenewIntervalMs`: every lease held, in one call bounded below the sessions'
+ *   deadline margin; never waits on user code, on planning or on shard sync, and goes on during stop
+ *   until the last lease is released;
+ * - the lease tick, every `leaseRenewIntervalMs`: heartbeat, read the leases and hosts, plan
+ *   (Allocator), acquire, release, ask for handoffs, delete the leases of shards long gone;
+ * - shard sync: ListShards at start, every `shardSyncIntervalMs` and at once when a shard ends.
  */
 
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import type { SerializedError, ShardPosition, ShardRecord, WorkerMessage } from '@shardline/common';
+import type { ShardRecord } from '@shardline/common';
 import {
-  assertNever,
   createKinesisClient,
-  deserializeError,
   ErrorCodes,
   isKinesisClient,
-  PROTOCOL_VERSION,
   SHARD_END,
   ShardlineError,
   serializeError,
 } from '@shardline/common';
 import type { ShardReaderTaskOptions } from '@shardline/shard-worker';
 import { Allocator } from './allocator.js';
-import { ShardCheckpointer } from './checkpointer.js';
 import { DeadLetterQueue } from './dead-letter.js';
-import { Delivery } from './delivery.js';
-import type {
-  CoordinatorEventListener,
-  CoordinatorEventMap,
-  CoordinatorEventName,
-  CoordinatorEventSource,
-  LeaseLostReason,
-  LeaseReleasedReason,
-  StartPosition,
-} from './events.js';
+import { BatchIterator } from './delivery/batch-iterator.js';
+import { CreditLedger } from './delivery/credit-ledger.js';
+import { FailurePolicy } from './delivery/failure-policy.js';
+import { Lane } from './delivery/lane.js';
+import type { CoordinatorEventListener, CoordinatorEventName, CoordinatorEventSource } from './events.js';
 import { CoordinatorEvents } from './events.js';
 import { ensureStreamConsumer } from './fan-out.js';
 import { MemoryLeaseManager } from './leases/memory.js';
 import { RedisLeaseManager } from './leases/redis.js';
 import type { Checkpoint, HostInfo, Lease, LeaseManager } from './leases/types.js';
 import { CoordinatorMetrics, type CoordinatorMetricsSnapshot } from './metrics.js';
-import type { ModuleCoordinatorMessage, ModuleWorkerMessage } from './module-protocol.js';
 import type { CoordinatorOptions, RecordBatch, ResolvedCoordinatorOptions } from './options.js';
 import { resolveCoordinatorOptions } from './options.js';
 import { listShardsApi, ShardDiscovery } from './shard-discovery.js';
-import { CrashGuard, type ReaderExit, type ReaderHandle, Supervisor } from './supervisor.js';
+import { type ReaderStart, SESSION_TIMING, ShardSession, type ShardStats } from './shard-session.js';
+import { buildStatus, type CoordinatorStatus, type RecordedFailure } from './status.js';
+import { CrashGuard, Supervisor } from './supervisor.js';
 import { Topology } from './topology.js';
 
-/** A shard as `status()` shows it. */
-export interface ShardStatus {
-  shardId: string;
-  state: 'reading' | 'leased-elsewhere' | 'available' | 'waiting-for-parent' | 'ended' | 'failing';
-  owner?: string;
-  /** `'SHARD_END'`, a sequence number, or `<sequenceNumber>:<subSequenceNumber>`. */
-  checkpoint?: string;
-  parentShardIds: string[];
-  childShardIds: string[];
-  millisBehindLatest?: number;
-  /** Records handed to the handler or the iterator by this host since it started. */
-  recordsDelivered: number;
-  /** Throttled GetRecords calls on this host since it started. */
-  throttled: number;
-  /** ISO time of the last GetRecords response. */
-  lastFetchAt?: string;
-  thread?: number;
-}
-
-/** `coordinator.status()`: plain, JSON-serialisable. */
-export interface CoordinatorStatus {
-  hostId: string;
-  group: string;
-  stream: string;
-  state: 'starting' | 'running' | 'stopping' | 'stopped';
-  shards: ShardStatus[];
-  hosts: Array<{ hostId: string; shards: number; lastSeenAt: string }>;
-  resharding: boolean;
-  bufferedRecords: number;
-}
+export type { CoordinatorStatus, ShardFailureStatus, ShardStatus } from './status.js';
 
 /** What `startCoordinator()` resolves with. */
 export interface Coordinator<T = unknown> extends AsyncIterable<RecordBatch<T>>, CoordinatorEventSource {
   readonly hostId: string;
   /**
-   * Graceful: stop fetching, finish the batches in flight, write final checkpoints, release leases.
-   * Idempotent. In iterator mode the batch in hand counts once the loop asks for the next one or
-   * leaves: call stop() after the loop, or abort the `signal` from inside it.
+   * Graceful: stop fetching, finish the batches in flight (their leases are renewed meanwhile), write
+   * final checkpoints, release leases. Idempotent. In iterator mode the batch in hand counts once the
+   * loop asks for the next one; leaving the loop does not count it unless `batch.checkpoint()` covered
+   * it: call stop() after the loop, or abort the `signal` from inside it.
    */
   stop(): Promise<void>;
   status(): CoordinatorStatus;
 }
 
 const COORDINATOR_TIMING = Object.freeze({
-  /** Part of the remaining lease time kept as margin before the local deadline. */
-  deadlineMarginFraction: 0.2,
   /** A shard whose reader failed fatally is retried after this long. */
   failedReaderCooldownMs: 30_000,
+  /** A lease gone from the stream is deleted only after this many complete listings without it. */
+  minListingsAbsent: 2,
 });
-
-interface ShardStats {
-  /** Pool index of the thread running the shard's reader (the latest one). */
-  thread?: number;
-  recordsDelivered: number;
-  throttled: number;
-  lastFetchAtMs?: number;
-  millisBehindLatest?: number;
-}
-
-interface ActiveShard {
-  shardId: string;
-  counter: number;
-  reader: ReaderHandle;
-  checkpointer: ShardCheckpointer;
-  /** performance.now() past which no record of this shard is handed out. */
-  deadline: number;
-  state: 'reading' | 'ending' | 'releasing' | 'lost';
-  /** Resolves once the shard is fully let go (reader exited, lease released or lost). */
-  done: Promise<void> | undefined;
-}
-
-function formatCheckpoint(c: Checkpoint | undefined): string | undefined {
-  if (c === undefined) return undefined;
-  if (c === SHARD_END) return SHARD_END;
-  return c.subSequenceNumber === undefined ? c.sequenceNumber : `${c.sequenceNumber}:${c.subSequenceNumber}`;
-}
 
 class CoordinatorImpl<T> implements Coordinator<T> {
   readonly #o: ResolvedCoordinatorOptions<T>;
@@ -137,25 +75,29 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   readonly #topology = new Topology();
   readonly #allocator: Allocator;
   readonly #supervisor: Supervisor;
-  readonly #delivery: Delivery<T>;
+  readonly #ledger: CreditLedger;
+  readonly #policy: FailurePolicy;
+  readonly #iterator: BatchIterator<T> | undefined;
   readonly #deadLetter: DeadLetterQueue | undefined;
   readonly #metrics: CoordinatorMetrics | undefined;
   readonly #crashGuard = new CrashGuard();
   readonly #abort = new AbortController();
-  readonly #active = new Map<string, ActiveShard>();
+  readonly #sessions = new Map<string, ShardSession<T>>();
   readonly #stats = new Map<string, ShardStats>();
-  /** Shards stopped here after handler failures: not taken again by this host. */
-  readonly #failing = new Set<string>();
-  /** Shards whose reader failed fatally: performance.now() until which they are not taken again. */
-  readonly #cooldown = new Map<string, number>();
+  /** Shards stopped here after a failure: not taken again by this host ('reader' ones until cooled down). */
+  readonly #failed = new Map<string, RecordedFailure>();
   #state: CoordinatorStatus['state'] = 'starting';
   #leaseSnapshot: Lease[] = [];
-  /** Checkpoints of leases this host let go since the last snapshot (the snapshot may predate them). */
-  readonly #letGoCheckpoints = new Map<string, Checkpoint>();
-  #hostsSnapshot: HostInfo[] = [];
   #snapshotNow = 0;
+  /** Checkpoints of leases this host let go since the last snapshot (the snapshot may predate them). */
+  readonly #letGo = new Map<string, Checkpoint>();
+  #hostsSnapshot: HostInfo[] = [];
+  /** Leases of shards absent from complete listings: since when (ms), and in how many listings. */
+  readonly #absent = new Map<string, { sinceMs: number; listings: number }>();
+  #renewTimer: NodeJS.Timeout | undefined;
   #tickTimer: NodeJS.Timeout | undefined;
   #syncTimer: NodeJS.Timeout | undefined;
+  #renewing: Promise<void> | undefined;
   #ticking: Promise<void> | undefined;
   #tickAgain = false;
   #syncing: Promise<void> | undefined;
@@ -219,17 +161,15 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         logger: o.logger,
       });
     }
-    this.#delivery = new Delivery<T>({
-      mode: o.delivery === 'handler' ? 'handler' : 'iterator',
-      handler: o.handler,
-      codec: o.codec,
-      maxBufferedRecords: o.maxBufferedRecords,
+    this.#ledger = new CreditLedger({ maxBufferedRecords: o.maxBufferedRecords });
+    this.#policy = new FailurePolicy({
       onHandlerError: o.onHandlerError,
       events: this.#events,
       logger: o.logger,
       deadLetter: (shardId, records, error, attempts) =>
         this.#sendDeadLetter(shardId, records, error, attempts),
     });
+    if (o.delivery === 'iterator') this.#iterator = new BatchIterator<T>();
   }
 
   get hostId(): string {
@@ -245,14 +185,14 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<RecordBatch<T>> {
-    if (this.#o.delivery !== 'iterator') {
+    const iterator = this.#iterator;
+    if (iterator === undefined) {
       throw new ShardlineError(
         ErrorCodes.INVALID_OPTION,
         `this coordinator delivers to its ${this.#o.delivery === 'handler' ? 'handler' : 'handlerModule'}: it cannot also be iterated (start it without handler and handlerModule to use for await)`,
       );
     }
-    const delivery = this.#delivery;
-    return { next: () => delivery.next(), return: () => delivery.return() };
+    return { next: () => iterator.next(), return: () => iterator.return() };
   }
 
   /**
@@ -281,7 +221,9 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     setImmediate(() => {
       if (this.#stopping === undefined) void this.#tick();
     });
-    this.#tickTimer = setInterval(() => void this.#tick(), this.#o.leaseRenewIntervalMs);
+    const interval = this.#o.leaseRenewIntervalMs;
+    this.#renewTimer = setInterval(() => void this.#renewRound(), interval);
+    this.#tickTimer = setInterval(() => void this.#tick(), interval);
     this.#syncTimer = setInterval(() => void this.#syncAndTick(), this.#o.shardSyncIntervalMs);
     const signal = this.#o.signal;
     if (signal !== undefined) {
@@ -301,59 +243,21 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   status(): CoordinatorStatus {
-    const leases = new Map(this.#leaseSnapshot.map((l) => [l.shardId, l]));
-    const checkpointOf = (id: string): Checkpoint | undefined =>
-      this.#active.get(id)?.checkpointer.checkpoint ??
-      this.#letGoCheckpoints.get(id) ??
-      leases.get(id)?.checkpoint;
-    const shards: ShardStatus[] = this.#topology.shardIds().map((shardId) => {
-      const lease = leases.get(shardId);
-      const active = this.#active.get(shardId);
-      const stats = this.#stats.get(shardId);
-      const checkpoint = checkpointOf(shardId);
-      const phase = this.#topology.phase(shardId, checkpointOf);
-      const heldElsewhere =
-        lease?.owner !== undefined &&
-        lease.owner !== this.#o.hostId &&
-        (lease.expiresAtMs ?? 0) > this.#snapshotNow;
-      let state: ShardStatus['state'];
-      if (this.#failing.has(shardId) || this.#cooldown.has(shardId)) state = 'failing';
-      else if (active !== undefined && active.state !== 'lost') state = 'reading';
-      else if (phase === 'ended') state = 'ended';
-      else if (heldElsewhere) state = 'leased-elsewhere';
-      else if (phase === 'waiting-for-parent') state = 'waiting-for-parent';
-      else state = 'available';
-      const entry: ShardStatus = {
-        shardId,
-        state,
-        parentShardIds: this.#topology.parentsOf(shardId),
-        childShardIds: this.#topology.childrenOf(shardId),
-        recordsDelivered: stats?.recordsDelivered ?? 0,
-        throttled: stats?.throttled ?? 0,
-      };
-      const owner = state === 'reading' ? this.#o.hostId : heldElsewhere ? lease?.owner : undefined;
-      if (owner !== undefined) entry.owner = owner;
-      const formatted = formatCheckpoint(checkpoint);
-      if (formatted !== undefined) entry.checkpoint = formatted;
-      if (stats?.millisBehindLatest !== undefined) entry.millisBehindLatest = stats.millisBehindLatest;
-      if (stats?.lastFetchAtMs !== undefined) entry.lastFetchAt = new Date(stats.lastFetchAtMs).toISOString();
-      if (state === 'reading' && stats?.thread !== undefined) entry.thread = stats.thread;
-      return entry;
-    });
-    return {
+    return buildStatus({
       hostId: this.#o.hostId,
       group: this.#o.group,
       stream: this.#o.stream,
       state: this.#state,
-      shards,
-      hosts: this.#hostsSnapshot.map((h) => ({
-        hostId: h.hostId,
-        shards: h.shards,
-        lastSeenAt: new Date(h.lastSeenAtMs).toISOString(),
-      })),
-      resharding: this.#topology.resharding(checkpointOf),
-      bufferedRecords: this.#delivery.bufferedRecords,
-    };
+      topology: this.#topology,
+      leases: this.#leaseSnapshot,
+      leasesReadAtMs: this.#snapshotNow,
+      hosts: this.#hostsSnapshot,
+      sessions: this.#sessions as ReadonlyMap<string, ShardSession<unknown>>,
+      stats: this.#stats,
+      letGo: this.#letGo,
+      failed: this.#failed,
+      bufferedRecords: this.#ledger.bufferedRecords,
+    });
   }
 
   // ---- shard sync ----------------------------------------------------------------------------------
@@ -364,6 +268,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         const shards = await this.#discovery.list(this.#abort.signal);
         if (this.#stopping !== undefined && !initial) return;
         this.#topology.update(shards);
+        this.#noteAbsentLeases();
         await this.#leases.ensureLeases(this.#topology.leaseSeeds());
       } catch (error) {
         if (initial) throw error;
@@ -381,6 +286,36 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     await this.#tick();
   }
 
+  // ---- renewal -------------------------------------------------------------------------------------
+
+  /** One renewal round for every lease held; one round at a time, each bounded below the margin. */
+  #renewRound(): Promise<void> {
+    this.#renewing ??= (async () => {
+      const held = [...this.#sessions.values()].filter((s) => s.holdsLease);
+      if (held.length === 0) return;
+      const sent = performance.now();
+      let renewed: Map<string, Lease | undefined>;
+      try {
+        renewed = await this.#leases.renewLeases(
+          held.map((s) => ({ shardId: s.shardId, counter: s.counter })),
+          { timeoutMs: Math.floor(this.#o.leaseDurationMs * SESSION_TIMING.deadlineMarginFraction) },
+        );
+      } catch (error) {
+        if (this.#sessions.size > 0) this.#report(error, 'lease renewal failed');
+        for (const session of held) session.renewFailed();
+        return;
+      }
+      for (const session of held) {
+        const lease = renewed.get(session.shardId);
+        if (lease === undefined) session.renewRefused();
+        else session.renewed(lease, sent);
+      }
+    })().finally(() => {
+      this.#renewing = undefined;
+    });
+    return this.#renewing;
+  }
+
   // ---- lease tick ----------------------------------------------------------------------------------
 
   #tick(): Promise<void> {
@@ -395,7 +330,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
           await this.#tickOnce();
         } while (this.#tickAgain && this.#stopping === undefined);
       } catch (error) {
-        this.#report(error, 'lease tick failed');
+        if (this.#stopping === undefined) this.#report(error, 'lease tick failed');
       } finally {
         this.#ticking = undefined;
       }
@@ -404,26 +339,32 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   async #tickOnce(): Promise<void> {
-    await this.#renewAll();
     if (this.#stopping !== undefined) return;
-    const held = [...this.#active.values()].filter((a) => a.state === 'reading').length;
-    await this.#leases.heartbeat(held);
+    const reading = () => [...this.#sessions.values()].filter((s) => s.state === 'reading').length;
+    await this.#leases.heartbeat(reading());
     const [leases, hosts, now] = await Promise.all([
       this.#leases.listLeases(),
       this.#leases.liveHosts(),
       this.#leases.now(),
     ]);
     this.#leaseSnapshot = leases;
-    this.#letGoCheckpoints.clear();
+    this.#letGo.clear();
     this.#hostsSnapshot = hosts;
     this.#snapshotNow = now;
     if (this.#stopping !== undefined) return;
 
     const nowMono = performance.now();
-    for (const [id, until] of this.#cooldown) if (until <= nowMono) this.#cooldown.delete(id);
-    const exclude = new Set<string>([...this.#failing, ...this.#cooldown.keys()]);
+    const exclude = new Set<string>();
+    for (const [id, failure] of this.#failed) {
+      if (
+        failure.reason === 'reader' &&
+        failure.atMs + COORDINATOR_TIMING.failedReaderCooldownMs <= Date.now()
+      ) {
+        this.#failed.delete(id);
+      } else exclude.add(id);
+    }
     // Shards still being let go here are not taken again until that finished.
-    for (const [id, active] of this.#active) if (active.state !== 'reading') exclude.add(id);
+    for (const [id, session] of this.#sessions) if (session.state !== 'reading') exclude.add(id);
     const plan = this.#allocator.plan({ leases, topology: this.#topology, liveHosts: hosts, now, exclude });
 
     if (plan.warning?.message !== this.#lastWarning) {
@@ -434,23 +375,16 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         this.#events.emit('warning', { code, message, details: { ...details } });
       }
     }
-    const reading = [...this.#active.values()].filter((x) => x.state === 'reading').length;
-    this.#delivery.expectLanes(Math.max(plan.target, reading + plan.acquire.length));
-    for (const shardId of plan.release) {
-      const active = this.#active.get(shardId);
-      if (active?.state === 'reading') void this.#letGo(active, 'over-capacity');
-    }
-    for (const { shardId } of plan.handOver) {
-      const active = this.#active.get(shardId);
-      if (active?.state === 'reading') void this.#letGo(active, 'handoff');
-    }
+    this.#ledger.expect(Math.max(plan.target, reading() + plan.acquire.length));
+    for (const shardId of plan.release) this.#sessions.get(shardId)?.release('over-capacity');
+    for (const { shardId } of plan.handOver) this.#sessions.get(shardId)?.release('handoff');
 
     const candidates = [...plan.acquire];
     const spares = [...plan.spares];
     while (candidates.length > 0) {
       if (this.#stopping !== undefined) return;
       const shardId = candidates.shift()!;
-      if (this.#active.has(shardId)) continue;
+      if (this.#sessions.has(shardId)) continue;
       const sent = performance.now();
       const lease = await this.#leases.acquire(shardId);
       if (this.#stopping !== undefined) {
@@ -477,98 +411,145 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         }),
       ),
     );
+    await this.#removeGoneLeases(leases, now, nowMono);
   }
 
-  #deadlineFrom(sent: number, lease: Lease): number {
-    const remaining =
-      lease.expiresAtMs !== undefined && lease.readAtMs !== undefined
-        ? lease.expiresAtMs - lease.readAtMs
-        : this.#o.leaseDurationMs;
-    return sent + remaining - remaining * COORDINATOR_TIMING.deadlineMarginFraction;
+  // ---- leases of shards gone from the stream -------------------------------------------------------
+
+  /** After a complete listing: which leases' shards it does not show any more. */
+  #noteAbsentLeases(): void {
+    const known = new Set(this.#leaseSnapshot.map((l) => l.shardId));
+    for (const id of [...this.#absent.keys()])
+      if (!known.has(id) || this.#topology.has(id)) this.#absent.delete(id);
+    for (const id of known) {
+      if (this.#topology.has(id)) continue;
+      const seen = this.#absent.get(id);
+      if (seen === undefined) this.#absent.set(id, { sinceMs: performance.now(), listings: 1 });
+      else seen.listings++;
+    }
   }
 
-  async #renewAll(): Promise<void> {
-    // Shards finishing a batch before release are renewed too: a slow handler must not cost a lease.
-    const reading = [...this.#active.values()].filter((a) => a.state !== 'lost');
-    await Promise.all(
-      reading.map(async (active) => {
-        const sent = performance.now();
-        let lease: Lease | undefined;
-        try {
-          lease = await this.#leases.renew(active.shardId, active.counter);
-        } catch (error) {
-          if (active.state === 'lost') return;
-          if (performance.now() >= active.deadline) this.#lose(active, 'renew-failed');
-          else this.#report(error, 'lease renewal failed', active.shardId);
-          return;
+  /**
+   * Deletes the leases of shards gone from the stream for `leaseCleanupDelayMs`, that nobody holds and
+   * that no lease of the group needs any more: a child present in the stream without a checkpoint still
+   * needs its parents' leases (they tell it to start at TRIM_HORIZON rather than at the initial position).
+   */
+  async #removeGoneLeases(leases: readonly Lease[], now: number, nowMono: number): Promise<void> {
+    const byId = new Map(leases.map((l) => [l.shardId, l]));
+    const needed = new Set<string>();
+    for (const lease of leases) {
+      if (!this.#topology.has(lease.shardId) || lease.checkpoint !== undefined) continue;
+      for (const parent of [...lease.parentShardIds, ...this.#topology.parentsOf(lease.shardId)])
+        needed.add(parent);
+    }
+    for (const [shardId, absent] of this.#absent) {
+      const lease = byId.get(shardId);
+      if (
+        lease === undefined ||
+        needed.has(shardId) ||
+        absent.listings < COORDINATOR_TIMING.minListingsAbsent ||
+        nowMono - absent.sinceMs < this.#o.leaseCleanupDelayMs ||
+        (lease.owner !== undefined && (lease.expiresAtMs ?? 0) > now)
+      ) {
+        continue;
+      }
+      if (this.#stopping !== undefined) return;
+      try {
+        if (await this.#leases.removeLease(shardId, lease.counter)) {
+          this.#absent.delete(shardId);
+          this.#o.logger.info({ shardId }, 'lease of a shard gone from the stream removed');
         }
-        if (active.state === 'lost') return;
-        if (lease === undefined) {
-          this.#lose(active, 'fenced');
-          return;
-        }
-        active.deadline = this.#deadlineFrom(sent, lease);
-        this.#delivery.resume(active.shardId);
-        this.#sendDeadline(active);
-        if (
-          active.state === 'reading' &&
-          lease.handoffTo !== undefined &&
-          lease.handoffTo !== this.#o.hostId
-        ) {
-          void this.#letGo(active, 'handoff');
-        }
-      }),
-    );
+      } catch (error) {
+        this.#report(error, 'removing the lease of a gone shard failed', shardId);
+      }
+    }
   }
 
-  // ---- one shard's life ----------------------------------------------------------------------------
+  // ---- sessions ------------------------------------------------------------------------------------
+
+  /**
+   * A root of the group's shard graph starts at `initialPosition` without checkpoint: every parent is
+   * gone from the stream and unknown to the group (no lease). Otherwise the group was reading its
+   * parents, and the shard starts at TRIM_HORIZON after them.
+   */
+  #isRoot(shardId: string): boolean {
+    const known = new Set(this.#leaseSnapshot.map((l) => l.shardId));
+    return this.#topology.parentsOf(shardId).every((p) => !this.#topology.has(p) && !known.has(p));
+  }
+
+  #statsOf(shardId: string): ShardStats {
+    let stats = this.#stats.get(shardId);
+    if (stats === undefined) {
+      stats = { recordsDelivered: 0, throttled: 0 };
+      this.#stats.set(shardId, stats);
+    }
+    return stats;
+  }
 
   #begin(lease: Lease, sent: number): void {
-    const shardId = lease.shardId;
-    const initial = lease.checkpoint === SHARD_END ? undefined : lease.checkpoint;
-    const checkpointer = new ShardCheckpointer({
-      shardId,
-      counter: lease.counter,
+    const { shardId } = lease;
+    const o = this.#o;
+    const iterator = this.#iterator;
+    const handler = o.handler;
+    const session: ShardSession<T> = new ShardSession<T>(lease, sent, this.#isRoot(shardId), {
+      hostId: o.hostId,
+      leaseDurationMs: o.leaseDurationMs,
       leases: this.#leases,
-      mode: this.#o.checkpoint.mode,
-      intervalMs: this.#o.checkpoint.intervalMs,
       events: this.#events,
-      logger: this.#o.logger,
-      initial,
-      onLeaseLost: () => {
-        const active = this.#active.get(shardId);
-        if (active?.checkpointer === checkpointer && active.state !== 'lost') this.#lose(active, 'fenced');
-      },
+      logger: o.logger,
+      metrics: this.#metrics,
+      checkpoint: o.checkpoint,
+      ledger: this.#ledger,
+      crashGuard: this.#crashGuard,
+      stats: this.#statsOf(shardId),
+      initialPosition: o.initialPosition,
+      readerOptions: (start) => this.#readerOptions(shardId, start),
+      startReader: (options, onMessage) => this.#supervisor.start(options, onMessage),
+      threadIndex: (threadId) => this.#supervisor.threadIndex(threadId),
+      lane:
+        o.delivery === 'handler-module'
+          ? undefined
+          : (hooks) =>
+              new Lane<T>({
+                shardId,
+                codec: o.codec,
+                sink:
+                  iterator !== undefined
+                    ? { mode: 'iterator', iterator }
+                    : { mode: 'handler', handler: handler! },
+                policy: this.#policy,
+                hooks,
+                events: this.#events,
+                logger: o.logger,
+              }),
+      deadLetter: (records, error, attempts) => this.#sendDeadLetter(shardId, records, error, attempts),
+      noteChildren: (children) => this.#topology.noteChildren(shardId, children),
+      stopping: () => this.#stopping !== undefined,
+      report: (error, message) => this.#report(error, message, shardId),
     });
-    const active: ActiveShard = {
-      shardId,
-      counter: lease.counter,
-      checkpointer,
-      deadline: this.#deadlineFrom(sent, lease),
-      state: 'reading',
-      done: undefined,
-      reader: undefined as unknown as ReaderHandle,
-    };
-    this.#active.set(shardId, active);
-    this.#failing.delete(shardId);
-    const payload: { shardId: string; counter: number; checkpoint?: string } = {
-      shardId,
-      counter: lease.counter,
-    };
-    const formatted = formatCheckpoint(lease.checkpoint);
-    if (formatted !== undefined) payload.checkpoint = formatted;
-    this.#events.emit('lease.acquired', payload);
-    this.#startReader(active, initial);
+    this.#sessions.set(shardId, session);
+    this.#failed.delete(shardId);
+    session.start();
+    void session.done.then(() => this.#sessionDone(session));
   }
 
-  #startReader(active: ActiveShard, checkpoint: ShardPosition | undefined): void {
-    const { shardId } = active;
+  #sessionDone(session: ShardSession<T>): void {
+    const { shardId } = session;
+    if (this.#sessions.get(shardId) === session) this.#sessions.delete(shardId);
+    const checkpoint = session.checkpoint;
+    if (checkpoint !== undefined) this.#letGo.set(shardId, checkpoint);
+    const failure = session.failure;
+    if (failure !== undefined && this.#stopping === undefined) {
+      this.#failed.set(shardId, { ...failure, atMs: Date.now() });
+    }
+    if (session.state === 'ended' && this.#stopping === undefined) void this.#syncAndTick();
+  }
+
+  #readerOptions(shardId: string, start: ReaderStart): ShardReaderTaskOptions {
     const o = this.#o;
-    const hasParents = this.#topology.parentsOf(shardId).length > 0;
-    const initialPosition = hasParents ? 'TRIM_HORIZON' : o.initialPosition;
     const options: ShardReaderTaskOptions = {
       shardId,
-      initialPosition,
+      initialPosition: 'initialPosition' in start ? start.initialPosition : 'TRIM_HORIZON',
       maxRecordsPerFetch: o.maxRecordsPerFetch,
       fetchRatePerShard: o.fetchRatePerShard,
       idleFetchIntervalMs: o.idleFetchIntervalMs,
@@ -579,59 +560,12 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     };
     if (o.streamName !== undefined) options.streamName = o.streamName;
     if (o.streamArn !== undefined) options.streamArn = o.streamArn;
-    if (checkpoint !== undefined) options.checkpoint = { ...checkpoint };
+    if ('checkpoint' in start) options.checkpoint = { ...start.checkpoint };
     if (this.#consumerArn !== undefined && o.fanOut !== undefined) {
       const { transport, subscriptionRenewMs } = o.fanOut;
       options.fanOut = { consumerArn: this.#consumerArn, transport, subscriptionRenewMs };
     }
-    const stats = this.#statsOf(shardId);
-    const reader = this.#supervisor.start(options, (message) => this.#onMessage(active, message));
-    active.reader = reader;
-    this.#delivery.open(shardId, {
-      send: (message) => reader.send(message),
-      processed: (position, records) => {
-        stats.recordsDelivered += records;
-        active.checkpointer.processed(position);
-      },
-      checkpoint: (position) => active.checkpointer.write(position),
-      done: (bytes) => this.#metrics?.batchDone(bytes),
-      failed: (error) => this.#shardFailed(active, error),
-      canDeliver: () => active.state !== 'lost' && performance.now() < active.deadline,
-    });
-    const position: StartPosition =
-      checkpoint !== undefined
-        ? checkpoint.subSequenceNumber === undefined
-          ? 'AFTER_SEQUENCE_NUMBER'
-          : 'AT_SEQUENCE_NUMBER'
-        : typeof initialPosition === 'string'
-          ? initialPosition
-          : 'AT_TIMESTAMP';
-    const started: {
-      shardId: string;
-      position: StartPosition;
-      sequenceNumber?: string;
-      subSequenceNumber?: number;
-    } = { shardId, position };
-    if (checkpoint !== undefined) {
-      started.sequenceNumber = checkpoint.sequenceNumber;
-      if (checkpoint.subSequenceNumber !== undefined)
-        started.subSequenceNumber = checkpoint.subSequenceNumber;
-    }
-    this.#events.emit('shard.started', started);
-    this.#sendDeadline(active);
-    void reader.exited
-      .then((exit) => this.#onExit(active, reader, exit))
-      .catch((error: unknown) => this.#report(error, 'handling the end of a reader failed', shardId));
-  }
-
-  /** Answers a request of a `handlerModule` worker once `work` settled. */
-  #answer(active: ActiveShard, id: number, work: Promise<void>): void {
-    const answer = (error?: unknown) => {
-      const result: ModuleCoordinatorMessage = { v: PROTOCOL_VERSION, type: 'module-result', id };
-      if (error !== undefined) result.error = serializeError(error);
-      active.reader.send(result);
-    };
-    work.then(() => answer(), answer);
+    return options;
   }
 
   #sendDeadLetter(
@@ -647,255 +581,21 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     return this.#metrics === undefined ? sent : sent.then(() => this.#metrics?.deadLettered(records.length));
   }
 
-  /** `onHandlerError.then: 'stop-shard'` applied to the shard. */
-  #shardFailed(active: ActiveShard, error: ShardlineError): void {
-    this.#failing.add(active.shardId);
-    this.#o.logger.warn(
-      { shardId: active.shardId, err: serializeError(error) },
-      'shard stopped after handler failures',
-    );
-    if (active.state === 'reading') void this.#letGo(active, 'failed');
-  }
-
-  /** `handlerModule` delivery: tells the worker until when it may hand out records (the lease deadline). */
-  #sendDeadline(active: ActiveShard): void {
-    if (this.#o.delivery !== 'handler-module') return;
-    const epochMs = active.state === 'lost' ? 0 : Date.now() + (active.deadline - performance.now());
-    active.reader.send({ v: PROTOCOL_VERSION, type: 'module-deadline', epochMs });
-  }
-
   /** For the metrics' gauges, at each scrape. */
   #metricsSnapshot(): CoordinatorMetricsSnapshot {
     let leases = 0;
     const shards: Array<{ shardId: string; millisBehindLatest: number | undefined }> = [];
-    for (const active of this.#active.values()) {
-      if (active.state === 'lost') continue;
+    for (const session of this.#sessions.values()) {
+      if (!session.holdsLease) continue;
       leases++;
-      if (active.state === 'reading') {
+      if (session.state === 'reading') {
         shards.push({
-          shardId: active.shardId,
-          millisBehindLatest: this.#stats.get(active.shardId)?.millisBehindLatest,
+          shardId: session.shardId,
+          millisBehindLatest: this.#stats.get(session.shardId)?.millisBehindLatest,
         });
       }
     }
-    return { leases, bufferedRecords: this.#delivery.bufferedRecords, shards };
-  }
-
-  #statsOf(shardId: string): ShardStats {
-    let stats = this.#stats.get(shardId);
-    if (stats === undefined) {
-      stats = { recordsDelivered: 0, throttled: 0 };
-      this.#stats.set(shardId, stats);
-    }
-    return stats;
-  }
-
-  #onMessage(active: ActiveShard, message: WorkerMessage | ModuleWorkerMessage): void {
-    const { shardId } = active;
-    this.#metrics?.onMessage(message);
-    switch (message.type) {
-      case 'started': {
-        const thread = this.#supervisor.threadIndex(message.threadId);
-        if (thread !== undefined) this.#statsOf(shardId).thread = thread;
-        return;
-      }
-      case 'module-batch':
-        this.#delivery.charge(shardId, message.records, message.bytes);
-        return;
-      case 'module-done':
-        this.#delivery.settle(shardId, message.records, message.bytes);
-        return;
-      case 'module-progress':
-        this.#statsOf(shardId).recordsDelivered += message.delivered;
-        active.checkpointer.processed(message.position);
-        return;
-      case 'module-failed':
-        this.#shardFailed(active, deserializeError(message.error));
-        return;
-      case 'module-checkpoint':
-        this.#answer(active, message.id, active.checkpointer.write(message.position));
-        return;
-      case 'module-dead-letter': {
-        const send = this.#sendDeadLetter(
-          shardId,
-          message.records as ShardRecord<unknown>[],
-          deserializeError(message.error),
-          message.attempts,
-        );
-        this.#answer(active, message.id, send);
-        return;
-      }
-      case 'module-event':
-        if (message.event === 'handler.failed') {
-          const payload = message.payload as unknown as CoordinatorEventMap['handler.failed'];
-          this.#events.emit('handler.failed', {
-            ...payload,
-            error: deserializeError(payload.error as unknown as SerializedError),
-          });
-        } else {
-          this.#events.emit(
-            'batch.processed',
-            message.payload as unknown as CoordinatorEventMap['batch.processed'],
-          );
-        }
-        return;
-      case 'batch':
-        this.#delivery.push(shardId, message);
-        return;
-      case 'fetched': {
-        const stats = this.#statsOf(shardId);
-        stats.lastFetchAtMs = message.lastFetchAtMs;
-        if (message.millisBehindLatest !== undefined) stats.millisBehindLatest = message.millisBehindLatest;
-        return;
-      }
-      case 'throttled':
-        this.#statsOf(shardId).throttled += message.count;
-        this.#events.emit('throttled', { shardId, delayMs: message.delayMs });
-        return;
-      case 'error': {
-        const error = deserializeError(message.error);
-        if (message.fatal) {
-          this.#o.logger.error({ shardId, err: message.error }, 'shard reader failed');
-          this.#events.emit('error', { error, shardId });
-        } else this.#o.logger.debug({ shardId, err: message.error }, 'shard reader retrying after an error');
-        return;
-      }
-      case 'log': {
-        const fields = { ...message.fields, shardId };
-        this.#o.logger[message.level](fields, message.message);
-        return;
-      }
-      case 'shard-end':
-        if (message.childShardIds !== undefined) this.#topology.noteChildren(shardId, message.childShardIds);
-        return;
-      default:
-        assertNever(message);
-    }
-  }
-
-  async #onExit(active: ActiveShard, reader: ReaderHandle, exit: ReaderExit): Promise<void> {
-    if (this.#active.get(active.shardId) !== active || active.reader !== reader) return;
-    if (active.state !== 'reading') return; // let go deliberately: #letGo / #lose finish the job
-    const { shardId } = active;
-    if (exit.kind === 'crashed') {
-      const restart = this.#stopping === undefined && this.#crashGuard.crashed(shardId);
-      this.#o.logger.error({ shardId, err: serializeError(exit.error), restart }, 'worker thread crashed');
-      this.#events.emit('worker.crashed', {
-        thread: this.#stats.get(shardId)?.thread ?? -1,
-        error: exit.error,
-        shardIds: [shardId],
-        respawned: restart,
-      });
-      if (!restart) {
-        if (this.#stopping === undefined) this.#failing.add(shardId);
-        await this.#letGo(active, 'failed');
-        return;
-      }
-      // The lease is still ours: resume where processing got to (batches queued here are read again).
-      await this.#delivery.close(shardId);
-      if (active.state !== 'reading' || this.#stopping !== undefined) return;
-      this.#startReader(active, active.checkpointer.resumeFrom);
-      return;
-    }
-    const { outcome } = exit;
-    switch (outcome.state) {
-      case 'ended':
-        await this.#endShard(active, outcome.childShardIds ?? []);
-        return;
-      case 'failed':
-        this.#cooldown.set(shardId, performance.now() + COORDINATOR_TIMING.failedReaderCooldownMs);
-        await this.#letGo(active, 'failed');
-        return;
-      case 'stopped':
-        await this.#letGo(active, 'stop');
-        return;
-      default:
-        assertNever(outcome.state);
-    }
-  }
-
-  async #endShard(active: ActiveShard, childShardIds: string[]): Promise<void> {
-    const { shardId } = active;
-    active.state = 'ending';
-    const work = (async () => {
-      await this.#delivery.drained(shardId);
-      // A failed batch (stop-shard), a lost lease or a stop that dropped queued batches leaves the
-      // shard unfinished: no SHARD_END.
-      if (this.#failing.has(shardId) || (active.state as ActiveShard['state']) === 'lost') {
-        await this.#finishLetGo(active, 'failed');
-        return;
-      }
-      if (this.#stopping !== undefined) {
-        await this.#finishLetGo(active, 'stop');
-        return;
-      }
-      await this.#delivery.close(shardId);
-      try {
-        await active.checkpointer.end();
-      } catch {
-        await this.#finishLetGo(active, 'failed');
-        return;
-      }
-      this.#topology.noteChildren(shardId, childShardIds);
-      await this.#release(active, 'shard-end');
-      this.#events.emit('shard.ended', { shardId, childShardIds: this.#topology.childrenOf(shardId) });
-      this.#active.delete(shardId);
-      if (this.#stopping === undefined) void this.#syncAndTick();
-    })();
-    active.done = work;
-    await work;
-  }
-
-  /** Stops the reader, finishes the batch in flight, checkpoints (auto), releases the lease. */
-  #letGo(active: ActiveShard, reason: LeaseReleasedReason): Promise<void> {
-    if (active.done !== undefined) return active.done;
-    active.state = 'releasing';
-    active.done = this.#finishLetGo(active, reason);
-    return active.done;
-  }
-
-  async #finishLetGo(active: ActiveShard, reason: LeaseReleasedReason): Promise<void> {
-    active.state = active.state === 'lost' ? 'lost' : 'releasing';
-    active.reader.stop(reason);
-    await this.#delivery.close(active.shardId);
-    // With handlerModule the batch in flight is in the worker: its progress arrives before the exit.
-    if (this.#o.delivery === 'handler-module') await active.reader.exited;
-    if ((active.state as ActiveShard['state']) !== 'lost') {
-      await active.checkpointer.flush().catch(() => undefined);
-      await this.#release(active, reason);
-    }
-    await active.reader.exited;
-    if (this.#active.get(active.shardId) === active) this.#active.delete(active.shardId);
-  }
-
-  async #release(active: ActiveShard, reason: LeaseReleasedReason): Promise<void> {
-    active.checkpointer.close();
-    const checkpoint = active.checkpointer.checkpoint;
-    if (checkpoint !== undefined) this.#letGoCheckpoints.set(active.shardId, checkpoint);
-    try {
-      const released = await this.#leases.release(active.shardId, active.counter);
-      if (released)
-        this.#events.emit('lease.released', { shardId: active.shardId, counter: active.counter, reason });
-    } catch (error) {
-      // The lease runs out on its own; nobody else could have taken it meanwhile.
-      this.#report(error, 'lease release failed', active.shardId);
-    }
-  }
-
-  /** The lease is gone (or may be): stop handing out records and reading at once, no checkpoint. */
-  #lose(active: ActiveShard, reason: LeaseLostReason): void {
-    if (active.state === 'lost') return;
-    active.state = 'lost';
-    active.checkpointer.close();
-    active.reader.stop('lease-lost');
-    this.#sendDeadline(active);
-    this.#o.logger.warn({ shardId: active.shardId, reason }, 'lease lost');
-    this.#events.emit('lease.lost', { shardId: active.shardId, counter: active.counter, reason });
-    active.done ??= (async () => {
-      await this.#delivery.close(active.shardId);
-      await active.reader.exited;
-      if (this.#active.get(active.shardId) === active) this.#active.delete(active.shardId);
-    })();
+    return { leases, bufferedRecords: this.#ledger.bufferedRecords, shards };
   }
 
   // ---- stop ----------------------------------------------------------------------------------------
@@ -908,12 +608,13 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     this.#abort.abort();
     await this.#ticking;
     await this.#syncing;
-    this.#delivery.stopping();
-    await Promise.all(
-      [...this.#active.values()].map((active) =>
-        active.state === 'reading' ? this.#letGo(active, 'stop') : (active.done ?? Promise.resolve()),
-      ),
-    );
+    // Offers not taken are withdrawn and the loop ends; the batch in hand finishes.
+    this.#iterator?.end();
+    for (const session of this.#sessions.values()) session.release('stop');
+    // Renewal goes on until every lease is released (or lost).
+    await Promise.all([...this.#sessions.values()].map((session) => session.done));
+    clearInterval(this.#renewTimer);
+    await this.#renewing;
     try {
       await this.#supervisor.close();
     } catch (error) {

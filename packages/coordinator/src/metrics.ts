@@ -247,8 +247,8 @@ export class CoordinatorMetrics {
         }
         return;
       case 'module-done':
-        // handlerModule: the worker finished the batch (the same moment as batchDone below).
-        this.batchDone(message.bytes);
+        // handlerModule: the worker processed the batch (the same moment as batchDone below).
+        if (message.completed) this.batchDone(message.bytes);
         return;
       default:
         return;

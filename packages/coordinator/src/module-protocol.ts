@@ -1,13 +1,16 @@
 /**
  * The coordinator's private messages with its own `handlerModule` worker entry (module-worker.ts),
- * carried on a reader's data port next to the shard-worker protocol (same port, so their order holds).
- * Both ends live in this package: the shard-worker protocol in `@shardline/common` is unchanged.
+ * carried on a reader's data port next to the shard-worker protocol (same port, so their order holds:
+ * a batch's charge always arrives before its progress and its release). Both ends live in this package;
+ * the shard-worker protocol in `@shardline/common` is unchanged. Versioned, discriminated by `type`, and
+ * checked field by field on arrival like the reader protocol.
  */
 
 import type { SerializedError, ShardPosition } from '@shardline/common';
 import { PROTOCOL_VERSION } from '@shardline/common';
+import type { CoordinatorEventMap, HandlerFailureAction } from './events.js';
 
-/** module worker -> coordinator: a batch reached the worker (charged against the host budget). */
+/** module worker -> coordinator: a batch reached the worker's lane (charged against the host budget). */
 export interface ModuleBatchMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-batch';
@@ -16,13 +19,15 @@ export interface ModuleBatchMessage {
   bytes: number;
 }
 
-/** module worker -> coordinator: the batch is finished (its charge goes back to the budget). */
+/** module worker -> coordinator: the lane is done with the batch (its charge goes back to the budget). */
 export interface ModuleDoneMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-done';
   batchId: number;
   records: number;
   bytes: number;
+  /** Processed while the lane stayed open (false: dropped or abandoned). */
+  completed: boolean;
 }
 
 /** module worker -> coordinator: processed up to `position`; `delivered` records handed to the handler. */
@@ -33,14 +38,15 @@ export interface ModuleProgressMessage {
   delivered: number;
 }
 
-/** module worker -> coordinator: `onHandlerError.then: 'stop-shard'` applied. */
+/** module worker -> coordinator: `onHandlerError.then: 'stop-shard'` applied at `position`. */
 export interface ModuleFailedMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-failed';
   error: SerializedError;
+  position: ShardPosition;
 }
 
-/** module worker -> coordinator: `batch.checkpoint()` in the handler; answered by a checkpoint result. */
+/** module worker -> coordinator: `batch.checkpoint()` in the handler; answered by a `module-result`. */
 export interface ModuleCheckpointMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-checkpoint';
@@ -48,23 +54,41 @@ export interface ModuleCheckpointMessage {
   position: ShardPosition;
 }
 
-/** module worker -> coordinator: records to dead-letter (`onHandlerError.then: 'dead-letter'`); answered by a result. */
+/** A record to dead-letter, as it crosses threads (data structured-cloned). */
+export interface ModuleDeadLetterRecord {
+  data: unknown;
+  partitionKey: string;
+  sequenceNumber: string;
+  subSequenceNumber?: number;
+  explicitHashKey?: string;
+  approximateArrivalTimestamp: Date;
+}
+
+/** module worker -> coordinator: records to dead-letter; answered by a `module-result`. */
 export interface ModuleDeadLetterMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-dead-letter';
   id: number;
-  /** ShardRecords (structured-cloned). */
-  records: unknown[];
+  records: ModuleDeadLetterRecord[];
   error: SerializedError;
   attempts: number;
 }
 
-/** module worker -> coordinator: a delivery event to emit on the coordinator (errors serialized). */
-export interface ModuleEventMessage {
+/** module worker -> coordinator: a `batch.processed` event to emit on the coordinator. */
+export interface ModuleBatchProcessedMessage {
   v: typeof PROTOCOL_VERSION;
-  type: 'module-event';
-  event: 'handler.failed' | 'batch.processed';
-  payload: Record<string, unknown>;
+  type: 'module-batch-processed';
+  event: CoordinatorEventMap['batch.processed'];
+}
+
+/** module worker -> coordinator: a `handler.failed` event to emit on the coordinator. */
+export interface ModuleHandlerFailedMessage {
+  v: typeof PROTOCOL_VERSION;
+  type: 'module-handler-failed';
+  error: SerializedError;
+  attempt: number;
+  action: HandlerFailureAction;
+  records: number;
 }
 
 export type ModuleWorkerMessage =
@@ -74,9 +98,13 @@ export type ModuleWorkerMessage =
   | ModuleFailedMessage
   | ModuleCheckpointMessage
   | ModuleDeadLetterMessage
-  | ModuleEventMessage;
+  | ModuleBatchProcessedMessage
+  | ModuleHandlerFailedMessage;
 
-/** coordinator -> module worker: records may be handed out until this wall-clock time (lease deadline). */
+/**
+ * coordinator -> module worker: records may be handed out until this wall-clock time (the local lease
+ * deadline); 0 once the lease is lost. Threads have their own monotonic clocks: epoch time crosses.
+ */
 export interface ModuleDeadlineMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-deadline';
@@ -93,16 +121,9 @@ export interface ModuleResultMessage {
 
 export type ModuleCoordinatorMessage = ModuleDeadlineMessage | ModuleResultMessage;
 
-const WORKER_TYPES = new Set([
-  'module-batch',
-  'module-done',
-  'module-progress',
-  'module-failed',
-  'module-checkpoint',
-  'module-dead-letter',
-  'module-event',
-]);
-const COORDINATOR_TYPES = new Set(['module-deadline', 'module-result']);
+const ACTIONS: ReadonlySet<string> = new Set(['retry', 'isolate', 'stop-shard', 'dead-letter', 'skip']);
+
+type Obj = Record<string, unknown>;
 
 function typeOf(x: unknown): string | undefined {
   const m = x as { v?: unknown; type?: unknown } | null;
@@ -124,46 +145,84 @@ function isPosition(x: unknown): x is ShardPosition {
 }
 
 const count = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
+const isError = (x: unknown) =>
+  typeof x === 'object' &&
+  x !== null &&
+  typeof (x as Obj).code === 'string' &&
+  typeof (x as Obj).message === 'string';
 
-/** Whether `x` is a message of this private protocol from the worker side (checked field by field). */
+function isDeadLetterRecord(x: unknown): boolean {
+  const r = x as Obj | null;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    typeof r.partitionKey === 'string' &&
+    typeof r.sequenceNumber === 'string' &&
+    r.approximateArrivalTimestamp instanceof Date
+  );
+}
+
+function isBatchProcessed(x: unknown): boolean {
+  const e = x as Obj | null;
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.shardId === 'string' &&
+    count(e.records) &&
+    typeof e.durationMs === 'number'
+  );
+}
+
+/** Whether `x` is a well-formed message of this private protocol from the worker side. */
 export function isModuleWorkerMessage(x: unknown): x is ModuleWorkerMessage {
-  const type = typeOf(x);
-  if (type === undefined || !WORKER_TYPES.has(type)) return false;
-  const m = x as Record<string, unknown>;
+  const type = typeOf(x) as ModuleWorkerMessage['type'] | undefined;
+  if (type === undefined) return false;
+  const m = x as Obj;
   switch (type) {
     case 'module-batch':
-    case 'module-done':
       return count(m.batchId) && count(m.records) && count(m.bytes);
+    case 'module-done':
+      return count(m.batchId) && count(m.records) && count(m.bytes) && typeof m.completed === 'boolean';
     case 'module-progress':
       return isPosition(m.position) && count(m.delivered);
     case 'module-failed':
-      return typeof m.error === 'object' && m.error !== null;
+      return isError(m.error) && isPosition(m.position);
     case 'module-checkpoint':
       return count(m.id) && isPosition(m.position);
     case 'module-dead-letter':
       return (
         count(m.id) &&
         Array.isArray(m.records) &&
-        typeof m.error === 'object' &&
-        m.error !== null &&
+        m.records.every(isDeadLetterRecord) &&
+        isError(m.error) &&
         count(m.attempts)
       );
-    case 'module-event':
+    case 'module-batch-processed':
+      return isBatchProcessed(m.event);
+    case 'module-handler-failed':
       return (
-        (m.event === 'handler.failed' || m.event === 'batch.processed') &&
-        typeof m.payload === 'object' &&
-        m.payload !== null
+        isError(m.error) &&
+        count(m.attempt) &&
+        typeof m.action === 'string' &&
+        ACTIONS.has(m.action) &&
+        count(m.records)
       );
     default:
       return false;
   }
 }
 
-/** Whether `x` is a message of this private protocol from the coordinator side. */
+/** Whether `x` is a well-formed message of this private protocol from the coordinator side. */
 export function isModuleCoordinatorMessage(x: unknown): x is ModuleCoordinatorMessage {
-  const type = typeOf(x);
-  if (type === undefined || !COORDINATOR_TYPES.has(type)) return false;
-  const m = x as Record<string, unknown>;
-  if (type === 'module-deadline') return typeof m.epochMs === 'number' && !Number.isNaN(m.epochMs);
-  return count(m.id) && (m.error === undefined || (typeof m.error === 'object' && m.error !== null));
+  const type = typeOf(x) as ModuleCoordinatorMessage['type'] | undefined;
+  if (type === undefined) return false;
+  const m = x as Obj;
+  switch (type) {
+    case 'module-deadline':
+      return typeof m.epochMs === 'number' && !Number.isNaN(m.epochMs);
+    case 'module-result':
+      return count(m.id) && (m.error === undefined || isError(m.error));
+    default:
+      return false;
+  }
 }

@@ -3,17 +3,18 @@
  * user's handler in the same worker thread, so a batch is processed where it was fetched and decoded
  * and never crosses threads.
  *
- * The reader talks to an in-thread port; batches go to a local {@link Delivery} (the same in-order,
- * retry, isolation and poison-record rules as on the coordinator thread), and the coordinator hears
- * only what it needs: what to charge to and give back to the host budget, processed positions (it
- * writes the checkpoints), events, and `batch.checkpoint()` requests it answers. Everything else the
- * reader says (fetched, throttled, errors, logs, shard end) is passed through unchanged, on the same
- * port, so the order holds. Records are handed to the handler only before the lease deadline the
- * coordinator sends.
+ * The reader talks to an in-thread port; its batches go to a {@link Lane} here, the same class and
+ * {@link FailurePolicy} the coordinator thread uses (in-order, retries, isolation, poison records). The
+ * coordinator keeps the one credit ledger and the checkpoints: it hears when a batch reached the lane
+ * and when the lane is done with it, processed positions, events, and `batch.checkpoint()` and
+ * dead-letter requests it answers (module-protocol.ts). Everything else the reader says (fetched,
+ * throttled, errors, logs, shard end) and the coordinator's credit pass through unchanged on the same
+ * port, so their order holds. The lane hands records out only before the lease deadline the coordinator
+ * sends; a stop halts it (queued batches dropped, the one in hand finishes) before the reader stops.
  */
 
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import type { BackoffMs, CodecName, Logger, LogLevel, ShardPosition } from '@shardline/common';
+import type { BackoffMs, CodecName, Logger, LogLevel, ShardRecord } from '@shardline/common';
 import {
   deserializeError,
   PROTOCOL_VERSION,
@@ -24,9 +25,14 @@ import {
 } from '@shardline/common';
 import type { ShardReaderOutcome, ShardReaderTask } from '@shardline/shard-worker';
 import shardReaderTask from '@shardline/shard-worker/worker';
-import { Delivery } from './delivery.js';
+import { FailurePolicy } from './delivery/failure-policy.js';
+import { Lane } from './delivery/lane.js';
 import { CoordinatorEvents } from './events.js';
-import type { ModuleCoordinatorMessage, ModuleWorkerMessage } from './module-protocol.js';
+import type {
+  ModuleCoordinatorMessage,
+  ModuleDeadLetterRecord,
+  ModuleWorkerMessage,
+} from './module-protocol.js';
 import { isModuleCoordinatorMessage } from './module-protocol.js';
 import type { RecordHandler } from './options.js';
 
@@ -67,16 +73,16 @@ function loadHandler(url: string): Promise<RecordHandler> {
 export default async function moduleReaderTask(task: ModuleReaderTask): Promise<ShardReaderOutcome> {
   const { port, controlPort, options, module } = task;
   const shardId = options.shardId;
-  const post = (message: ModuleWorkerMessage | Record<string, unknown>) => port.postMessage(message);
+  const post = (message: ModuleWorkerMessage) => port.postMessage(message);
   const log = (level: LogLevel, fields: Record<string, unknown>, message: string) =>
-    post({ v: PROTOCOL_VERSION, type: 'log', level, message, fields: { ...fields, shardId } });
+    port.postMessage({ v: PROTOCOL_VERSION, type: 'log', level, message, fields: { ...fields, shardId } });
 
   let handler: RecordHandler;
   try {
     handler = await loadHandler(module.url);
   } catch (error) {
     const serialized = serializeError(error);
-    post({ v: PROTOCOL_VERSION, type: 'error', shardId, error: serialized, fatal: true });
+    port.postMessage({ v: PROTOCOL_VERSION, type: 'error', shardId, error: serialized, fatal: true });
     port.close();
     controlPort.close();
     return { shardId, state: 'failed', error: serialized };
@@ -89,104 +95,126 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
         : log(level, toFields(a), typeof b === 'string' ? b : '')) as Logger['debug'];
   const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
   const events = new CoordinatorEvents(logger);
-  events.on('handler.failed', (payload) =>
+  events.on('handler.failed', (e) =>
     post({
       v: PROTOCOL_VERSION,
-      type: 'module-event',
-      event: 'handler.failed',
-      payload: { ...payload, error: serializeError(payload.error) },
+      type: 'module-handler-failed',
+      error: serializeError(e.error),
+      attempt: e.attempt,
+      action: e.action,
+      records: e.records,
     }),
   );
-  events.on('batch.processed', (payload) =>
-    post({ v: PROTOCOL_VERSION, type: 'module-event', event: 'batch.processed', payload: { ...payload } }),
+  events.on('batch.processed', (event) =>
+    post({ v: PROTOCOL_VERSION, type: 'module-batch-processed', event: { ...event } }),
   );
 
-  let deadline = 0;
   let nextRequestId = 0;
   const pending = new Map<number, { resolve(): void; reject(error: unknown): void }>();
-  /** Asks the coordinator (checkpoint, dead-letter) and waits for its answer. */
-  const request = (message: Record<string, unknown>) =>
+  /** Asks the coordinator and waits for its answer. */
+  const request = (make: (id: number) => ModuleWorkerMessage) =>
     new Promise<void>((resolve, reject) => {
       const id = nextRequestId++;
       pending.set(id, { resolve, reject });
-      post({ v: PROTOCOL_VERSION, ...message, id });
+      post(make(id));
     });
-  const charges = new Map<number, { records: number; bytes: number }>();
-  const codec = resolveCodec((options.codec ?? 'json') as CodecName, 'codec');
-  const delivery = new Delivery({
-    mode: 'handler',
-    handler,
-    codec,
-    // Credit is the coordinator's business (host budget): this delivery's own grants are dropped.
-    maxBufferedRecords: Number.MAX_SAFE_INTEGER,
-    onHandlerError: module.onHandlerError,
-    events,
-    logger,
-    deadLetter: (_shardId, records, error, attempts) =>
-      request({ type: 'module-dead-letter', records, error: serializeError(error), attempts }),
-  });
-  delivery.open(shardId, {
-    send: (message) => {
-      if (message.type !== 'ack') return;
-      const charge = charges.get(message.batchId);
-      charges.delete(message.batchId);
-      if (charge !== undefined) {
-        post({ v: PROTOCOL_VERSION, type: 'module-done', batchId: message.batchId, ...charge });
-      }
-    },
-    processed: (position: ShardPosition, delivered: number) =>
-      post({ v: PROTOCOL_VERSION, type: 'module-progress', position: { ...position }, delivered }),
-    checkpoint: (position: ShardPosition) =>
-      request({ type: 'module-checkpoint', position: { ...position } }),
-    failed: (error) => post({ v: PROTOCOL_VERSION, type: 'module-failed', error: serializeError(error) }),
-    canDeliver: () => Date.now() < deadline,
-  });
 
   // The reader's side of the in-thread channel.
   const inner = new MessageChannel();
+  const lane = new Lane({
+    shardId,
+    codec: resolveCodec((options.codec ?? 'json') as CodecName, 'codec'),
+    sink: { mode: 'handler', handler },
+    policy: new FailurePolicy({
+      onHandlerError: module.onHandlerError,
+      events,
+      logger,
+      deadLetter: (_shardId, records, error, attempts) =>
+        request((id) => ({
+          v: PROTOCOL_VERSION,
+          type: 'module-dead-letter',
+          id,
+          records: records.map(deadLetterRecord),
+          error: serializeError(error),
+          attempts,
+        })),
+    }),
+    hooks: {
+      processed: (position, delivered) =>
+        post({ v: PROTOCOL_VERSION, type: 'module-progress', position: { ...position }, delivered }),
+      checkpoint: (position) =>
+        request((id) => ({ v: PROTOCOL_VERSION, type: 'module-checkpoint', id, position: { ...position } })),
+      finished: (batch, completed) => {
+        post({
+          v: PROTOCOL_VERSION,
+          type: 'module-done',
+          batchId: batch.batchId,
+          records: batch.records.length,
+          bytes: batch.bytes,
+          completed,
+        });
+        if (completed) inner.port1.postMessage({ v: PROTOCOL_VERSION, type: 'ack', batchId: batch.batchId });
+      },
+      failed: (error, position) =>
+        post({
+          v: PROTOCOL_VERSION,
+          type: 'module-failed',
+          error: serializeError(error),
+          position: { ...position },
+        }),
+    },
+    events,
+    logger,
+  });
+  // Nothing is handed out before the coordinator sent the lease deadline.
+  lane.pause();
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  const onDeadline = (epochMs: number) => {
+    clearTimeout(deadlineTimer);
+    const left = epochMs - Date.now();
+    if (left <= 0) {
+      lane.pause();
+      return;
+    }
+    lane.resume();
+    deadlineTimer = setTimeout(() => lane.pause(), left);
+  };
+
   const fromReader = (raw: unknown) => {
     let message: ReturnType<typeof parseWorkerMessage>;
     try {
       message = parseWorkerMessage(raw);
     } catch {
-      post(raw as Record<string, unknown>); // the coordinator reports it
+      port.postMessage(raw); // the coordinator reports it
       return;
     }
     if (message.type === 'batch') {
-      charges.set(message.batchId, { records: message.records.length, bytes: message.bytes });
-      post({
-        v: PROTOCOL_VERSION,
-        type: 'module-batch',
-        batchId: message.batchId,
-        records: message.records.length,
-        bytes: message.bytes,
-      });
-      delivery.push(shardId, message);
+      const { batchId, bytes } = message;
+      post({ v: PROTOCOL_VERSION, type: 'module-batch', batchId, records: message.records.length, bytes });
+      lane.push(message);
       return;
     }
-    post(raw as Record<string, unknown>);
+    port.postMessage(raw);
   };
   inner.port1.on('message', fromReader);
-  const fromCoordinator = (raw: unknown) => {
-    if (isModuleCoordinatorMessage(raw)) {
-      onCoordinatorMessage(raw);
-      return;
-    }
-    const type = (raw as { type?: unknown } | null)?.type;
-    // A stop also ends processing: queued batches are dropped, the one in flight finishes.
-    if (type === 'stop') delivery.stopping();
-    inner.port1.postMessage(raw);
-  };
   const onCoordinatorMessage = (message: ModuleCoordinatorMessage) => {
     if (message.type === 'module-deadline') {
-      deadline = message.epochMs;
-      delivery.resume(shardId);
+      onDeadline(message.epochMs);
       return;
     }
     const waiting = pending.get(message.id);
     pending.delete(message.id);
     if (message.error === undefined) waiting?.resolve();
     else waiting?.reject(deserializeError(message.error));
+  };
+  const fromCoordinator = (raw: unknown) => {
+    if (isModuleCoordinatorMessage(raw)) {
+      onCoordinatorMessage(raw);
+      return;
+    }
+    // A stop also ends processing: queued batches are dropped, the one in hand finishes.
+    if ((raw as { type?: unknown } | null)?.type === 'stop') lane.halt();
+    inner.port1.postMessage(raw);
   };
   port.on('message', fromCoordinator);
 
@@ -199,10 +227,10 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
     }
   }
   // Every batch of an ended shard is processed before the outcome reaches the coordinator; after a
-  // stop or a failure, the batch in flight finishes and the rest is read again by the next reader.
-  if (outcome.state === 'ended') await delivery.drained(shardId);
-  else delivery.stopping();
-  await delivery.close(shardId);
+  // stop or a failure, the batch in hand finishes and the rest is read again by the next reader.
+  if (outcome.state === 'ended') await lane.drained();
+  await lane.close();
+  clearTimeout(deadlineTimer);
   // Answers still awaited cannot arrive any more.
   for (const waiting of pending.values()) waiting.reject(new Error('the reader stopped'));
   inner.port1.close();
@@ -211,6 +239,18 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
   await new Promise<void>((resolve) => setImmediate(resolve));
   port.close();
   return outcome;
+}
+
+function deadLetterRecord(record: ShardRecord<unknown>): ModuleDeadLetterRecord {
+  const out: ModuleDeadLetterRecord = {
+    data: record.data,
+    partitionKey: record.partitionKey,
+    sequenceNumber: record.sequenceNumber,
+    approximateArrivalTimestamp: record.approximateArrivalTimestamp,
+  };
+  if (record.subSequenceNumber !== undefined) out.subSequenceNumber = record.subSequenceNumber;
+  if (record.explicitHashKey !== undefined) out.explicitHashKey = record.explicitHashKey;
+  return out;
 }
 
 function toFields(fields: unknown): Record<string, unknown> {

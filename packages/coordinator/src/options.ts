@@ -208,6 +208,13 @@ export interface CoordinatorOptions<T = unknown> {
    * @defaultValue 60000
    */
   shardSyncIntervalMs?: number;
+  /**
+   * How long a shard must have been gone from the stream (aged out of retention: absent from every
+   * complete ListShards since) before its lease is deleted, once no lease of the group needs it (a
+   * child without checkpoint needs its parents'). Keeps the lease store from growing with every reshard.
+   * @defaultValue 300000
+   */
+  leaseCleanupDelayMs?: number;
   /** Delivery by handler on the coordinator thread. Exclusive with `handlerModule`. */
   handler?: RecordHandler<T>;
   /**
@@ -291,6 +298,7 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly leaseDurationMs: number;
   readonly leaseRenewIntervalMs: number;
   readonly shardSyncIntervalMs: number;
+  readonly leaseCleanupDelayMs: number;
   /** Which delivery mode the options select. */
   readonly delivery: 'iterator' | 'handler' | 'handler-module';
   readonly handler: RecordHandler<T> | undefined;
@@ -330,6 +338,7 @@ export const COORDINATOR_DEFAULTS = Object.freeze({
   checkpoint: Object.freeze({ mode: 'auto' as const, intervalMs: 5_000 }),
   leaseDurationMs: 10_000,
   shardSyncIntervalMs: 60_000,
+  leaseCleanupDelayMs: 300_000,
   onHandlerError: Object.freeze({
     retries: Number.POSITIVE_INFINITY,
     backoffMs: Object.freeze({ initial: 100, max: 30_000 }),
@@ -377,6 +386,7 @@ const TOP_LEVEL_KEYS = [
   'leaseDurationMs',
   'leaseRenewIntervalMs',
   'shardSyncIntervalMs',
+  'leaseCleanupDelayMs',
   'handler',
   'handlerModule',
   'onHandlerError',
@@ -899,6 +909,12 @@ export function resolveCoordinatorOptions<T = unknown>(
     COORDINATOR_DEFAULTS.shardSyncIntervalMs,
     LIMITS.minShardSyncIntervalMs,
   );
+  const leaseCleanupDelayMs = milliseconds(
+    o.leaseCleanupDelayMs,
+    'leaseCleanupDelayMs',
+    COORDINATOR_DEFAULTS.leaseCleanupDelayMs,
+    0,
+  );
 
   if (o.handler !== undefined && typeof o.handler !== 'function') {
     throw new ShardlineOptionError(
@@ -947,6 +963,7 @@ export function resolveCoordinatorOptions<T = unknown>(
     leaseDurationMs,
     leaseRenewIntervalMs,
     shardSyncIntervalMs,
+    leaseCleanupDelayMs,
     delivery,
     handler: o.handler as RecordHandler<T> | undefined,
     handlerModule,

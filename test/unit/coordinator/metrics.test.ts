@@ -160,7 +160,7 @@ describe('coordinator metrics', () => {
       bytes: 10,
       expiredIterators: 2,
     });
-    metrics.onMessage({ v, type: 'module-done', batchId: 0, records: 3, bytes: 300 });
+    metrics.onMessage({ v, type: 'module-done', batchId: 0, records: 3, bytes: 300, completed: true });
     metrics.onMessage({ v, type: 'log', level: 'info', message: 'ignored' });
     metrics.batchDone(45);
     metrics.batchDone(0);

@@ -19,6 +19,8 @@
  *   reservation: until request time + leaseDurationMs only the requester may acquire the lease.
  * - `checkpoint` refuses a stale owner or counter with `ERR_LEASE_LOST`; SHARD_END is final (a position
  *   after it is refused with `ERR_INVALID_OPTION`, SHARD_END again is accepted).
+ * - `renewLeases`: `renew` for each lease given, all at one instant.
+ * - `removeLease`: deletes a lease nobody holds (free or expired) whose counter is still the one given.
  * - `requestHandoff`: refused when the lease is free or expired, held by the requester, or a live
  *   request is pending. A request is live for leaseDurationMs; leases show `handoffTo` only while live.
  * - Every lease read carries `readAtMs`, the store time of the read.
@@ -26,7 +28,15 @@
  */
 
 import { ErrorCodes, SHARD_END, ShardlineError, ShardlineOptionError } from '@shardline/common';
-import type { Checkpoint, HostInfo, Lease, LeaseManager, LeaseSeed } from './types.js';
+import type {
+  Checkpoint,
+  HeldLease,
+  HostInfo,
+  Lease,
+  LeaseCallOptions,
+  LeaseManager,
+  LeaseSeed,
+} from './types.js';
 
 /** The namespaces of each store, kept off its public surface. */
 const namespaces = new WeakMap<MemoryLeaseStore, Map<string, Namespace>>();
@@ -305,16 +315,51 @@ export class MemoryLeaseManager implements LeaseManager {
     return this.#run('renew', () => {
       checkShardId(shardId);
       checkCounter(counter);
-      const lease = this.#owned(shardId, counter);
-      if (lease === undefined) return undefined;
-      const now = this.store.now();
-      if (lease.expiresAtMs === undefined || lease.expiresAtMs <= now) return undefined;
-      let expiry = now + this.leaseDurationMs;
-      if (liveHandoff(lease, now, this.leaseDurationMs) !== undefined) {
-        expiry = Math.min(expiry, lease.handoffAtMs! + this.leaseDurationMs);
+      return this.#renew(shardId, counter);
+    });
+  }
+
+  #renew(shardId: string, counter: number): Lease | undefined {
+    const lease = this.#owned(shardId, counter);
+    if (lease === undefined) return undefined;
+    const now = this.store.now();
+    if (lease.expiresAtMs === undefined || lease.expiresAtMs <= now) return undefined;
+    let expiry = now + this.leaseDurationMs;
+    if (liveHandoff(lease, now, this.leaseDurationMs) !== undefined) {
+      expiry = Math.min(expiry, lease.handoffAtMs! + this.leaseDurationMs);
+    }
+    lease.expiresAtMs = expiry;
+    return this.#copy(lease, now);
+  }
+
+  renewLeases(
+    held: readonly HeldLease[],
+    _options?: LeaseCallOptions,
+  ): Promise<Map<string, Lease | undefined>> {
+    return this.#run('renewLeases', () => {
+      if (!Array.isArray(held))
+        throw new ShardlineOptionError('held', 'must be an array of { shardId, counter }');
+      for (const entry of held) {
+        checkShardId(entry?.shardId);
+        checkCounter(entry.counter);
       }
-      lease.expiresAtMs = expiry;
-      return this.#copy(lease, now);
+      const out = new Map<string, Lease | undefined>();
+      for (const { shardId, counter } of held) out.set(shardId, this.#renew(shardId, counter));
+      return out;
+    });
+  }
+
+  removeLease(shardId: string, counter: number): Promise<boolean> {
+    return this.#run('removeLease', () => {
+      checkShardId(shardId);
+      checkCounter(counter);
+      const lease = this.#ns.leases.get(shardId);
+      if (lease === undefined || lease.counter !== counter) return false;
+      const now = this.store.now();
+      if (lease.owner !== undefined && lease.expiresAtMs !== undefined && lease.expiresAtMs > now)
+        return false;
+      this.#ns.leases.delete(shardId);
+      return true;
     });
   }
 

@@ -19,7 +19,15 @@ import {
   resolveRedisLeaseManagerOptions,
 } from './redis-options.js';
 import { defineLeaseScripts, type LeaseScripts, type RawLease } from './scripts.js';
-import type { Checkpoint, HostInfo, Lease, LeaseManager, LeaseSeed } from './types.js';
+import type {
+  Checkpoint,
+  HeldLease,
+  HostInfo,
+  Lease,
+  LeaseCallOptions,
+  LeaseManager,
+  LeaseSeed,
+} from './types.js';
 
 const MAX_SHARD_ID_LENGTH = 256;
 const MAX_SEQUENCE_LENGTH = 256;
@@ -217,17 +225,13 @@ export class RedisLeaseManager implements LeaseManager {
    * Resolves once the client is ready; rejects at `deadline`, or on a connection error (so a call fails
    * as soon as Redis is known unreachable, not only at the deadline).
    */
-  async #whenReady(deadline: number): Promise<void> {
+  async #whenReady(deadline: number, timeoutMessage: string): Promise<void> {
     const client = this.#redis;
     if (client.status === 'ready') return;
     if (client.status === 'end') throw new Error('the connection is closed');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new Error(`not connected within ${this.#options.commandTimeoutMs} ms (commandTimeoutMs)`)),
-        Math.max(0, deadline - performance.now()),
-      );
+      timer = setTimeout(() => reject(new Error(timeoutMessage)), Math.max(0, deadline - performance.now()));
     });
     try {
       await Promise.race([this.#connectionOutcome(), timeout]);
@@ -238,19 +242,22 @@ export class RedisLeaseManager implements LeaseManager {
 
   /**
    * Runs one Redis call: refuses after close(), waits for the connection, bounds the whole call by
-   * commandTimeoutMs (also for instances without a commandTimeout of their own), wraps errors.
+   * `timeoutMs` (commandTimeoutMs unless a caller asks for less; also for instances without a
+   * commandTimeout of their own), wraps errors.
    */
-  async #run<T>(operation: string, call: () => Promise<T>): Promise<T> {
+  async #run<T>(operation: string, call: () => Promise<T>, timeoutMs?: number): Promise<T> {
     if (this.#closing !== undefined) {
       throw new ShardlineError(ErrorCodes.CLOSED, `the Redis lease manager is closed (${operation})`);
     }
-    const deadline = performance.now() + this.#options.commandTimeoutMs;
+    const limitMs = Math.min(this.#options.commandTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY);
+    const what = limitMs < this.#options.commandTimeoutMs ? "the call's timeoutMs" : 'commandTimeoutMs';
+    const deadline = performance.now() + limitMs;
     let timer: NodeJS.Timeout | undefined;
     try {
-      await this.#whenReady(deadline);
+      await this.#whenReady(deadline, `not connected within ${limitMs} ms (${what})`);
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`no reply within ${this.#options.commandTimeoutMs} ms (commandTimeoutMs)`)),
+          () => reject(new Error(`no reply within ${limitMs} ms (${what})`)),
           Math.max(0, deadline - performance.now()),
         );
       });
@@ -362,16 +369,49 @@ export class RedisLeaseManager implements LeaseManager {
    * the last *successful* renew was sent (see the class documentation).
    */
   async renew(shardId: string, counter: number): Promise<Lease | undefined> {
+    return (await this.renewLeases([{ shardId, counter }])).get(shardId);
+  }
+
+  /**
+   * {@link renew} for every lease in `held`, in one script call: one round trip per renewal round
+   * however many leases the host holds. A rejected promise means unknown for all of them.
+   */
+  async renewLeases(
+    held: readonly HeldLease[],
+    options: LeaseCallOptions = {},
+  ): Promise<Map<string, Lease | undefined>> {
+    if (!Array.isArray(held)) {
+      throw new ShardlineOptionError('held', `must be an array of { shardId, counter } (got ${typeof held})`);
+    }
+    const args: Array<string | number> = [];
+    for (const [i, entry] of held.entries()) {
+      args.push(validShardId(`held[${i}].shardId`, entry?.shardId));
+      validCounter(entry.counter);
+      args.push(entry.counter);
+    }
+    const out = new Map<string, Lease | undefined>();
+    if (held.length === 0) return out;
+    const reply = await this.#run(
+      'renew',
+      () => this.#scripts.renewLeases(this.keys.index, this.hostId, this.leaseDurationMs, args),
+      options.timeoutMs,
+    );
+    for (const { shardId, status, lease } of reply.leases) {
+      if (status !== 'OK') {
+        this.#logger.debug({ shardId, refused: status }, 'lease not renewed');
+        out.set(shardId, undefined);
+      } else out.set(shardId, this.#lease(shardId, lease, reply.nowMs));
+    }
+    return out;
+  }
+
+  async removeLease(shardId: string, counter: number): Promise<boolean> {
     validShardId('shardId', shardId);
     validCounter(counter);
-    const reply = await this.#run('renew', () =>
-      this.#scripts.renew(this.keys.lease(shardId), this.hostId, counter, this.leaseDurationMs),
+    const reply = await this.#run('removeLease', () =>
+      this.#scripts.removeLease(this.keys.index, shardId, counter),
     );
-    if (reply.status !== 'OK') {
-      this.#logger.debug({ shardId, counter, refused: reply.status }, 'lease not renewed');
-      return undefined;
-    }
-    return this.#lease(shardId, reply.lease, reply.nowMs);
+    return reply.status === 'OK';
   }
 
   async release(shardId: string, counter: number): Promise<boolean> {

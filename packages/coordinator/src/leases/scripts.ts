@@ -30,12 +30,16 @@ const SCRIPT_FILES = {
   listLeases: 'list-leases-1.lua',
   liveHosts: 'live-hosts-2.lua',
   release: 'release-1.lua',
-  renew: 'renew-1.lua',
+  removeLease: 'remove-lease-1.lua',
+  renewLeases: 'renew-leases-1.lua',
   requestHandoff: 'request-handoff-1.lua',
   time: 'time-1.lua',
 } as const;
 
-const SCRIPT_VERSION = 1;
+const SCRIPT_VERSION = 2;
+
+/** Prepended to every script: the shared helpers (server clock, effects replication). */
+const PRELUDE_FILE = 'prelude.lua';
 
 export type ScriptName = keyof typeof SCRIPT_FILES;
 
@@ -54,25 +58,29 @@ let loaded: ReadonlyMap<ScriptName, LeaseScript> | undefined;
 export function loadLeaseScripts(): ReadonlyMap<ScriptName, LeaseScript> {
   if (loaded !== undefined) return loaded;
   const scripts = new Map<ScriptName, LeaseScript>();
+  const prelude = readScript(PRELUDE_FILE);
   for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
-    const url = new URL(file, LUA_DIR);
-    let lua: string;
-    try {
-      lua = readFileSync(url, 'utf8');
-    } catch (error) {
-      throw new ShardlineError(
-        ErrorCodes.INTERNAL,
-        `lease script ${file} not found at ${fileURLToPath(url)}: the @shardline/coordinator package is ` +
-          'incomplete (its src/leases/lua/ directory must be installed next to dist/)',
-        { cause: error },
-      );
-    }
+    const lua = `${prelude}\n${readScript(file)}`;
     const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)?.[1]);
     const command = `shardline${name[0]!.toUpperCase()}${name.slice(1)}V${SCRIPT_VERSION}`;
     scripts.set(name, { name, command, file, numberOfKeys, lua });
   }
   loaded = scripts;
   return scripts;
+}
+
+function readScript(file: string): string {
+  const url = new URL(file, LUA_DIR);
+  try {
+    return readFileSync(url, 'utf8');
+  } catch (error) {
+    throw new ShardlineError(
+      ErrorCodes.INTERNAL,
+      `lease script ${file} not found at ${fileURLToPath(url)}: the @shardline/coordinator package is ` +
+        'incomplete (its src/leases/lua/ directory must be installed next to dist/)',
+      { cause: error },
+    );
+  }
 }
 
 /** A lease hash as HGETALL returns it: field, value, field, value... */
@@ -83,6 +91,14 @@ export type FencedStatus = 'OK' | 'NOT_FOUND' | 'NOT_OWNER' | 'STALE_COUNTER';
 export type RenewStatus = FencedStatus | 'EXPIRED';
 export type CheckpointStatus = FencedStatus | 'ENDED';
 export type HandoffStatus = 'OK' | 'NOT_FOUND' | 'FREE' | 'SELF' | 'ASKED';
+export type RemoveStatus = 'OK' | 'NOT_FOUND' | 'HELD' | 'STALE_COUNTER';
+
+/** One lease of a renew-leases reply. */
+export interface RenewedLease {
+  shardId: string;
+  status: RenewStatus;
+  lease: RawLease;
+}
 
 export interface TransitionReply<S extends string> {
   status: S;
@@ -99,12 +115,18 @@ export interface RawHost {
 /** Typed calls of the lease scripts. Keys are full Redis keys (see `leaseKeys()` in redis.ts). */
 export interface LeaseScripts {
   acquire(leaseKey: string, hostId: string, leaseDurationMs: number): Promise<TransitionReply<AcquireStatus>>;
-  renew(
-    leaseKey: string,
+  /** `held` are pairs: shardId, counter. Replies in the same order. */
+  renewLeases(
+    indexKey: string,
     hostId: string,
-    counter: number,
     leaseDurationMs: number,
-  ): Promise<TransitionReply<RenewStatus>>;
+    held: Array<string | number>,
+  ): Promise<{ nowMs: number; leases: RenewedLease[] }>;
+  removeLease(
+    indexKey: string,
+    shardId: string,
+    counter: number,
+  ): Promise<{ status: RemoveStatus; nowMs: number }>;
   release(leaseKey: string, hostId: string, counter: number): Promise<TransitionReply<FencedStatus>>;
   checkpoint(
     leaseKey: string,
@@ -142,11 +164,19 @@ type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
 const STATUSES: Record<string, ReadonlySet<string>> = {
   acquire: new Set(['OK', 'NOT_FOUND', 'HELD', 'RESERVED']),
-  renew: new Set(['OK', 'NOT_FOUND', 'NOT_OWNER', 'STALE_COUNTER', 'EXPIRED']),
   release: new Set(['OK', 'NOT_FOUND', 'NOT_OWNER', 'STALE_COUNTER']),
   checkpoint: new Set(['OK', 'NOT_FOUND', 'NOT_OWNER', 'STALE_COUNTER', 'ENDED']),
   requestHandoff: new Set(['OK', 'NOT_FOUND', 'FREE', 'SELF', 'ASKED']),
 };
+
+const RENEW_STATUSES: ReadonlySet<string> = new Set([
+  'OK',
+  'NOT_FOUND',
+  'NOT_OWNER',
+  'STALE_COUNTER',
+  'EXPIRED',
+]);
+const REMOVE_STATUSES: ReadonlySet<string> = new Set(['OK', 'NOT_FOUND', 'HELD', 'STALE_COUNTER']);
 
 function malformed(script: string, reply: unknown): ShardlineError {
   let text: string;
@@ -198,8 +228,32 @@ export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
   return {
     acquire: async (leaseKey, hostId, leaseDurationMs) =>
       transition('acquire', await call('acquire', leaseKey, hostId, leaseDurationMs)),
-    renew: async (leaseKey, hostId, counter, leaseDurationMs) =>
-      transition('renew', await call('renew', leaseKey, hostId, counter, leaseDurationMs)),
+    async renewLeases(indexKey, hostId, leaseDurationMs, held) {
+      const reply = await call('renewLeases', indexKey, hostId, leaseDurationMs, ...held);
+      if (!Array.isArray(reply) || reply.length !== 1 + held.length / 2)
+        throw malformed('renewLeases', reply);
+      const leases: RenewedLease[] = [];
+      for (const entry of reply.slice(1) as unknown[]) {
+        if (
+          !Array.isArray(entry) ||
+          typeof entry[0] !== 'string' ||
+          typeof entry[1] !== 'string' ||
+          !RENEW_STATUSES.has(entry[1]) ||
+          !isStringArray(entry[2])
+        ) {
+          throw malformed('renewLeases', reply);
+        }
+        leases.push({ shardId: entry[0], status: entry[1] as RenewStatus, lease: entry[2] });
+      }
+      return { nowMs: toInteger('renewLeases', reply[0], reply), leases };
+    },
+    async removeLease(indexKey, shardId, counter) {
+      const reply = await call('removeLease', indexKey, shardId, counter);
+      if (!Array.isArray(reply) || reply.length !== 2 || !REMOVE_STATUSES.has(String(reply[0]))) {
+        throw malformed('removeLease', reply);
+      }
+      return { status: reply[0] as RemoveStatus, nowMs: toInteger('removeLease', reply[1], reply) };
+    },
     release: async (leaseKey, hostId, counter) =>
       transition('release', await call('release', leaseKey, hostId, counter)),
     checkpoint: async (leaseKey, hostId, counter, position, subSequenceNumber) =>

@@ -44,6 +44,22 @@ export interface LeaseSeed {
   childShardIds?: string[];
 }
 
+/** A lease this host holds, as renewLeases() takes it. */
+export interface HeldLease {
+  shardId: string;
+  /** The counter it was acquired with. */
+  counter: number;
+}
+
+/** Per-call options of the calls on the renewal path. */
+export interface LeaseCallOptions {
+  /**
+   * Longest the call may take, connecting included (the store's own command timeout when longer):
+   * the renewal path bounds each round below its lease deadline margin.
+   */
+  timeoutMs?: number;
+}
+
 /**
  * Where leases and checkpoints live: in memory (one host) or Redis (many hosts). Every transition is
  * atomic and fenced by owner + counter. Methods that change a lease return the lease as it is after the
@@ -60,6 +76,20 @@ export interface LeaseManager {
   acquire(shardId: string): Promise<Lease | undefined>;
   /** Extends the lease by leaseDurationMs when this host still owns it with this counter. */
   renew(shardId: string, counter: number): Promise<Lease | undefined>;
+  /**
+   * {@link renew} for several leases in one atomic call (one round trip for Redis): the lease after
+   * renewal per shard id, undefined where refused (lost). Rejects when the outcome is unknown (store
+   * unreachable, timeout): then no lease may be assumed renewed.
+   */
+  renewLeases(
+    held: readonly HeldLease[],
+    options?: LeaseCallOptions,
+  ): Promise<Map<string, Lease | undefined>>;
+  /**
+   * Deletes the lease of a shard gone from the stream when nobody holds it and its counter is still
+   * `counter` (no acquisition since the caller decided it is not needed). True when removed.
+   */
+  removeLease(shardId: string, counter: number): Promise<boolean>;
   /** Frees the lease (keeping its checkpoint) when this host owns it with this counter. */
   release(shardId: string, counter: number): Promise<boolean>;
   /** Writes the checkpoint; throws ShardlineError ERR_LEASE_LOST when owner or counter do not match. */

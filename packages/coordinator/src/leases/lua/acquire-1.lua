@@ -14,12 +14,10 @@
            'HELD'       another host holds it and it has not expired
            'RESERVED'   its owner was asked to hand it to another host, and that request is still live
 ]]
-if redis.replicate_commands then redis.replicate_commands() end
 local key = KEYS[1]
 local host = ARGV[1]
 local duration = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 
 if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
 local f = redis.call('HMGET', key, 'owner', 'expiresAtMs', 'handoffTo', 'handoffAtMs')

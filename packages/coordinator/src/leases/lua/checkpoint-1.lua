@@ -16,14 +16,12 @@
            'STALE_COUNTER'  held by this host under another counter
            'ENDED'          the shard is checkpointed at SHARD_END and ARGV[3] is a position
 ]]
-if redis.replicate_commands then redis.replicate_commands() end
 local key = KEYS[1]
 local host = ARGV[1]
 local counter = tonumber(ARGV[2])
 local position = ARGV[3]
 local subSeq = ARGV[4]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 
 if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
 local f = redis.call('HMGET', key, 'owner', 'counter', 'checkpoint')

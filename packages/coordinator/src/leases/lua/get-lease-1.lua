@@ -6,6 +6,5 @@
 
   Returns  { nowMs, lease }  lease the HGETALL array, empty when there is no such lease
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 return { now, redis.call('HGETALL', KEYS[1]) }

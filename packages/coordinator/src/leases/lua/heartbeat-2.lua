@@ -10,9 +10,7 @@
 
   Returns  { nowMs, pruned }  pruned: how many dead hosts were removed
 ]]
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 local cutoff = now - tonumber(ARGV[3])
 
 redis.call('ZADD', KEYS[1], string.format('%.0f', now), ARGV[1])

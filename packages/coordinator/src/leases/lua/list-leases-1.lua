@@ -9,8 +9,7 @@
 ]]
 local index = KEYS[1]
 local base = string.sub(index, 1, #index - #'shards')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 local out = { now }
 for _, shardId in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   out[#out + 1] = { shardId, redis.call('HGETALL', base .. 'lease:' .. shardId) }

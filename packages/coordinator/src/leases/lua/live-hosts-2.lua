@@ -8,8 +8,7 @@
 
   Returns  { nowMs, { hostId, lastSeenAtMs, shards }, ... }
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 local cutoff = now - tonumber(ARGV[1])
 local seen = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.0f', cutoff), '+inf', 'WITHSCORES')
 local hosts = {}

@@ -13,12 +13,10 @@
            'NOT_OWNER'      free, or held by another host
            'STALE_COUNTER'  held by this host under another counter
 ]]
-if redis.replicate_commands then redis.replicate_commands() end
 local key = KEYS[1]
 local host = ARGV[1]
 local counter = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 
 if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
 local f = redis.call('HMGET', key, 'owner', 'counter')

@@ -13,12 +13,10 @@
            'SELF'       ARGV[1] holds it already
            'ASKED'      a request (by any host) is already pending
 ]]
-if redis.replicate_commands then redis.replicate_commands() end
 local key = KEYS[1]
 local host = ARGV[1]
 local duration = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = server_now_ms()
 
 if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
 local f = redis.call('HMGET', key, 'owner', 'expiresAtMs', 'handoffTo', 'handoffAtMs')

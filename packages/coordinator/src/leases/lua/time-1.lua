@@ -7,5 +7,4 @@
 
   Returns  nowMs
 ]]
-local t = redis.call('TIME')
-return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return server_now_ms()

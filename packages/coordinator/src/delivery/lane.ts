@@ -1,0 +1,330 @@
+/**
+ * One shard's delivery lane: its batches queue in arrival order and the next one is handed out only
+ * after the previous was processed (handler settled, or the iterator asked for the next batch).
+ *
+ * - The lane's gate: records are handed out (a handler call, a retry, an isolated record, an iterator
+ *   offer, a dead-letter send) only while the lane is open. Its shard session pauses it the moment the
+ *   local lease deadline passes and resumes it after a good renew; it halts it for good when the lease
+ *   is lost or given back: queued batches are dropped (read again by whoever reads the shard next), the
+ *   batch in hand is abandoned at its next step, and retry sleeps end at once (the lane's own signal).
+ * - Poison records (undecodable payloads, malformed KPL aggregates) split a batch: the good records
+ *   before them are delivered, then `onHandlerError.then` applies to the poison record alone (without
+ *   retries: decoding is deterministic, a retry fails the same way).
+ * - Handler errors, retries and isolation are the {@link FailurePolicy}'s; the iterator is the
+ *   {@link BatchIterator}'s. The lane knows nothing of credit: it tells its hooks when a batch is
+ *   finished with, and the session gives its room back to the credit ledger.
+ *
+ * The same class runs on the coordinator thread (handler and iterator modes) and inside a worker
+ * thread for `handlerModule`, with hooks that post to the coordinator.
+ */
+
+import type { BatchMessage, Codec, Logger, ShardPosition, ShardRecord } from '@shardline/common';
+import { deserializeError, ShardlineOptionError, serializeError } from '@shardline/common';
+import { batchToRecords } from '@shardline/shard-worker';
+import { comparePositions } from '../checkpointer.js';
+import type { CoordinatorEvents } from '../events.js';
+import type { RecordBatch, RecordHandler } from '../options.js';
+import type { BatchIterator } from './batch-iterator.js';
+import { type FailurePolicy, type Outcome, positionOf, toHandlerError } from './failure-policy.js';
+
+/** What a lane tells its owner. */
+export interface LaneHooks {
+  /** Processed up to `position`; `records` handed to the user (0 for records passed over). */
+  processed(position: ShardPosition, records: number): void;
+  /** Writes a checkpoint now (`batch.checkpoint()`). */
+  checkpoint(position: ShardPosition): Promise<void>;
+  /**
+   * The lane is done with `batch` (processed, passed over, failed, abandoned or dropped): its room can
+   * be given back. `completed`: processed while the lane stayed open (the reader may be acked).
+   */
+  finished(batch: BatchMessage, completed: boolean): void;
+  /** `onHandlerError.then: 'stop-shard'` applied at `position` (the lane has halted). */
+  failed(error: ShardlineErrorLike, position: ShardPosition): void;
+}
+
+type ShardlineErrorLike = ReturnType<typeof toHandlerError>;
+
+/** How the lane hands batches to the user. */
+export type LaneSink<T> =
+  | { mode: 'handler'; handler: RecordHandler<T> }
+  | { mode: 'iterator'; iterator: BatchIterator<T> };
+
+export interface LaneOptions<T> {
+  shardId: string;
+  /** Decodes `'bytes'` batches (the reader's codec, or a custom Codec on this thread). */
+  codec: Codec<T>;
+  sink: LaneSink<T>;
+  policy: FailurePolicy;
+  hooks: LaneHooks;
+  events: CoordinatorEvents;
+  logger: Logger;
+}
+
+/** A batch built for the user, and whether `batch.checkpoint()` covered all of it. */
+export interface BuiltBatch<T> {
+  batch: RecordBatch<T>;
+  checkpointedToEnd(): boolean;
+}
+
+export class Lane<T = unknown> {
+  readonly shardId: string;
+  readonly #o: LaneOptions<T>;
+  readonly #queue: BatchMessage[] = [];
+  readonly #abort = new AbortController();
+  #busy = false;
+  #paused = false;
+  #halted = false;
+  #gateWaiters: Array<(open: boolean) => void> = [];
+  #idleWaiters: Array<() => void> = [];
+  #delivered = 0;
+
+  constructor(options: LaneOptions<T>) {
+    this.#o = options;
+    this.shardId = options.shardId;
+  }
+
+  /** Aborts when the lane halts: retry and dead-letter sleeps end at once. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get halted(): boolean {
+    return this.#halted;
+  }
+
+  /** Records handed to the user by this lane. */
+  get delivered(): number {
+    return this.#delivered;
+  }
+
+  /** Whether records may be handed out right now. */
+  deliverable(): boolean {
+    return !this.#halted && !this.#paused;
+  }
+
+  /** Resolves true once records may be handed out, false when the lane halted first. */
+  gate(): Promise<boolean> {
+    if (this.#halted) return Promise.resolve(false);
+    if (!this.#paused) return Promise.resolve(true);
+    return new Promise((resolve) => this.#gateWaiters.push(resolve));
+  }
+
+  /** A batch from the reader, in order. Dropped at once when the lane has halted. */
+  push(batch: BatchMessage): void {
+    if (this.#halted) {
+      this.#o.hooks.finished(batch, false);
+      return;
+    }
+    this.#queue.push(batch);
+    this.#pump();
+  }
+
+  /** Nothing is handed out until {@link resume} (the local lease deadline passed). */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    if (!this.#paused || this.#halted) return;
+    this.#paused = false;
+    this.#openGate(true);
+    if (this.#o.sink.mode === 'iterator') this.#o.sink.iterator.wake();
+    this.#pump();
+  }
+
+  /**
+   * For good: queued batches are dropped, the batch in hand is abandoned at its next step (what it
+   * processed so far counts), sleeps end, an offer to the iterator not taken yet is withdrawn.
+   */
+  halt(): void {
+    if (this.#halted) return;
+    this.#halted = true;
+    this.#abort.abort();
+    for (const batch of this.#queue.splice(0)) this.#o.hooks.finished(batch, false);
+    this.#openGate(false);
+    if (this.#o.sink.mode === 'iterator') this.#o.sink.iterator.withdraw(this);
+    this.#notifyIdle();
+  }
+
+  /**
+   * Resolves once every batch received so far was processed (true), or once the lane halted and the
+   * batch in hand, if any, was let go (false). Waits while the lane is paused.
+   */
+  async drained(): Promise<boolean> {
+    await this.#idle();
+    return !this.#halted;
+  }
+
+  /** {@link halt}, then resolves once the batch in hand, if any, was processed or abandoned. */
+  async close(): Promise<void> {
+    this.halt();
+    await this.#idle();
+  }
+
+  #idle(): Promise<void> {
+    if (!this.#busy && (this.#halted || this.#queue.length === 0)) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #notifyIdle(): void {
+    if (this.#busy || (!this.#halted && this.#queue.length > 0)) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  #openGate(open: boolean): void {
+    for (const resolve of this.#gateWaiters.splice(0)) resolve(open);
+  }
+
+  #pump(): void {
+    if (this.#busy || this.#halted) return;
+    const batch = this.#queue[0];
+    if (batch === undefined) {
+      this.#notifyIdle();
+      return;
+    }
+    if (this.#paused) return;
+    this.#queue.shift();
+    this.#busy = true;
+    void this.#process(batch)
+      .catch((error: unknown) => {
+        // #process handles user errors; this is a bug guard so a lane never wedges silently.
+        this.#o.logger.error({ shardId: this.shardId, err: serializeError(error) }, 'delivery failed');
+        this.#o.events.emit('error', { error: toHandlerError(error, this.shardId), shardId: this.shardId });
+      })
+      .finally(() => {
+        this.#busy = false;
+        this.#o.hooks.finished(batch, !this.#halted);
+        if (this.#halted) this.#notifyIdle();
+        else this.#pump();
+      });
+  }
+
+  async #process(message: BatchMessage): Promise<void> {
+    const entries = batchToRecords<T>(message, this.#o.codec);
+    const end: ShardPosition =
+      message.lastSubSequenceNumber === undefined
+        ? { sequenceNumber: message.lastSequenceNumber }
+        : { sequenceNumber: message.lastSequenceNumber, subSequenceNumber: message.lastSubSequenceNumber };
+    const { policy } = this.#o;
+    let run: ShardRecord<T>[] = [];
+    const deliverRun = async (isLast: boolean): Promise<boolean> => {
+      if (run.length === 0) return true;
+      const records = run;
+      run = [];
+      let position = positionOf(records[records.length - 1]!);
+      if (isLast && comparePositions(end, position) > 0) position = end;
+      const outcome = await this.#deliver(records, position, message.millisBehindLatest);
+      return outcome === 'processed' || outcome === 'skipped' || outcome === 'isolated';
+    };
+    for (const entry of entries) {
+      if (entry.ok) {
+        run.push(entry.record);
+        continue;
+      }
+      if (!(await deliverRun(false))) return;
+      if (!(await this.gate())) return;
+      const error = deserializeError(entry.error);
+      const outcome = await policy.applyThen(
+        this,
+        [entry.record],
+        positionOf(entry.record),
+        error,
+        1,
+        'poison',
+      );
+      if (outcome !== 'skipped') return;
+    }
+    await deliverRun(true);
+  }
+
+  async #deliver(
+    records: ShardRecord<T>[],
+    end: ShardPosition,
+    millisBehindLatest: number | undefined,
+  ): Promise<Outcome> {
+    const { sink } = this.#o;
+    if (sink.mode === 'handler') {
+      return this.#o.policy.run(this, sink.handler, records, end, millisBehindLatest);
+    }
+    if (!(await this.gate())) return 'abandoned';
+    const started = performance.now();
+    const built = this.makeBatch(records, end, millisBehindLatest);
+    if (!(await sink.iterator.offer(this, built))) return 'abandoned';
+    this.reportProcessed(records.length, end, started, millisBehindLatest);
+    return 'processed';
+  }
+
+  // ---- for the failure policy and the iterator -----------------------------------------------------
+
+  /** Marks `position` processed with nothing handed out (a record passed over). */
+  passedOver(position: ShardPosition): void {
+    this.#o.hooks.processed(position, 0);
+  }
+
+  /** `onHandlerError.then: 'stop-shard'`: halts the lane and tells the session. */
+  fail(error: ShardlineErrorLike, position: ShardPosition): void {
+    this.halt();
+    this.#o.hooks.failed(error, position);
+  }
+
+  /** `records` were handled, up to `end`. */
+  reportProcessed(
+    records: number,
+    end: ShardPosition,
+    started: number,
+    millisBehindLatest: number | undefined,
+  ): void {
+    this.#delivered += records;
+    this.#o.hooks.processed(end, records);
+    const payload: {
+      shardId: string;
+      records: number;
+      durationMs: number;
+      lastSequenceNumber?: string;
+      lastSubSequenceNumber?: number;
+      millisBehindLatest?: number;
+    } = {
+      shardId: this.shardId,
+      records,
+      durationMs: performance.now() - started,
+      lastSequenceNumber: end.sequenceNumber,
+    };
+    if (end.subSequenceNumber !== undefined) payload.lastSubSequenceNumber = end.subSequenceNumber;
+    if (millisBehindLatest !== undefined) payload.millisBehindLatest = millisBehindLatest;
+    this.#o.events.emit('batch.processed', payload);
+  }
+
+  /** The user's view of `records`; its `checkpoint(upTo?)` writes through the hooks. */
+  makeBatch(records: ShardRecord<T>[], end: ShardPosition, millisBehindLatest?: number): BuiltBatch<T> {
+    let toEnd = false;
+    const checkpoint = (position: ShardPosition, whole: boolean): Promise<void> =>
+      this.#o.hooks.checkpoint(position).then(() => {
+        if (whole) toEnd = true;
+      });
+    const batch: RecordBatch<T> = {
+      shardId: this.shardId,
+      records,
+      checkpoint: (upTo?: ShardRecord<T>) => {
+        if (upTo === undefined) return checkpoint(end, true);
+        const found = records.includes(upTo)
+          ? upTo
+          : records.find(
+              (r) =>
+                r.sequenceNumber === upTo?.sequenceNumber && r.subSequenceNumber === upTo?.subSequenceNumber,
+            );
+        if (found === undefined) {
+          return Promise.reject(
+            new ShardlineOptionError(
+              'upTo',
+              'must be a record of this batch (or omitted for the whole batch)',
+            ),
+          );
+        }
+        const last = found === records[records.length - 1];
+        return checkpoint(last ? end : positionOf(found), last);
+      },
+    };
+    if (millisBehindLatest !== undefined) batch.millisBehindLatest = millisBehindLatest;
+    return { batch, checkpointedToEnd: () => toEnd };
+  }
+}

@@ -1,0 +1,35 @@
+--[[
+  remove-lease: deletes the lease of a shard gone from the stream, and takes it off the shard index,
+  only when nobody holds it (free, or its owner's lease expired) and its counter is still ARGV[2] (the
+  counter the caller saw when it decided the lease was no longer needed: an acquisition since then
+  keeps it).
+
+  KEYS[1]  the shard index (sorted set)  <prefix>:{<group>:<stream>}:shards
+           Lease hashes are KEYS[1] with 'shards' replaced by 'lease:<shardId>' (see ensure-leases).
+  ARGV[1]  shardId
+  ARGV[2]  counter the caller saw
+
+  Returns  { status, nowMs }  status:
+           'OK'             removed
+           'NOT_FOUND'      no such lease (removed already); the index entry is dropped too
+           'HELD'           a host holds it and it has not expired
+           'STALE_COUNTER'  acquired since the caller looked
+]]
+local index = KEYS[1]
+local base = string.sub(index, 1, #index - #'shards')
+local shardId = ARGV[1]
+local counter = tonumber(ARGV[2])
+local key = base .. 'lease:' .. shardId
+local now = server_now_ms()
+
+if redis.call('EXISTS', key) == 0 then
+  redis.call('ZREM', index, shardId)
+  return { 'NOT_FOUND', now }
+end
+local f = redis.call('HMGET', key, 'owner', 'counter', 'expiresAtMs')
+local owner, current, expires = f[1], tonumber(f[2]), tonumber(f[3])
+if owner and expires and expires > now then return { 'HELD', now } end
+if current ~= counter then return { 'STALE_COUNTER', now } end
+redis.call('DEL', key)
+redis.call('ZREM', index, shardId)
+return { 'OK', now }

@@ -1,0 +1,519 @@
+/**
+ * ShardSession: one shard's life on this host, from the lease acquired to the lease let go. It owns the
+ * lease (counter, local deadline), the reader, the checkpointer, the delivery lane and the reader's
+ * credit account, and is the only place that decides what happens to them. Its states and the
+ * transitions between them are {@link TRANSITIONS}; every change goes through {@link ShardSession.#to},
+ * which refuses any other.
+ *
+ * The lease deadline is a timer: from the last good renew (timed from when it was *sent*), records are
+ * handed out until `sent + remaining * (1 - margin)` and not after; the lane pauses the moment it
+ * passes (handler calls, retries, isolated records, iterator offers all wait at the lane's gate) and
+ * resumes after a good renew. At `sent + remaining`, the latest the lease can still be ours, the lease
+ * is lost. A host cut off from the lease store therefore stops before another host can take its shards.
+ *
+ * The lease is renewed (by the coordinator's renewal loop) in every state that holds it, `releasing`
+ * included: a handler still finishing at shutdown or handoff keeps its lease until it is released.
+ */
+
+import type { ShardPosition } from '@shardline/common';
+import {
+  assertNever,
+  deserializeError,
+  ErrorCodes,
+  SHARD_END,
+  ShardlineError,
+  serializeError,
+  sleep,
+} from '@shardline/common';
+import type { ShardReaderTaskOptions } from '@shardline/shard-worker';
+import { ShardCheckpointer } from './checkpointer.js';
+import type { LeaseLostReason, LeaseReleasedReason, StartPosition } from './events.js';
+import type { Lease, LeaseManager } from './leases/types.js';
+import type { InitialPosition } from './options.js';
+import { ReaderRun, type ReaderRunDeps, type RunOwner } from './reader-run.js';
+import { formatCheckpoint } from './status.js';
+import type { CrashGuard, ReaderExit } from './supervisor.js';
+
+export type { ShardStats } from './reader-run.js';
+
+/**
+ * - `starting`: the lease was acquired; the reader is not started yet.
+ * - `reading`: the reader fetches, the lane delivers.
+ * - `restarting`: the reader's thread crashed; the lane is cleared, then a new reader resumes where
+ *   processing got to.
+ * - `ending`: the reader reached the shard end; the lane delivers what is left, then SHARD_END is
+ *   written and the lease released.
+ * - `releasing`: giving the lease back (stop, handoff, over capacity, failure): nothing new is handed
+ *   out, the batch in hand finishes, the checkpoint is written, the lease released.
+ * - `lost`: the lease is gone or may be: nothing more is handed out or written; the reader stops.
+ * - terminal: `ended` (SHARD_END written, released), `released`, `failed` (released after a failure),
+ *   `closed` (after `lost`).
+ */
+export type ShardSessionState =
+  | 'starting'
+  | 'reading'
+  | 'restarting'
+  | 'ending'
+  | 'releasing'
+  | 'lost'
+  | 'ended'
+  | 'released'
+  | 'failed'
+  | 'closed';
+
+/** The allowed transitions: `from -> to[]`. Anything else is a bug, refused. */
+export const TRANSITIONS: Readonly<Record<ShardSessionState, readonly ShardSessionState[]>> = Object.freeze({
+  starting: ['reading', 'releasing', 'lost'],
+  reading: ['restarting', 'ending', 'releasing', 'lost'],
+  restarting: ['reading', 'releasing', 'lost'],
+  ending: ['ended', 'releasing', 'lost'],
+  releasing: ['released', 'failed', 'lost'],
+  lost: ['closed'],
+  ended: [],
+  released: [],
+  failed: [],
+  closed: [],
+});
+
+const TERMINAL: ReadonlySet<ShardSessionState> = new Set(['ended', 'released', 'failed', 'closed']);
+
+export const SESSION_TIMING = Object.freeze({
+  /** Part of the remaining lease time kept as margin before the local deadline. */
+  deadlineMarginFraction: 0.2,
+  /** How far before a LATEST start a restarted reader resumes (skew between host and Kinesis clocks). */
+  latestSkewMarginMs: 5_000,
+  /** Backoff of SHARD_END writes that failed (the store unreachable): the lease is kept meanwhile. */
+  endRetryBackoffMs: Object.freeze({ initial: 100, max: 5_000 }),
+});
+
+/** Why a shard stopped here after a failure (shown by `status()`). */
+export interface ShardFailure {
+  /** `handler`: `onHandlerError.then: 'stop-shard'`; `reader`: a fatal reader error; `crashes`: too many thread crashes. */
+  reason: 'handler' | 'reader' | 'crashes';
+  error: ShardlineError;
+  /** For `handler`: the record it stopped at (the checkpoint is just before it). */
+  position?: ShardPosition;
+}
+
+/** Where a reader starts: after (or at, with a sub-sequence) a checkpoint, or at an initial position. */
+export type ReaderStart = { checkpoint: ShardPosition } | { initialPosition: InitialPosition };
+
+export interface ShardSessionDeps<T> extends ReaderRunDeps<T> {
+  hostId: string;
+  leaseDurationMs: number;
+  leases: LeaseManager;
+  checkpoint: Readonly<{ mode: 'auto' | 'manual'; intervalMs: number }>;
+  crashGuard: CrashGuard;
+  /** Where a shard that is a root of the group's shard graph starts without checkpoint. */
+  initialPosition: InitialPosition;
+  /** The reader task options for a start. */
+  readerOptions(start: ReaderStart): ShardReaderTaskOptions;
+  /** Children a reader learnt at shard end. */
+  noteChildren(childShardIds: readonly string[]): void;
+  /** Whether the coordinator is stopping (a crashed reader is not restarted then). */
+  stopping(): boolean;
+  /** Reports an error the session survived (logged and emitted as `error`). */
+  report(error: unknown, message: string): void;
+}
+
+export class ShardSession<T = unknown> {
+  readonly shardId: string;
+  /** The lease counter (fencing token) this session holds the lease with. */
+  readonly counter: number;
+  readonly #d: ShardSessionDeps<T>;
+  readonly #checkpointer: ShardCheckpointer;
+  readonly #isRoot: boolean;
+  readonly #done: Promise<void>;
+  #resolveDone!: () => void;
+  #state: ShardSessionState = 'starting';
+  #run: ReaderRun<T> | undefined;
+  #failure: ShardFailure | undefined;
+  /** performance.now() past which nothing is handed out, and past which the lease is lost. */
+  #deadline: number;
+  #expiry: number;
+  #timer: NodeJS.Timeout | undefined;
+  #paused = false;
+  /** The release call was sent: renewals stop (a renew racing it would look like a loss). */
+  #releaseSent = false;
+  /** Epoch ms of the first LATEST start: a restart before anything was processed resumes from there. */
+  #latestStartMs: number | undefined;
+  /** What this session's reader runs report to it. */
+  readonly #owner: RunOwner;
+
+  /**
+   * @param lease the lease as acquired; `sentAt` is performance.now() when the acquire was sent.
+   * @param isRoot whether the shard starts at the initial position without checkpoint (no parent known
+   *   to the group or present in the stream), rather than at TRIM_HORIZON after its parents.
+   */
+  constructor(lease: Lease, sentAt: number, isRoot: boolean, deps: ShardSessionDeps<T>) {
+    this.shardId = lease.shardId;
+    this.counter = lease.counter;
+    this.#owner = {
+      shardId: lease.shardId,
+      processed: (position) => this.#checkpointer.processed(position),
+      checkpoint: (position) => this.#checkpointer.write(position),
+      failed: (error, position) => this.#fail({ reason: 'handler', error, position }),
+      noteChildren: (children) => this.#d.noteChildren(children),
+    };
+    this.#d = deps;
+    this.#isRoot = isRoot;
+    this.#done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+    this.#checkpointer = new ShardCheckpointer({
+      shardId: lease.shardId,
+      counter: lease.counter,
+      leases: deps.leases,
+      mode: deps.checkpoint.mode,
+      intervalMs: deps.checkpoint.intervalMs,
+      events: deps.events,
+      logger: deps.logger,
+      initial: lease.checkpoint === SHARD_END ? undefined : lease.checkpoint,
+      onLeaseLost: () => this.#lose('fenced'),
+    });
+    [this.#deadline, this.#expiry] = this.#limits(sentAt, lease);
+    const payload: { shardId: string; counter: number; checkpoint?: string } = {
+      shardId: this.shardId,
+      counter: this.counter,
+    };
+    const formatted = formatCheckpoint(lease.checkpoint);
+    if (formatted !== undefined) payload.checkpoint = formatted;
+    deps.events.emit('lease.acquired', payload);
+  }
+
+  get state(): ShardSessionState {
+    return this.#state;
+  }
+
+  /** Whether the lease is to be renewed now. */
+  get holdsLease(): boolean {
+    return !TERMINAL.has(this.#state) && this.#state !== 'lost' && !this.#releaseSent;
+  }
+
+  /** Whether the session is over. */
+  get terminal(): boolean {
+    return TERMINAL.has(this.#state);
+  }
+
+  /** Why the shard stopped here, when it did after a failure. */
+  get failure(): ShardFailure | undefined {
+    return this.#failure;
+  }
+
+  /** The checkpoint as last written (or found in the lease). */
+  get checkpoint(): Lease['checkpoint'] {
+    return this.#checkpointer.checkpoint;
+  }
+
+  /** Resolves once the session is terminal. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Starts reading. */
+  start(): void {
+    if (this.#state !== 'starting') return;
+    this.#startReader();
+    this.#to('reading');
+    this.#schedule();
+  }
+
+  // ---- the lease ------------------------------------------------------------------------------------
+
+  /** A renew (sent at `sentAt`, performance.now()) succeeded. */
+  renewed(lease: Lease, sentAt: number): void {
+    if (!this.holdsLease) return;
+    [this.#deadline, this.#expiry] = this.#limits(sentAt, lease);
+    this.#schedule();
+    if (lease.handoffTo !== undefined && lease.handoffTo !== this.#d.hostId) this.release('handoff');
+  }
+
+  /** The store refused the renew: another host holds the lease, or it expired. */
+  renewRefused(): void {
+    if (this.holdsLease) this.#lose('fenced');
+  }
+
+  /** A renew failed without an answer (the caller reports it): the lease is kept until its local deadline. */
+  renewFailed(): void {
+    if (this.holdsLease && performance.now() >= this.#deadline) this.#lose('renew-failed');
+  }
+
+  /** Gives the lease back: the batch in hand finishes, the checkpoint is written, the lease released. */
+  release(reason: Exclude<LeaseReleasedReason, 'shard-end' | 'failed'>): void {
+    if (this.#state === 'starting' || this.#state === 'reading' || this.#state === 'restarting') {
+      this.#release(reason);
+    } else if (this.#state === 'ending' && reason === 'stop') {
+      // Queued batches are dropped: SHARD_END is written by whoever reads the shard next.
+      this.#release(reason);
+    }
+  }
+
+  #limits(sentAt: number, lease: Lease): [number, number] {
+    const remaining =
+      lease.expiresAtMs !== undefined && lease.readAtMs !== undefined
+        ? lease.expiresAtMs - lease.readAtMs
+        : this.#d.leaseDurationMs;
+    return [sentAt + remaining * (1 - SESSION_TIMING.deadlineMarginFraction), sentAt + remaining];
+  }
+
+  /** Pauses or resumes delivery by the deadline, and arms the timer for the next change. */
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (!this.holdsLease || this.#state === 'starting') return;
+    const now = performance.now();
+    if (now < this.#deadline) {
+      this.#setPaused(false);
+      this.#timer = setTimeout(() => this.#schedule(), this.#deadline - now);
+    } else if (now < this.#expiry) {
+      this.#setPaused(true);
+      this.#timer = setTimeout(() => this.#schedule(), this.#expiry - now);
+    } else {
+      this.#lose('expired');
+    }
+  }
+
+  #setPaused(paused: boolean): void {
+    const changed = paused !== this.#paused;
+    this.#paused = paused;
+    const run = this.#run;
+    if (run !== undefined && (changed || run.lane === undefined)) this.#applyPause(run);
+  }
+
+  #applyPause(run: ReaderRun<T>): void {
+    run.deliverUntil(!this.#paused, Date.now() + (this.#deadline - performance.now()));
+  }
+
+  // ---- transitions ----------------------------------------------------------------------------------
+
+  #to(next: ShardSessionState): void {
+    const from = this.#state;
+    if (!TRANSITIONS[from].includes(next)) {
+      throw new ShardlineError(
+        ErrorCodes.INTERNAL,
+        `shard session ${this.shardId}: no transition from '${from}' to '${next}'`,
+      );
+    }
+    this.#state = next;
+    this.#d.logger.debug({ shardId: this.shardId, from, to: next }, 'shard session');
+    if (TERMINAL.has(next)) {
+      clearTimeout(this.#timer);
+      this.#resolveDone();
+    }
+  }
+
+  /** The lease is gone (or may be): stop handing out records and reading at once; no checkpoint. */
+  #lose(reason: LeaseLostReason): void {
+    if (TERMINAL.has(this.#state) || this.#state === 'lost' || this.#releaseSent) return;
+    this.#to('lost');
+    clearTimeout(this.#timer);
+    this.#checkpointer.close();
+    const run = this.#run;
+    run?.deliverUntil(false, 0);
+    this.#d.logger.warn({ shardId: this.shardId, reason }, 'lease lost');
+    this.#d.events.emit('lease.lost', { shardId: this.shardId, counter: this.counter, reason });
+    void this.#settle(async () => {
+      await run?.wind('lease-lost');
+      await run?.exited;
+      run?.close();
+      this.#to('closed');
+    });
+  }
+
+  #release(reason: LeaseReleasedReason): void {
+    this.#to('releasing');
+    const run = this.#run;
+    void this.#settle(async () => {
+      // The batch in hand finishes (with handlerModule it is in the worker: its progress arrives first).
+      await run?.wind(reason);
+      if (this.#state !== 'releasing') return;
+      await this.#checkpointer.flush().catch(() => undefined);
+      if (this.#state !== 'releasing') return;
+      await this.#releaseLease(reason);
+      await run?.exited;
+      run?.close();
+      this.#to(reason === 'failed' ? 'failed' : 'released');
+    });
+  }
+
+  async #releaseLease(reason: LeaseReleasedReason): Promise<void> {
+    this.#releaseSent = true;
+    clearTimeout(this.#timer);
+    this.#checkpointer.close();
+    try {
+      if (await this.#d.leases.release(this.shardId, this.counter)) {
+        this.#d.events.emit('lease.released', { shardId: this.shardId, counter: this.counter, reason });
+      }
+    } catch (error) {
+      // The lease runs out on its own; nobody else could have taken it meanwhile.
+      this.#d.report(error, 'lease release failed');
+    }
+  }
+
+  /** Stops the shard after a failure; `status()` shows why. */
+  #fail(failure: ShardFailure): void {
+    this.#failure = failure;
+    this.#d.logger.warn(
+      {
+        shardId: this.shardId,
+        reason: failure.reason,
+        err: serializeError(failure.error),
+        ...failure.position,
+      },
+      'shard stopped after a failure',
+    );
+    if (this.#state === 'reading' || this.#state === 'restarting' || this.#state === 'ending') {
+      this.#release('failed');
+    }
+  }
+
+  /** The reader read the shard to its end: deliver what is left, write SHARD_END, release. */
+  #end(childShardIds: readonly string[]): void {
+    this.#to('ending');
+    this.#d.noteChildren(childShardIds);
+    const run = this.#run!;
+    void this.#settle(async () => {
+      // With handlerModule the worker drained its lane before its reader's outcome came.
+      if (run.lane !== undefined && !(await run.lane.drained())) return;
+      if (this.#state !== 'ending') return;
+      run.close();
+      for (let attempt = 0; this.#state === 'ending'; attempt++) {
+        let written: boolean;
+        try {
+          written = await this.#checkpointer.end();
+        } catch (error) {
+          // ERR_LEASE_LOST has made the session lost already; anything else is retried, lease kept.
+          if ((error as ShardlineError).code !== ErrorCodes.LEASE_LOST) {
+            await sleep(
+              Math.min(
+                SESSION_TIMING.endRetryBackoffMs.max,
+                SESSION_TIMING.endRetryBackoffMs.initial * 2 ** attempt,
+              ),
+            );
+          }
+          continue;
+        }
+        if (!written || this.#state !== 'ending') return;
+        await this.#releaseLease('shard-end');
+        this.#to('ended');
+        this.#d.events.emit('shard.ended', { shardId: this.shardId, childShardIds: [...childShardIds] });
+        return;
+      }
+    });
+  }
+
+  /** Runs a transition's asynchronous part; a bug in it is reported, never left unhandled. */
+  async #settle(work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      this.#d.report(error, 'shard session failed');
+    }
+  }
+
+  // ---- the reader ----------------------------------------------------------------------------------
+
+  #startPosition(): ReaderStart {
+    const resume = this.#checkpointer.resumeFrom;
+    if (resume !== undefined) return { checkpoint: resume };
+    if (!this.#isRoot) return { initialPosition: 'TRIM_HORIZON' };
+    const initial = this.#d.initialPosition;
+    if (initial !== 'LATEST') return { initialPosition: initial };
+    if (this.#latestStartMs === undefined) {
+      this.#latestStartMs = Date.now();
+      return { initialPosition: 'LATEST' };
+    }
+    // Restarted before anything was processed: LATEST again would skip what arrived meanwhile.
+    return {
+      initialPosition: { timestamp: new Date(this.#latestStartMs - SESSION_TIMING.latestSkewMarginMs) },
+    };
+  }
+
+  #startReader(): void {
+    const start = this.#startPosition();
+    const run = new ReaderRun<T>(this.#owner, this.#d, this.#d.readerOptions(start));
+    this.#run = run;
+    this.#applyPause(run);
+    this.#emitStarted(start);
+    void run.exited
+      .then((exit) => this.#onExit(run, exit))
+      .catch((error: unknown) => this.#d.report(error, 'handling the end of a reader failed'));
+  }
+
+  #emitStarted(start: ReaderStart): void {
+    const payload: {
+      shardId: string;
+      position: StartPosition;
+      sequenceNumber?: string;
+      subSequenceNumber?: number;
+    } = { shardId: this.shardId, position: 'TRIM_HORIZON' };
+    if ('checkpoint' in start) {
+      const { sequenceNumber, subSequenceNumber } = start.checkpoint;
+      payload.position = subSequenceNumber === undefined ? 'AFTER_SEQUENCE_NUMBER' : 'AT_SEQUENCE_NUMBER';
+      payload.sequenceNumber = sequenceNumber;
+      if (subSequenceNumber !== undefined) payload.subSequenceNumber = subSequenceNumber;
+    } else {
+      payload.position = typeof start.initialPosition === 'string' ? start.initialPosition : 'AT_TIMESTAMP';
+    }
+    this.#d.events.emit('shard.started', payload);
+  }
+
+  #onExit(run: ReaderRun<T>, exit: ReaderExit): void {
+    if (run !== this.#run || this.#state !== 'reading') return; // the flow under way handles it
+    if (exit.kind === 'crashed') {
+      this.#crashed(run, exit.error);
+      return;
+    }
+    const { outcome } = exit;
+    switch (outcome.state) {
+      case 'ended':
+        this.#end(outcome.childShardIds ?? []);
+        return;
+      case 'failed':
+        this.#fail({
+          reason: 'reader',
+          error:
+            outcome.error === undefined
+              ? new ShardlineError(ErrorCodes.INTERNAL, `the reader of ${this.shardId} failed`)
+              : deserializeError(outcome.error),
+        });
+        return;
+      case 'stopped':
+        this.#release('stop');
+        return;
+      default:
+        assertNever(outcome.state);
+    }
+  }
+
+  #crashed(run: ReaderRun<T>, error: ShardlineError): void {
+    const restart = !this.#d.stopping() && this.#d.crashGuard.crashed(this.shardId);
+    this.#d.logger.error(
+      { shardId: this.shardId, err: serializeError(error), restart },
+      'worker thread crashed',
+    );
+    this.#d.events.emit('worker.crashed', {
+      thread: this.#d.stats.thread ?? -1,
+      error,
+      shardIds: [this.shardId],
+      respawned: restart,
+    });
+    if (!restart) {
+      this.#fail({ reason: 'crashes', error });
+      return;
+    }
+    this.#to('restarting');
+    void this.#settle(async () => {
+      // The lease is still ours: resume where processing got to (batches queued here are read again).
+      await run.lane?.close();
+      run.close();
+      if (this.#state !== 'restarting') return;
+      if (this.#d.stopping()) {
+        this.#release('stop');
+        return;
+      }
+      this.#startReader();
+      this.#to('reading');
+    });
+  }
+}

@@ -5,7 +5,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ShardlineError } from '@shardline/common';
 import { type Lease, RedisLeaseManager, type RedisLeaseManagerOptions } from '@shardline/coordinator';
-import { type TestRedis, useTestRedis } from '@shardline/testing';
+import { startRedisServer, type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import sinon from 'sinon';
 import { rejection } from '../support/assertions.js';
@@ -163,6 +163,60 @@ describe('RedisLeaseManager (real Redis)', () => {
       expect(await a.renew('s0', lease.counter + 1)).to.equal(undefined);
       expect(await a.renew('missing', 1)).to.equal(undefined);
       expect((await a.getLease('s0'))!.expiresAtMs).to.equal(renewed.expiresAtMs);
+    });
+
+    it('renewLeases renews every lease held in one call; refused ones come back undefined, in order', async () => {
+      const a = manager('A');
+      const b = manager('B');
+      await a.ensureLeases(['s0', 's1', 's2', 's3'].map((shardId) => ({ shardId, parentShardIds: [] })));
+      const l0 = (await a.acquire('s0'))!;
+      const l1 = (await a.acquire('s1'))!;
+      const l2 = (await b.acquire('s2'))!;
+      await waitFor('the server clock to move', async () => (await a.now()) > l1.readAtMs! + 5);
+      const renewed = await a.renewLeases([
+        { shardId: 's0', counter: l0.counter },
+        { shardId: 's1', counter: l1.counter },
+        { shardId: 's2', counter: l2.counter },
+        { shardId: 's1', counter: l1.counter + 1 },
+        { shardId: 'missing', counter: 1 },
+      ]);
+      expect([...renewed.keys()]).to.deep.equal(['s0', 's1', 's2', 'missing']);
+      expect(renewed.get('s0')).to.include({ owner: 'A', counter: l0.counter });
+      expect(renewed.get('s0')!.expiresAtMs).to.equal(renewed.get('s0')!.readAtMs! + a.leaseDurationMs);
+      expect(renewed.get('s0')!.expiresAtMs).to.be.greaterThan(l0.expiresAtMs!);
+      // The same shard twice: the later entry (a stale counter) is what the map keeps.
+      expect(renewed.get('s1')).to.equal(undefined);
+      expect(renewed.get('s2')).to.equal(undefined);
+      expect(renewed.get('missing')).to.equal(undefined);
+      expect((await a.getLease('s1'))!.expiresAtMs).to.be.greaterThan(l1.expiresAtMs!);
+      expect((await a.getLease('s2'))!.owner).to.equal('B');
+      expect((await a.renewLeases([])).size).to.equal(0);
+      expect((await rejection(a.renewLeases([{ shardId: '', counter: 1 }]))).code).to.equal(
+        'ERR_INVALID_OPTION',
+      );
+    });
+
+    it('renewLeases honours a per-call timeout shorter than commandTimeoutMs (a hung server)', async function () {
+      this.timeout(20_000);
+      const server = await startRedisServer();
+      try {
+        const a = manager('A', { redis: server.url, commandTimeoutMs: 5_000 });
+        await a.ensureLeases([{ shardId: 's0', parentShardIds: [] }]);
+        const lease = (await a.acquire('s0'))!;
+        process.kill(server.pid, 'SIGSTOP');
+        const started = performance.now();
+        const error = await rejection(
+          a.renewLeases([{ shardId: 's0', counter: lease.counter }], { timeoutMs: 300 }),
+        );
+        const tookMs = performance.now() - started;
+        process.kill(server.pid, 'SIGCONT');
+        expect(error.code).to.equal('ERR_REDIS');
+        expect(error.message).to.match(/300 ms/);
+        expect(tookMs, 'bounded by the call timeout, not commandTimeoutMs').to.be.below(4_000);
+      } finally {
+        process.kill(server.pid, 'SIGCONT');
+        await server.stop();
+      }
     });
 
     it('releases only for the owner with its counter, keeping the checkpoint for the next owner', async () => {
@@ -338,6 +392,28 @@ describe('RedisLeaseManager (real Redis)', () => {
       const next = (await a.acquire('s0'))!;
       expect(next.counter).to.equal(lease.counter + 1);
       expect(next.checkpoint).to.deep.equal({ sequenceNumber: '7', subSequenceNumber: 2 });
+    });
+  });
+
+  describe('removeLease', () => {
+    it('deletes a lease nobody holds at the counter seen, and takes it off the index; a held or re-acquired one stays', async () => {
+      const a = manager('A', { leaseDurationMs: SHORT_LEASE_MS });
+      const b = manager('B', { leaseDurationMs: SHORT_LEASE_MS });
+      await a.ensureLeases(['gone', 'held', 'moved'].map((shardId) => ({ shardId, parentShardIds: [] })));
+      const held = (await b.acquire('held'))!;
+      expect(await a.removeLease('held', held.counter), 'held by B').to.equal(false);
+      const seen = (await a.getLease('moved'))!;
+      await b.acquire('moved');
+      await b.release('moved', seen.counter + 1);
+      expect(await a.removeLease('moved', seen.counter), 'acquired since it was seen').to.equal(false);
+      expect(await a.removeLease('gone', 0)).to.equal(true);
+      expect(await a.getLease('gone')).to.equal(undefined);
+      expect((await a.listLeases()).map((l) => l.shardId)).to.deep.equal(['held', 'moved']);
+      expect(await a.removeLease('gone', 0), 'removed already').to.equal(false);
+      // Once the holder's lease expired, it can go.
+      await waitUntilExpired(a, held);
+      expect(await a.removeLease('held', held.counter)).to.equal(true);
+      expect((await a.listLeases()).map((l) => l.shardId)).to.deep.equal(['moved']);
     });
   });
 
@@ -582,13 +658,15 @@ describe('lease Lua scripts on disk', () => {
         'list-leases-1.lua',
         'live-hosts-2.lua',
         'release-1.lua',
-        'renew-1.lua',
+        'remove-lease-1.lua',
+        'renew-leases-1.lua',
         'request-handoff-1.lua',
         'time-1.lua',
       ]);
       for (const script of scripts) {
         expect(script.command, script.file).to.match(/^shardline[A-Z][A-Za-z]+V\d+$/);
-        const header = /^--\[\[([\s\S]*?)\]\]/.exec(script.lua)?.[1];
+        expect(script.lua.endsWith(script.source), `${script.file} runs its own source last`).to.equal(true);
+        const header = /^--\[\[([\s\S]*?)\]\]/.exec(script.source)?.[1];
         expect(header, `${script.file} header`).to.be.a('string');
         expect(header).to.match(/ARGV/);
         expect(header).to.match(/Returns /);
@@ -597,7 +675,7 @@ describe('lease Lua scripts on disk', () => {
         expect([...documented].sort(), script.file).to.deep.equal(
           Array.from({ length: script.numberOfKeys }, (_, i) => i + 1),
         );
-        const used = new Set([...script.lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])));
+        const used = new Set([...script.source.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])));
         expect(Math.max(...used), script.file).to.equal(script.numberOfKeys);
       }
     });

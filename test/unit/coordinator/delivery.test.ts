@@ -1,3 +1,7 @@
+/**
+ * The delivery parts of the coordinator, together as a shard session wires them (see reader-run.ts):
+ * a Lane per shard, the host's CreditLedger, the FailurePolicy and, in iterator mode, the BatchIterator.
+ */
 import type {
   BatchMessage,
   CoordinatorMessage,
@@ -7,43 +11,36 @@ import type {
 import { CodecError, codecs, PROTOCOL_VERSION, serializeError, silentLogger } from '@shardline/common';
 import type { RecordBatch } from '@shardline/coordinator';
 import { expect } from 'chai';
-import { Delivery, type LaneHooks } from '../../../packages/coordinator/src/delivery.js';
+import sinon from 'sinon';
+import { BatchIterator } from '../../../packages/coordinator/src/delivery/batch-iterator.js';
+import {
+  type CreditAccount,
+  CreditLedger,
+} from '../../../packages/coordinator/src/delivery/credit-ledger.js';
+import {
+  FailurePolicy,
+  type FailurePolicyOptions,
+} from '../../../packages/coordinator/src/delivery/failure-policy.js';
+import { Lane } from '../../../packages/coordinator/src/delivery/lane.js';
 import { CoordinatorEvents } from '../../../packages/coordinator/src/events.js';
+import type { RecordHandler } from '../../../packages/coordinator/src/options.js';
 import { rejection } from '../../support/assertions.js';
 
-interface Lane {
+/** What one shard's lane told its owner. */
+interface TestLane {
   sent: CoordinatorMessage[];
   processed: Array<{ position: ShardPosition; records: number }>;
   checkpoints: ShardPosition[];
   failed: string[];
-  deliver: boolean;
-  hooks: LaneHooks;
 }
 
-const credit = (l: Lane) =>
+const credit = (l: TestLane) =>
   l.sent.filter((m) => m.type === 'credit').map((m) => (m.type === 'credit' ? m.records : 0));
-const revoked = (l: Lane) =>
+const revoked = (l: TestLane) =>
   l.sent.filter((m) => m.type === 'revoke').map((m) => (m.type === 'revoke' ? m.records : 0));
 
-function lane(): Lane {
-  const l: Lane = {
-    sent: [],
-    processed: [],
-    checkpoints: [],
-    failed: [],
-    deliver: true,
-    hooks: undefined as unknown as LaneHooks,
-  };
-  l.hooks = {
-    send: (m) => l.sent.push(m),
-    processed: (position, records) => l.processed.push({ position, records }),
-    checkpoint: async (position) => {
-      l.checkpoints.push(position);
-    },
-    failed: (error) => l.failed.push(error.code),
-    canDeliver: () => l.deliver,
-  };
-  return l;
+function lane(): TestLane {
+  return { sent: [], processed: [], checkpoints: [], failed: [] };
 }
 
 let nextBatchId = 0;
@@ -72,27 +69,80 @@ function batch(shardId: string, values: Array<number | 'poison'>, firstSeq = 100
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-function delivery(options: Partial<ConstructorParameters<typeof Delivery>[0]> = {}) {
-  const events = new CoordinatorEvents(silentLogger);
-  const d = new Delivery<{ v: number }>({
-    mode: 'handler',
-    handler: undefined,
-    codec: codecs.json as never,
-    maxBufferedRecords: 100,
-    // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
-    onHandlerError: { retries: 0, backoffMs: { initial: 1, max: 1 }, then: 'stop-shard' },
-    events,
-    logger: silentLogger,
-    ...options,
-  } as never);
-  return { d, events };
+interface DeliveryOptions {
+  mode?: 'handler' | 'iterator';
+  handler?: RecordHandler<{ v: number }>;
+  maxBufferedRecords?: number;
+  onHandlerError?: FailurePolicyOptions['onHandlerError'];
+  deadLetter?: FailurePolicyOptions['deadLetter'];
 }
 
-describe('coordinator Delivery', () => {
+/** Lanes, a ledger, a policy and (iterator mode) an iterator, wired as a shard session wires them. */
+function delivery(options: DeliveryOptions = {}) {
+  const events = new CoordinatorEvents(silentLogger);
+  const ledger = new CreditLedger({ maxBufferedRecords: options.maxBufferedRecords ?? 100 });
+  const iterator = options.mode === 'iterator' ? new BatchIterator<{ v: number }>() : undefined;
+  const policy = new FailurePolicy({
+    // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+    onHandlerError: options.onHandlerError ?? {
+      retries: 0,
+      backoffMs: { initial: 1, max: 1 },
+      then: 'stop-shard',
+    },
+    events,
+    logger: silentLogger,
+    ...(options.deadLetter === undefined ? {} : { deadLetter: options.deadLetter }),
+  });
+  const lanes = new Map<string, { lane: Lane<{ v: number }>; account: CreditAccount }>();
+  return {
+    events,
+    ledger,
+    iterator: iterator!,
+    open(shardId: string, l: TestLane): Lane<{ v: number }> {
+      const account = ledger.open(shardId, (m) => l.sent.push(m));
+      const created = new Lane<{ v: number }>({
+        shardId,
+        codec: codecs.json as never,
+        sink:
+          iterator !== undefined
+            ? { mode: 'iterator', iterator }
+            : { mode: 'handler', handler: options.handler! },
+        policy,
+        hooks: {
+          processed: (position, records) => l.processed.push({ position, records }),
+          checkpoint: async (position) => {
+            l.checkpoints.push(position);
+          },
+          finished: (b, completed) => {
+            account.release(b.records.length, b.bytes);
+            if (completed) l.sent.push({ v: PROTOCOL_VERSION, type: 'ack', batchId: b.batchId });
+          },
+          failed: (error) => l.failed.push(error.code),
+        },
+        events,
+        logger: silentLogger,
+      });
+      lanes.set(shardId, { lane: created, account });
+      return created;
+    },
+    push(shardId: string, message: BatchMessage): void {
+      const { lane: target, account } = lanes.get(shardId)!;
+      const keep = !target.halted;
+      account.received(message.records.length, message.bytes, keep);
+      if (keep) target.push(message);
+    },
+    lane: (shardId: string) => lanes.get(shardId)!.lane,
+    get bufferedRecords() {
+      return ledger.bufferedRecords;
+    },
+  };
+}
+
+describe('coordinator delivery: lanes, credit ledger, failure policy, iterator', () => {
   it("delivers a shard's batches one at a time, in order; shards run concurrently", async () => {
     const log: string[] = [];
     const release = new Map<string, () => void>();
-    const { d } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) => {
         const name = `${b.shardId}:${b.records.map((r) => r.data.v).join(',')}`;
         log.push(`start ${name}`);
@@ -103,11 +153,11 @@ describe('coordinator Delivery', () => {
           }),
         );
       },
-    } as never);
+    });
     const a = lane();
     const b = lane();
-    d.open('A', a.hooks);
-    d.open('B', b.hooks);
+    d.open('A', a);
+    d.open('B', b);
     d.push('A', batch('A', [1, 2]));
     d.push('A', batch('A', [3], 102));
     d.push('B', batch('B', [9]));
@@ -129,12 +179,12 @@ describe('coordinator Delivery', () => {
   });
 
   it('grants each reader its fair share of the host budget and re-grants as batches are processed', async () => {
-    const { d } = delivery({ handler: () => undefined } as never);
-    d.expectLanes(2);
+    const d = delivery({ handler: () => undefined });
+    d.ledger.expect(2);
     const a = lane();
     const b = lane();
-    d.open('A', a.hooks);
-    d.open('B', b.hooks);
+    d.open('A', a);
+    d.open('B', b);
     // Budget 100 over 2 readers: one GetRecords call can fill a whole fair share.
     expect(credit(a)).to.deep.equal([50]);
     expect(credit(b)).to.deep.equal([50]);
@@ -153,10 +203,10 @@ describe('coordinator Delivery', () => {
   });
 
   it('a deep overdraft (a response of KPL aggregates far beyond the credit) does not stall the reader', async () => {
-    const { d } = delivery({ handler: () => undefined } as never);
-    d.expectLanes(1);
+    const d = delivery({ handler: () => undefined });
+    d.ledger.expect(1);
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push(
       'A',
       batch(
@@ -171,29 +221,29 @@ describe('coordinator Delivery', () => {
   });
 
   it('leaves room for readers started later: shares come from the expected reader count', () => {
-    const { d } = delivery({ handler: () => undefined } as never);
-    d.expectLanes(4);
+    const d = delivery({ handler: () => undefined });
+    d.ledger.expect(4);
     const lanes = ['A', 'B', 'C', 'D'].map((id) => {
       const l = lane();
-      d.open(id, l.hooks);
+      d.open(id, l);
       return l;
     });
     expect(lanes.map(credit)).to.deep.equal([[25], [25], [25], [25]]);
   });
 
   it('a reader started after an idle one that took the whole budget gets credit revoked from it', () => {
-    const { d } = delivery({ handler: () => undefined } as never);
-    d.expectLanes(1);
+    const d = delivery({ handler: () => undefined });
+    d.ledger.expect(1);
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     expect(credit(a)).to.deep.equal([100]);
-    d.expectLanes(2);
+    d.ledger.expect(2);
     const b = lane();
-    d.open('B', b.hooks);
+    d.open('B', b);
     expect(revoked(a)).to.deep.equal([50]);
     expect(credit(b)).to.deep.equal([50]);
     // Records fetched and not processed yet cannot be revoked: only the credit above the share is.
-    d.expectLanes(4);
+    d.ledger.expect(4);
     const c = lane();
     const dd = lane();
     d.push(
@@ -203,8 +253,8 @@ describe('coordinator Delivery', () => {
         Array.from({ length: 40 }, (_, i) => i),
       ),
     );
-    d.open('C', c.hooks);
-    d.open('D', dd.hooks);
+    d.open('C', c);
+    d.open('D', dd);
     // A: 10 credit + 40 buffered (its handler has not run yet) over a share of 25: 10 revoked.
     // B: 50 credit: 25 revoked.
     expect(revoked(a)).to.deep.equal([50, 10]);
@@ -217,40 +267,88 @@ describe('coordinator Delivery', () => {
   });
 
   it('iterator mode: asking for the next batch marks the previous one processed', async () => {
-    const { d } = delivery({ mode: 'iterator' } as never);
+    const d = delivery({ mode: 'iterator' });
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1]));
     d.push('A', batch('A', [2], 101));
-    const first = await d.next();
+    const first = await d.iterator.next();
     expect(first.done).to.equal(false);
     expect((first.value as RecordBatch<{ v: number }>).records.map((r) => r.data.v)).to.deep.equal([1]);
     await tick();
     expect(a.processed).to.deep.equal([]);
-    const second = await d.next();
+    const second = await d.iterator.next();
     expect((second.value as RecordBatch<{ v: number }>).records.map((r) => r.data.v)).to.deep.equal([2]);
     await tick();
     expect(a.processed.map((p) => p.position.sequenceNumber)).to.deep.equal(['100']);
-    await d.return();
+    d.iterator.end();
+    expect((await d.iterator.next()).done).to.equal(true);
     await tick();
     expect(a.processed.map((p) => p.position.sequenceNumber)).to.deep.equal(['100', '101']);
-    d.stopping();
-    expect((await d.next()).done).to.equal(true);
+  });
+
+  describe('iterator mode: leaving the loop (break, or an exception in its body)', () => {
+    it('does not count the batch in hand: the next loop gets it again, and an end() drops it unprocessed', async () => {
+      const d = delivery({ mode: 'iterator' });
+      const a = lane();
+      d.open('A', a);
+      d.push('A', batch('A', [1]));
+      d.push('A', batch('A', [2], 101));
+      const held = (await d.iterator.next()).value as RecordBatch<{ v: number }>;
+      expect(held.records.map((r) => r.data.v)).to.deep.equal([1]);
+      await d.iterator.return();
+      await tick();
+      expect(a.processed, 'nothing counted by leaving the loop').to.deep.equal([]);
+      // A new loop starts with the same batch: nothing skipped, order kept.
+      const again = (await d.iterator.next()).value as RecordBatch<{ v: number }>;
+      expect(again.records.map((r) => r.data.v)).to.deep.equal([1]);
+      await d.iterator.return();
+      d.iterator.end();
+      await tick();
+      expect(a.processed).to.deep.equal([]);
+      // The ended iterator takes nothing more: the lane let go of both batches, acking neither.
+      expect(d.lane('A').halted).to.equal(true);
+      expect(d.bufferedRecords).to.equal(0);
+      expect(a.sent.some((m) => m.type === 'ack')).to.equal(false);
+    });
+
+    it('counts the batch in hand once batch.checkpoint() covered all of it', async () => {
+      const d = delivery({ mode: 'iterator' });
+      const a = lane();
+      d.open('A', a);
+      d.push('A', batch('A', [1, 2]));
+      d.push('A', batch('A', [3], 102));
+      const held = (await d.iterator.next()).value as RecordBatch<{ v: number }>;
+      await held.checkpoint(held.records[0]);
+      await d.iterator.return();
+      await tick();
+      // Part of it checkpointed: still not counted, handed out again.
+      expect(a.processed).to.deep.equal([]);
+      const again = (await d.iterator.next()).value as RecordBatch<{ v: number }>;
+      expect(again.records.map((r) => r.data.v)).to.deep.equal([1, 2]);
+      await again.checkpoint();
+      await d.iterator.return();
+      await tick();
+      expect(a.checkpoints.map((c) => c.sequenceNumber)).to.deep.equal(['100', '101']);
+      expect(a.processed.map((p) => `${p.position.sequenceNumber}/${p.records}`)).to.deep.equal(['101/2']);
+      const next = (await d.iterator.next()).value as RecordBatch<{ v: number }>;
+      expect(next.records.map((r) => r.data.v)).to.deep.equal([3]);
+    });
   });
 
   it("poison records split the batch: 'skip' delivers the rest and moves past them", async () => {
     const seen: number[][] = [];
-    const { d, events } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) => {
         seen.push(b.records.map((r) => r.data.v));
       },
       // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
       onHandlerError: { retries: 5, backoffMs: { initial: 1, max: 1 }, then: 'skip' },
-    } as never);
+    });
     const failures: string[] = [];
-    events.on('handler.failed', (e) => failures.push(`${e.action}:${e.records}`));
+    d.events.on('handler.failed', (e) => failures.push(`${e.action}:${e.records}`));
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1, 2, 'poison', 4]));
     await tick();
     await tick();
@@ -265,13 +363,13 @@ describe('coordinator Delivery', () => {
 
   it("'stop-shard' on a poison record: nothing after it is delivered or marked processed", async () => {
     const seen: number[][] = [];
-    const { d } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) => {
         seen.push(b.records.map((r) => r.data.v));
       },
-    } as never);
+    });
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1, 'poison', 3]));
     d.push('A', batch('A', [4], 103));
     await tick();
@@ -284,18 +382,18 @@ describe('coordinator Delivery', () => {
 
   it('retries a failing handler with backoff, then applies then', async () => {
     let calls = 0;
-    const { d, events } = delivery({
+    const d = delivery({
       handler: () => {
         calls++;
         throw new Error('boom');
       },
       // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
       onHandlerError: { retries: 2, backoffMs: { initial: 1, max: 2 }, then: 'stop-shard' },
-    } as never);
+    });
     const actions: string[] = [];
-    events.on('handler.failed', (e) => actions.push(`${e.action}:${e.attempt}:${e.error.code}`));
+    d.events.on('handler.failed', (e) => actions.push(`${e.action}:${e.attempt}:${e.error.code}`));
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1]));
     for (let i = 0; i < 50 && a.failed.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
     expect(calls).to.equal(3);
@@ -306,7 +404,7 @@ describe('coordinator Delivery', () => {
   it("'dead-letter': the batch's records go to the queue (retried while it fails), then the shard moves on", async () => {
     const sent: Array<{ values: unknown[]; code: string; attempts: number }> = [];
     let queueFailures = 1;
-    const { d, events } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) => {
         if (b.records.some((r) => r.data.v === 2)) throw new Error('boom');
       },
@@ -321,11 +419,11 @@ describe('coordinator Delivery', () => {
         if (queueFailures-- > 0) throw new Error('redis down');
         sent.push({ values: records.map((r) => r.data), code: error.code, attempts });
       },
-    } as never);
+    });
     const errors: string[] = [];
-    events.on('error', (e) => errors.push(e.error.code));
+    d.events.on('error', (e) => errors.push(e.error.code));
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1]));
     d.push('A', batch('A', [2, 'poison'], 101));
     d.push('A', batch('A', [4], 103));
@@ -359,19 +457,19 @@ describe('coordinator Delivery', () => {
 
     it("'skip': every other record is handled exactly once, in order; only the poison one is skipped", async () => {
       const handled: number[] = [];
-      const { d, events } = delivery({
+      const d = delivery({
         handler: poisonHandler([3], handled),
         // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
         onHandlerError: { retries: 1, backoffMs: { initial: 1, max: 1 }, then: 'skip' },
-      } as never);
+      });
       const failures: string[] = [];
-      events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
+      d.events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
       let processedEvents = 0;
-      events.on('batch.processed', (e) => {
+      d.events.on('batch.processed', (e) => {
         processedEvents += e.records;
       });
       const a = lane();
-      d.open('A', a.hooks);
+      d.open('A', a);
       d.push('A', batch('A', [1, 2, 3, 4, 5]));
       d.push('A', batch('A', [6, 7], 105));
       await until(() => handled.length >= 6);
@@ -386,7 +484,7 @@ describe('coordinator Delivery', () => {
         '106/2',
       ]);
       expect(processedEvents).to.equal(6);
-      expect(d.delivered('A')).to.equal(6);
+      expect(d.lane('A').delivered).to.equal(6);
       expect(a.failed).to.deep.equal([]);
       expect(d.bufferedRecords).to.equal(0);
     });
@@ -394,7 +492,7 @@ describe('coordinator Delivery', () => {
     it("'dead-letter': only the records that fail alone are dead-lettered, the others are handled", async () => {
       const handled: number[] = [];
       const sent: Array<{ values: unknown[]; attempts: number }> = [];
-      const { d, events } = delivery({
+      const d = delivery({
         handler: poisonHandler([2, 4], handled),
         // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
         onHandlerError: { retries: 2, backoffMs: { initial: 1, max: 1 }, then: 'dead-letter' },
@@ -406,11 +504,11 @@ describe('coordinator Delivery', () => {
         ) => {
           sent.push({ values: records.map((r) => r.data), attempts });
         },
-      } as never);
+      });
       const failures: string[] = [];
-      events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
+      d.events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
       const a = lane();
-      d.open('A', a.hooks);
+      d.open('A', a);
       d.push('A', batch('A', [1, 2, 3, 4, 5]));
       await until(() => a.processed.length >= 5);
       expect(handled).to.deep.equal([1, 3, 5]);
@@ -437,13 +535,13 @@ describe('coordinator Delivery', () => {
 
     it("'stop-shard': stops at the first record that fails alone, after processing the ones before it", async () => {
       const handled: number[] = [];
-      const { d, events } = delivery({
+      const d = delivery({
         handler: poisonHandler([3], handled),
-      } as never);
+      });
       const failures: string[] = [];
-      events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
+      d.events.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.records}`));
       const a = lane();
-      d.open('A', a.hooks);
+      d.open('A', a);
       d.push('A', batch('A', [1, 2, 3, 4]));
       d.push('A', batch('A', [5], 104));
       await until(() => a.failed.length > 0);
@@ -458,58 +556,215 @@ describe('coordinator Delivery', () => {
       expect(d.bufferedRecords).to.equal(0);
     });
 
-    it('a stop during isolation ends it before the next record; the records handled alone count', async () => {
+    it('a halt during isolation ends it before the next record; the records handled alone count', async () => {
       const handled: number[] = [];
-      let d: Delivery<{ v: number }>;
-      ({ d } = delivery({
+      let halt = () => {};
+      const d = delivery({
         handler: (b: RecordBatch<{ v: number }>) => {
           if (b.records.length > 1) throw new Error('too many');
           handled.push(b.records[0]!.data.v);
-          if (b.records[0]!.data.v === 2) d.stopping();
+          if (b.records[0]!.data.v === 2) halt();
         },
         // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
         onHandlerError: { retries: 0, backoffMs: { initial: 1, max: 1 }, then: 'skip' },
-      } as never));
+      });
       const a = lane();
-      d.open('A', a.hooks);
+      const l = d.open('A', a);
+      halt = () => l.halt();
       d.push('A', batch('A', [1, 2, 3]));
-      await until(() => !d.busy);
+      await until(() => handled.length >= 2);
+      await l.close();
       expect(handled).to.deep.equal([1, 2]);
       expect(a.processed.map((p) => `${p.position.sequenceNumber}/${p.records}`)).to.deep.equal([
         '100/1',
         '101/1',
       ]);
     });
+
+    it('a pause (the lease deadline) between isolated records holds the next one until resumed', async () => {
+      const handled: number[] = [];
+      let pause = () => {};
+      const d = delivery({
+        handler: (b: RecordBatch<{ v: number }>) => {
+          if (b.records.length > 1) throw new Error('too many');
+          handled.push(b.records[0]!.data.v);
+          if (b.records[0]!.data.v === 1) pause();
+        },
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: { retries: 0, backoffMs: { initial: 1, max: 1 }, then: 'skip' },
+      });
+      const a = lane();
+      const l = d.open('A', a);
+      pause = () => l.pause();
+      d.push('A', batch('A', [1, 2, 3]));
+      await until(() => handled.length >= 1);
+      for (let n = 0; n < 5; n++) await tick();
+      expect(handled, 'nothing handed out while paused').to.deep.equal([1]);
+      l.resume();
+      await until(() => handled.length >= 3);
+      expect(handled).to.deep.equal([1, 2, 3]);
+    });
   });
 
-  it('holds a lane while canDeliver() is false (past the lease deadline) until resumed', async () => {
+  describe('the lease deadline (pause) and the lane closing (halt)', () => {
+    let clock: sinon.SinonFakeTimers;
+    beforeEach(() => {
+      clock = sinon.useFakeTimers();
+    });
+    afterEach(() => clock.restore());
+
+    it('a handler retry waits for the gate: paused past its backoff, it runs only after resume', async () => {
+      let calls = 0;
+      const d = delivery({
+        handler: () => {
+          calls++;
+          if (calls === 1) throw new Error('once');
+        },
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: { retries: 5, backoffMs: { initial: 100, max: 100 }, then: 'stop-shard' },
+      });
+      const a = lane();
+      const l = d.open('A', a);
+      d.push('A', batch('A', [1]));
+      await clock.tickAsync(0);
+      expect(calls).to.equal(1);
+      l.pause();
+      await clock.tickAsync(10_000);
+      expect(calls, 'no retry past the deadline').to.equal(1);
+      l.resume();
+      await clock.tickAsync(0);
+      expect(calls).to.equal(2);
+      expect(a.processed.map((p) => p.position.sequenceNumber)).to.deep.equal(['100']);
+    });
+
+    it('closing a lane ends its retry sleep at once (backoff 30 s), without waiting it out', async () => {
+      let calls = 0;
+      const d = delivery({
+        handler: () => {
+          calls++;
+          throw new Error('always');
+        },
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: {
+          retries: Number.POSITIVE_INFINITY,
+          backoffMs: { initial: 30_000, max: 30_000 },
+          then: 'skip',
+        },
+      });
+      const a = lane();
+      const l = d.open('A', a);
+      d.push('A', batch('A', [1]));
+      await clock.tickAsync(0);
+      expect(calls).to.equal(1);
+      let closed = false;
+      const closing = l.close().then(() => {
+        closed = true;
+      });
+      await clock.tickAsync(0);
+      expect(closed, 'closed before any backoff ran out').to.equal(true);
+      expect(clock.now).to.be.below(30_000);
+      await closing;
+      expect(calls).to.equal(1);
+      expect(a.processed, 'the failed batch is not counted').to.deep.equal([]);
+      expect(d.bufferedRecords).to.equal(0);
+    });
+
+    it('another lane keeps its backoff: closing one lane does not cut the others short', async () => {
+      const calls = new Map<string, number>();
+      const d = delivery({
+        handler: (b: RecordBatch<{ v: number }>) => {
+          calls.set(b.shardId, (calls.get(b.shardId) ?? 0) + 1);
+          if (calls.get(b.shardId) === 1) throw new Error('once');
+        },
+        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
+        onHandlerError: { retries: 3, backoffMs: { initial: 1_000, max: 1_000 }, then: 'stop-shard' },
+      });
+      const a = lane();
+      const b = lane();
+      const la = d.open('A', a);
+      d.open('B', b);
+      d.push('A', batch('A', [1]));
+      d.push('B', batch('B', [1]));
+      await clock.tickAsync(0);
+      await la.close();
+      await clock.tickAsync(0);
+      expect(calls.get('B'), 'B still backing off').to.equal(1);
+      await clock.tickAsync(1_000);
+      expect(calls.get('B')).to.equal(2);
+      expect(b.processed.map((p) => p.position.sequenceNumber)).to.deep.equal(['100']);
+      expect(calls.get('A')).to.equal(1);
+    });
+
+    it("iterator mode: next() does not hand out a paused lane's batch; another lane's is handed out, and resume wakes it", async () => {
+      const d = delivery({ mode: 'iterator' });
+      const a = lane();
+      const b = lane();
+      const la = d.open('A', a);
+      d.open('B', b);
+      la.pause();
+      d.push('A', batch('A', [1]));
+      await clock.tickAsync(0);
+      let got: RecordBatch<{ v: number }> | undefined;
+      const waiting = d.iterator.next().then((r) => {
+        got = r.value as RecordBatch<{ v: number }>;
+      });
+      await clock.tickAsync(1_000);
+      expect(got, 'paused: not handed out').to.equal(undefined);
+      d.push('B', batch('B', [7]));
+      await waiting;
+      expect(got!.shardId).to.equal('B');
+      let second: RecordBatch<{ v: number }> | undefined;
+      const next = d.iterator.next().then((r) => {
+        second = r.value as RecordBatch<{ v: number }>;
+      });
+      await clock.tickAsync(0);
+      expect(second).to.equal(undefined);
+      la.resume();
+      await next;
+      expect(second!.shardId).to.equal('A');
+    });
+
+    it('iterator mode: an offer of a lane that halts is withdrawn, and the batch is not counted', async () => {
+      const d = delivery({ mode: 'iterator' });
+      const a = lane();
+      const la = d.open('A', a);
+      d.push('A', batch('A', [1]));
+      await clock.tickAsync(0);
+      await la.close();
+      d.iterator.end();
+      expect((await d.iterator.next()).done).to.equal(true);
+      expect(a.processed).to.deep.equal([]);
+      expect(d.bufferedRecords).to.equal(0);
+    });
+  });
+
+  it('holds a paused lane (past the lease deadline) until resumed', async () => {
     const seen: number[] = [];
-    const { d } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) => {
         seen.push(...b.records.map((r) => r.data.v));
       },
-    } as never);
+    });
     const a = lane();
-    a.deliver = false;
-    d.open('A', a.hooks);
+    const l = d.open('A', a);
+    l.pause();
     d.push('A', batch('A', [1]));
     await tick();
     expect(seen).to.deep.equal([]);
-    a.deliver = true;
-    d.resume('A');
+    l.resume();
     await tick();
     expect(seen).to.deep.equal([1]);
   });
 
   it("batch.checkpoint(upTo) writes that record's position; a record of another batch is refused", async () => {
     let held: RecordBatch<{ v: number }> | undefined;
-    const { d } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) => {
         held = b;
       },
-    } as never);
+    });
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1, 2, 3]));
     await tick();
     await held!.checkpoint(held!.records[1]);
@@ -523,7 +778,7 @@ describe('coordinator Delivery', () => {
   it('close() drops queued batches and waits for the one in flight', async () => {
     let finish: (() => void) | undefined;
     const seen: number[] = [];
-    const { d } = delivery({
+    const d = delivery({
       handler: (b: RecordBatch<{ v: number }>) =>
         new Promise<void>((resolve) => {
           finish = () => {
@@ -531,16 +786,19 @@ describe('coordinator Delivery', () => {
             resolve();
           };
         }),
-    } as never);
+    });
     const a = lane();
-    d.open('A', a.hooks);
+    d.open('A', a);
     d.push('A', batch('A', [1]));
     d.push('A', batch('A', [2], 101));
     await tick();
     let closed = false;
-    const closing = d.close('A').then(() => {
-      closed = true;
-    });
+    const closing = d
+      .lane('A')
+      .close()
+      .then(() => {
+        closed = true;
+      });
     await tick();
     expect(closed).to.equal(false);
     finish!();

@@ -160,6 +160,36 @@ describe('MemoryLeaseManager', () => {
     });
   });
 
+  describe('renewLeases and removeLease', () => {
+    it('renewLeases renews every lease held at one instant; refused ones are undefined', async () => {
+      const l1 = (await a.acquire('s1'))!;
+      const l2 = (await b.acquire('s2'))!;
+      t += 3_000;
+      const renewed = await a.renewLeases([
+        { shardId: 's1', counter: l1.counter },
+        { shardId: 's2', counter: l2.counter },
+      ]);
+      expect(renewed.get('s1')).to.deep.include({ owner: 'A', expiresAtMs: t + D });
+      expect(renewed.has('s2')).to.equal(true);
+      expect(renewed.get('s2')).to.equal(undefined);
+      expect((await b.getLease('s2'))?.expiresAtMs).to.equal(l2.expiresAtMs);
+      expect((await rejection(a.renewLeases([{ shardId: '', counter: 0 }]))).code).to.equal(
+        ErrorCodes.INVALID_OPTION,
+      );
+    });
+
+    it('removeLease deletes a lease nobody holds at the counter seen; a held or re-acquired one stays', async () => {
+      const held = (await b.acquire('s2'))!;
+      expect(await a.removeLease('s2', held.counter)).to.equal(false);
+      expect(await a.removeLease('s1', 5)).to.equal(false);
+      expect(await a.removeLease('s1', 0)).to.equal(true);
+      expect(await a.getLease('s1')).to.equal(undefined);
+      expect(await a.removeLease('s1', 0)).to.equal(false);
+      t += D;
+      expect(await a.removeLease('s2', held.counter), 'expired: nobody holds it').to.equal(true);
+    });
+  });
+
   describe('release and checkpoint', () => {
     it('release frees the lease and keeps the checkpoint', async () => {
       const lease = (await a.acquire('s1'))!;

@@ -249,7 +249,11 @@ export class Lane<T = unknown> {
     if (!(await this.gate())) return 'abandoned';
     const started = performance.now();
     const built = this.makeBatch(records, end, millisBehindLatest);
-    if (!(await sink.iterator.offer(this, built))) return 'abandoned';
+    if (!(await sink.iterator.offer(this, built))) {
+      // Withdrawn (the lane halted) or the iterator ended (a stop): nothing can be handed out any more.
+      this.halt();
+      return 'abandoned';
+    }
     this.reportProcessed(records.length, end, started, millisBehindLatest);
     return 'processed';
   }

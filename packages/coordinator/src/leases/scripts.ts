@@ -49,6 +49,9 @@ export interface LeaseScript {
   command: string;
   file: string;
   numberOfKeys: number;
+  /** The script file's text. */
+  source: string;
+  /** What runs: the prelude, then the source. */
   lua: string;
 }
 
@@ -60,10 +63,11 @@ export function loadLeaseScripts(): ReadonlyMap<ScriptName, LeaseScript> {
   const scripts = new Map<ScriptName, LeaseScript>();
   const prelude = readScript(PRELUDE_FILE);
   for (const [name, file] of Object.entries(SCRIPT_FILES) as [ScriptName, string][]) {
-    const lua = `${prelude}\n${readScript(file)}`;
+    const source = readScript(file);
+    const lua = `${prelude}\n${source}`;
     const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)?.[1]);
     const command = `shardline${name[0]!.toUpperCase()}${name.slice(1)}V${SCRIPT_VERSION}`;
-    scripts.set(name, { name, command, file, numberOfKeys, lua });
+    scripts.set(name, { name, command, file, numberOfKeys, source, lua });
   }
   loaded = scripts;
   return scripts;

@@ -29,3 +29,19 @@ export type { FreePortOptions } from './ports.js';
 export { getFreePort, getFreePorts, isPortOpen } from './ports.js';
 export type { RedisServer, RedisServerOptions, ResolveRedisUrlOptions, TestRedis } from './redis.js';
 export { pingRedis, REDIS_DEFAULTS, resolveRedisUrl, startRedisServer, useTestRedis } from './redis.js';
+export type { TcpCloseReason } from './tcp-fault-proxy/connection.js';
+export type {
+  ResolvedTcpFaultProxyOptions,
+  TcpFaultProxyOptions,
+  TcpProxyTarget,
+} from './tcp-fault-proxy/options.js';
+export { resolveTcpFaultProxyOptions, TCP_FAULT_PROXY_DEFAULTS } from './tcp-fault-proxy/options.js';
+export type {
+  TcpConnectionFilter,
+  TcpFaultProxy,
+  TcpFaultProxyCounters,
+  TcpFaultProxyEvents,
+  TcpProxyClosedConnection,
+  TcpProxyConnection,
+} from './tcp-fault-proxy/proxy.js';
+export { startTcpFaultProxy } from './tcp-fault-proxy/proxy.js';

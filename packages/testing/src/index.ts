@@ -1,21 +1,24 @@
 export type {
+  FaultProxyCounters,
+  FaultProxyEvents,
+  FaultProxyRequestEvent,
+} from './fault-proxy/events.js';
+export type { LimitsOptions } from './fault-proxy/limits.js';
+export { LIMITS_DEFAULTS } from './fault-proxy/limits.js';
+export type { FaultProxyOptions } from './fault-proxy/options.js';
+export { FAULT_PROXY_DEFAULTS, resolveFaultProxyOptions } from './fault-proxy/options.js';
+export { FaultProxy } from './fault-proxy/proxy.js';
+export type {
   ErrorFault,
   FaultAction,
   FaultErrorName,
-  FaultProxyCounters,
-  FaultProxyEvents,
-  FaultProxyOptions,
-  FaultProxyRequestEvent,
   FaultRule,
   FaultRuleHandle,
   KinesisOperation,
   LatencyFault,
   PartialFailureFault,
   ResetFault,
-} from './fault-proxy.js';
-export { FAULT_PROXY_DEFAULTS, FaultProxy, resolveFaultProxyOptions } from './fault-proxy.js';
-export type { LimitsOptions } from './fault-proxy-limits.js';
-export { LIMITS_DEFAULTS } from './fault-proxy-limits.js';
+} from './fault-proxy/rules.js';
 export type {
   CreatedStream,
   CreateStreamOptions,

@@ -5,6 +5,7 @@ import { ErrorCodes, type Logger, type ShardlineOptionError } from '@shardline/c
 import {
   getFreePort,
   isPortOpen,
+  resolveTcpFaultProxyOptions,
   startTcpFaultProxy,
   type TcpFaultProxy,
   type TcpProxyClosedConnection,
@@ -429,7 +430,7 @@ describe('TCP fault proxy options', () => {
       [undefined, 'options'],
       [{}, 'target'],
       [{ target: 'not a url' }, 'target'],
-      [{ target: 'redis://127.0.0.1' }, 'target'],
+      [{ target: 'tcp://127.0.0.1' }, 'target'],
       [{ target: { host: '', port: 6379 } }, 'target.host'],
       [{ target: { host: '127.0.0.1', port: 70_000 } }, 'target.port'],
       [{ target: { host: '127.0.0.1', port: 6379 }, host: '' }, 'host'],
@@ -468,6 +469,17 @@ describe('TCP fault proxy options', () => {
       );
     } finally {
       await proxy.stop();
+    }
+  });
+
+  it('takes the target from a URL, with the default port of redis: and http: when it has none', async () => {
+    for (const [url, target] of [
+      ['redis://:pw@localhost/3', { host: 'localhost', port: 6379 }],
+      ['rediss://[::1]:6380', { host: '::1', port: 6380 }],
+      ['http://127.0.0.1:80/x', { host: '127.0.0.1', port: 80 }],
+      ['tcp://127.0.0.1:9', { host: '127.0.0.1', port: 9 }],
+    ] as const) {
+      expect(resolveTcpFaultProxyOptions({ target: url })).to.deep.include({ target, targetUrl: url });
     }
   });
 

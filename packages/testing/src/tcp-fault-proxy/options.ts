@@ -9,9 +9,9 @@ export interface TcpProxyTarget {
 
 export interface TcpFaultProxyOptions {
   /**
-   * The server to forward to: `{ host, port }`, or a URL with an explicit port
-   * (`'redis://127.0.0.1:6379'`), whose host and port are used and which {@link TcpFaultProxy.clientUrl}
-   * then rewrites by default.
+   * The server to forward to: `{ host, port }`, or a URL such as `'redis://127.0.0.1:6379'`, whose host
+   * and port are used (the port may be left out for redis:, rediss: (6379), http: (80) and https: (443))
+   * and which {@link TcpFaultProxy.clientUrl} then rewrites by default.
    */
   target: TcpProxyTarget | string;
   /**
@@ -73,6 +73,14 @@ function isPort(value: unknown, min: number): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= 65_535;
 }
 
+/** Ports of URL schemes that may leave theirs out (`new URL()` drops 80 and 443 even when given). */
+const DEFAULT_PORTS: Readonly<Record<string, number>> = {
+  'redis:': 6379,
+  'rediss:': 6379,
+  'http:': 80,
+  'https:': 443,
+};
+
 function resolveTarget(target: unknown): { target: TcpProxyTarget; targetUrl: string | undefined } {
   if (typeof target === 'string') {
     let url: URL | undefined;
@@ -81,14 +89,16 @@ function resolveTarget(target: unknown): { target: TcpProxyTarget; targetUrl: st
     } catch {
       url = undefined;
     }
-    if (url === undefined || url.hostname === '' || url.port === '') {
+    const port =
+      url === undefined ? undefined : url.port === '' ? DEFAULT_PORTS[url.protocol] : Number(url.port);
+    if (url === undefined || url.hostname === '' || port === undefined) {
       throw new ShardlineOptionError(
         'target',
-        `must be { host, port } or a URL with a host and an explicit port such as 'redis://127.0.0.1:6379' (got ${describe(target)})`,
+        `must be { host, port } or a URL with a host, and a port unless it is redis:, rediss:, http: or https: (got ${describe(target)})`,
       );
     }
     return {
-      target: { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port) },
+      target: { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port },
       targetUrl: target,
     };
   }

@@ -10,7 +10,7 @@
  * apply and errors come back in the encoding the client asked for.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 
 /** How a request body (and the proxy's error answer) is encoded. */
 export type WireProtocol = 'json' | 'cbor' | 'rpcv2-cbor' | 'unknown';
@@ -253,3 +253,28 @@ export const HOP_BY_HOP_HEADERS = new Set([
   'upgrade',
   'expect',
 ]);
+
+/** Reads a request body; answers 413 and returns undefined when it is larger than `limit` bytes. */
+export async function readRequestBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number,
+): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) {
+        res.writeHead(413, { Connection: 'close', 'Content-Length': '0' });
+        res.end();
+        req.socket.destroySoon();
+        return undefined;
+      }
+      chunks.push(chunk);
+    }
+  } catch {
+    return undefined; // the client went away mid-request
+  }
+  return Buffer.concat(chunks);
+}

@@ -14,6 +14,8 @@
  * arriving at once gets exactly one second's worth.
  */
 import { ShardlineOptionError } from '@shardline/common';
+import type { EntryFailure, RequestContext } from './matching.js';
+import { streamKey } from './shards.js';
 
 /** Per-shard limits. Omitted fields take the Kinesis values. */
 export interface LimitsOptions {
@@ -170,4 +172,38 @@ export class ShardLimiter {
     b.putBytes.charge(bytes, now);
     return true;
   }
+}
+
+/** What limits mode decided for one call. */
+export type LimitDecision = { refusedShard: string } | { throttledEntries: number };
+
+/**
+ * Limits mode for one call at `at`: a GetRecords takes a call token of its shard; PutRecord(s) entries
+ * (but those a rule already failed) take record and byte tokens of theirs, `shards[i]` being entry i's.
+ * A whole call refused (GetRecords, PutRecord) returns its shard; refused PutRecords entries are added to
+ * `failures`, with `message(shardId)`.
+ */
+export function applyLimits(
+  limiter: ShardLimiter,
+  ctx: RequestContext,
+  shards: ReadonlyArray<string | undefined>,
+  at: number,
+  failures: Map<number, EntryFailure>,
+  message: (shardId: string) => string,
+): LimitDecision {
+  let throttledEntries = 0;
+  if (ctx.operation === 'GetRecords' && ctx.iterator !== undefined) {
+    const key = `${streamKey(ctx.iterator.stream)}|${ctx.iterator.shardId}`;
+    if (!limiter.tryGetRecords(key, at)) return { refusedShard: ctx.iterator.shardId };
+  } else if ((ctx.operation === 'PutRecord' || ctx.operation === 'PutRecords') && ctx.entries !== undefined) {
+    for (let i = 0; i < ctx.entries.length; i++) {
+      const shardId = shards[i];
+      if (failures.has(i) || shardId === undefined || ctx.stream === undefined) continue;
+      if (limiter.tryPut(`${streamKey(ctx.stream)}|${shardId}`, ctx.entries[i]!.bytes, at)) continue;
+      if (ctx.operation === 'PutRecord') return { refusedShard: shardId };
+      failures.set(i, { code: 'ProvisionedThroughputExceededException', message: message(shardId) });
+      throttledEntries++;
+    }
+  }
+  return { throttledEntries };
 }

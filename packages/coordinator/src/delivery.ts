@@ -28,6 +28,7 @@ import type {
 } from '@shardline/common';
 import {
   backoffDelay,
+  batchToRecords,
   deserializeError,
   ErrorCodes,
   PROTOCOL_VERSION,
@@ -36,7 +37,6 @@ import {
   serializeError,
   sleep,
 } from '@shardline/common';
-import { batchToRecords } from '@shardline/shard-worker';
 import { comparePositions } from './checkpointer.js';
 import type { CoordinatorEvents } from './events.js';
 import type { RecordBatch, RecordHandler } from './options.js';

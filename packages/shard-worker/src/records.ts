@@ -118,7 +118,15 @@ type Meta = Omit<DecodedRecordMessage, 'data'>;
  * clone of a view copies its whole ArrayBuffer, so a decoded batch carries exact copies instead.
  */
 function copy(value: unknown): unknown {
-  return value instanceof Uint8Array ? value.slice() : value;
+  return value instanceof Uint8Array ? exactCopy(value) : value;
+}
+
+/**
+ * Not `data.slice()`: the sub-records of an aggregate are Buffers (protobufjs decodes from a Buffer
+ * view), and `Buffer#slice` returns another view of the same memory.
+ */
+function exactCopy(data: Uint8Array): Uint8Array {
+  return new Uint8Array(data);
 }
 
 function pushError(
@@ -129,5 +137,5 @@ function pushError(
   error: SerializedError,
 ): void {
   if (encoding === 'bytes') out.packed.push({ ...meta, data, error });
-  else out.decoded.push({ ...meta, data: data.slice(), error });
+  else out.decoded.push({ ...meta, data: exactCopy(data), error });
 }

@@ -97,7 +97,7 @@ export class DeadLetterQueue {
     let connection: Redis | Cluster;
     if (typeof c === 'string') {
       // maxRetriesPerRequest null: a command waits for the reconnect (the send timeout bounds the wait)
-      // instead of failing after ioredis' 20 reconnect attempts; BullMQ wants it on every client.
+      // instead of failing after ioredis' 20 reconnect attempts.
       this.#ownClient = new Redis(c, { maxRetriesPerRequest: null });
       connection = this.#ownClient;
     } else if (isClient(c)) {

@@ -11,8 +11,7 @@
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { codecs, parseWorkerMessage } from '@shardline/common';
-import { batchToRecords } from '@shardline/shard-worker';
+import { batchToRecords, codecs, parseWorkerMessage } from '@shardline/common';
 import { QUICK, writeBenchmarkSection } from './lib-benchmarks-md.js';
 
 const COMMON = import.meta.resolve('@shardline/common');

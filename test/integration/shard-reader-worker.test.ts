@@ -6,9 +6,15 @@ import { createRequire } from 'node:module';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import type { WorkerMessage } from '@shardline/common';
-import { codecs, PROTOCOL_VERSION, parseWorkerMessage, portableClientConfig } from '@shardline/common';
+import {
+  batchToRecords,
+  codecs,
+  PROTOCOL_VERSION,
+  parseWorkerMessage,
+  portableClientConfig,
+} from '@shardline/common';
 import type { ShardReaderOutcome, ShardReaderTask } from '@shardline/shard-worker';
-import { batchToRecords, connectShardReaderControl } from '@shardline/shard-worker';
+import { connectShardReaderControl } from '@shardline/shard-worker';
 import { type LocalKinesis, startLocalKinesis } from '@shardline/testing';
 import { expect } from 'chai';
 import { releaseProxy } from 'comlink';

@@ -8,13 +8,14 @@ import { type KinesisClient, PutRecordsCommand, type Shard } from '@aws-sdk/clie
 import type { WorkerMessage } from '@shardline/common';
 import {
   aggregate,
+  batchToRecords,
   codecs,
   createKinesisClient,
   PROTOCOL_VERSION,
   parseWorkerMessage,
 } from '@shardline/common';
 import type { ShardReaderOptions } from '@shardline/shard-worker';
-import { batchToRecords, kinesisGetRecordsClient, ShardReader } from '@shardline/shard-worker';
+import { kinesisGetRecordsClient, ShardReader } from '@shardline/shard-worker';
 import {
   FaultProxy,
   type LocalKinesis,

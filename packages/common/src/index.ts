@@ -1,3 +1,5 @@
+export type { BatchRecord } from './batch-records.js';
+export { batchToRecords } from './batch-records.js';
 export type { Codec, CodecName } from './codecs.js';
 export { codecs, DEFAULT_MAX_PAYLOAD_BYTES, resolveCodec } from './codecs.js';
 export type { ErrorCode, SerializedError, ShardlineErrorOptions } from './errors.js';

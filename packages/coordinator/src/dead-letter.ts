@@ -3,13 +3,25 @@
  * poison record, becomes one job of a BullMQ queue holding the record, its position and the error;
  * then the shard moves on. The job id is derived from the group and the record's position, so a record
  * dead-lettered again (after a restart from an older checkpoint) does not make a second job.
+ *
+ * Redis outages: the caller retries a failed send while the shard waits (moving on would lose the
+ * record), and a stop must be able to end that wait. So a send never hangs: it fails with ERR_REDIS
+ * after {@link DEAD_LETTER_DEFAULTS.sendTimeoutMs}, even though the jobs stay queued in the client and
+ * may still be written once Redis is back (harmless: the retry names the same job ids). And the client
+ * we make connects at once rather than lazily: BullMQ connects a queue once, and a lazy client whose
+ * first connect failed would leave the queue failing every send for good, even after Redis came back.
  */
 
 import type { Logger, ShardRecord } from '@shardline/common';
 import { ErrorCodes, ShardlineError, serializeError } from '@shardline/common';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import type { RedisConnection } from './leases/redis-options.js';
+
+export const DEAD_LETTER_DEFAULTS = Object.freeze({
+  /** How long one send may wait for Redis before it fails with ERR_REDIS (and the caller retries). */
+  sendTimeoutMs: 5_000,
+});
 
 /** The data of one dead-letter job. */
 export interface DeadLetterJob {
@@ -32,12 +44,30 @@ export interface DeadLetterJob {
   deadLetteredAt: string;
 }
 
+/** One BullMQ job as {@link DeadLetterQueue} adds it. */
+export interface DeadLetterJobEntry {
+  name: 'dead-letter';
+  data: DeadLetterJob;
+  opts: { jobId: string };
+}
+
+/** The part of a BullMQ `Queue` used here. */
+export interface DeadLetterJobQueue {
+  addBulk(jobs: DeadLetterJobEntry[]): Promise<unknown>;
+  close(): Promise<void>;
+  on(event: 'error', listener: (error: unknown) => void): unknown;
+}
+
 export interface DeadLetterQueueOptions {
   queue: string;
   connection: RedisConnection;
   group: string;
   stream: string;
   logger: Logger;
+  /** @defaultValue DEAD_LETTER_DEFAULTS.sendTimeoutMs */
+  sendTimeoutMs?: number;
+  /** Builds the queue (unit tests pass a stub). @defaultValue a BullMQ `Queue` on `connection` */
+  createQueue?: (name: string, connection: Redis | Cluster) => DeadLetterJobQueue;
 }
 
 /** An ioredis Redis or Cluster instance (not plain options). */
@@ -50,29 +80,36 @@ function idPart(value: string): string {
   return encodeURIComponent(value).replaceAll('%2F', '/');
 }
 
+function bullmqQueue(name: string, connection: Redis | Cluster): DeadLetterJobQueue {
+  return new Queue(name, { connection: connection as never }) as unknown as DeadLetterJobQueue;
+}
+
 export class DeadLetterQueue {
-  readonly #queue: Queue;
+  readonly #queue: DeadLetterJobQueue;
   readonly #ownClient: Redis | undefined;
   readonly #o: DeadLetterQueueOptions;
+  readonly #sendTimeoutMs: number;
 
   constructor(options: DeadLetterQueueOptions) {
     this.#o = options;
+    this.#sendTimeoutMs = options.sendTimeoutMs ?? DEAD_LETTER_DEFAULTS.sendTimeoutMs;
     const c = options.connection;
-    let connection: unknown;
+    let connection: Redis | Cluster;
     if (typeof c === 'string') {
-      // BullMQ needs maxRetriesPerRequest null on the clients it uses.
-      this.#ownClient = new Redis(c, { maxRetriesPerRequest: null, lazyConnect: true });
+      // maxRetriesPerRequest null: a command waits for the reconnect (the send timeout bounds the wait)
+      // instead of failing after ioredis' 20 reconnect attempts.
+      this.#ownClient = new Redis(c, { maxRetriesPerRequest: null });
       connection = this.#ownClient;
     } else if (isClient(c)) {
-      connection = c;
+      connection = c as Redis | Cluster;
     } else {
-      this.#ownClient = new Redis({ ...(c as object), maxRetriesPerRequest: null, lazyConnect: true });
+      this.#ownClient = new Redis({ ...(c as object), maxRetriesPerRequest: null });
       connection = this.#ownClient;
     }
     this.#ownClient?.on('error', (error: unknown) =>
       options.logger.warn({ err: serializeError(error) }, 'dead-letter queue connection error'),
     );
-    this.#queue = new Queue(options.queue, { connection: connection as never });
+    this.#queue = (options.createQueue ?? bullmqQueue)(options.queue, connection);
     this.#queue.on('error', (error: unknown) =>
       options.logger.warn({ err: serializeError(error) }, 'dead-letter queue error'),
     );
@@ -107,22 +144,34 @@ export class DeadLetterQueue {
       const jobId = [group, stream, shardId, record.sequenceNumber, String(record.subSequenceNumber ?? '')]
         .map(idPart)
         .join('/');
-      return { name: 'dead-letter', data, opts: { jobId } };
+      return { name: 'dead-letter' as const, data, opts: { jobId } };
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Redis did not answer within ${this.#sendTimeoutMs} ms`)),
+        this.#sendTimeoutMs,
+      );
     });
     try {
-      await this.#queue.addBulk(jobs);
+      await Promise.race([this.#queue.addBulk(jobs), timedOut]);
     } catch (cause) {
       throw new ShardlineError(ErrorCodes.REDIS, `dead-letter queue '${this.#o.queue}': adding jobs failed`, {
         cause,
         retriable: true,
         details: { shardId, records: records.length },
       });
+    } finally {
+      clearTimeout(timer);
     }
   }
 
   async close(): Promise<void> {
     await this.#queue.close().catch(() => undefined);
-    if (this.#ownClient !== undefined)
-      await this.#ownClient.quit().catch(() => this.#ownClient?.disconnect());
+    const client = this.#ownClient;
+    if (client === undefined) return;
+    // QUIT would wait in the offline queue behind unsent jobs while Redis is down: close at once then.
+    if (client.status === 'ready') await client.quit().catch(() => client.disconnect());
+    else client.disconnect();
   }
 }

@@ -22,8 +22,7 @@ export type {
   ShardReaderOptions,
 } from './options.js';
 export { resolveShardReaderOptions, SHARD_READER_DEFAULTS } from './options.js';
-export type { BatchRecord, FetchedRecord } from './records.js';
-export { batchToRecords } from './records.js';
+export type { FetchedRecord } from './records.js';
 export type {
   ReaderClock,
   ShardReaderDeps,

@@ -12,8 +12,8 @@ export type InitialPosition = 'TRIM_HORIZON' | 'LATEST' | { timestamp: Date | nu
  * How records cross to the coordinator.
  * - `'decoded'`: the worker decodes with the codec and posts the items (structured clone).
  * - `'bytes'`: the worker posts each record's raw payload packed in one transferred ArrayBuffer; the
- *   receiver decodes (see {@link batchToRecords}). Only for codecs that are not framed, since splitting a
- *   framed payload into its items is decoding.
+ *   receiver decodes (`batchToRecords` of @shardline/common). Only for codecs that are not framed,
+ *   since splitting a framed payload into its items is decoding.
  */
 export type BatchEncoding = 'bytes' | 'decoded';
 

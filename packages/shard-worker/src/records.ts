@@ -1,6 +1,6 @@
 /**
- * From a GetRecords response to the records of a batch message (worker side), and from a batch
- * message back to {@link ShardRecord}s (receiver side).
+ * From a GetRecords response to the records of a batch message (the sending side; the receiving side,
+ * `batchToRecords`, is in @shardline/common next to the message protocol).
  *
  * Sub-sequence numbers: every item of a Kinesis record gets its ordinal within that record when the
  * record is a KPL aggregate or the codec is framed (jsonl, msgpack, json-array), counting across the
@@ -9,15 +9,13 @@
  * mid-record (AT_SEQUENCE_NUMBER and skip through the checkpoint's sub-sequence) relies on.
  */
 import type {
-  BatchMessage,
   Codec,
   DecodedRecordMessage,
   KinesisRecordInput,
   RecordToPack,
   SerializedError,
-  ShardRecord,
 } from '@shardline/common';
-import { CodecError, deaggregate, serializeError, unpackRecords } from '@shardline/common';
+import { deaggregate, serializeError } from '@shardline/common';
 import type { BatchEncoding } from './options.js';
 
 /** A record as GetRecords returns it (the SDK's `_Record`, only the fields the reader reads). */
@@ -120,7 +118,15 @@ type Meta = Omit<DecodedRecordMessage, 'data'>;
  * clone of a view copies its whole ArrayBuffer, so a decoded batch carries exact copies instead.
  */
 function copy(value: unknown): unknown {
-  return value instanceof Uint8Array ? value.slice() : value;
+  return value instanceof Uint8Array ? exactCopy(value) : value;
+}
+
+/**
+ * Not `data.slice()`: the sub-records of an aggregate are Buffers (protobufjs decodes from a Buffer
+ * view), and `Buffer#slice` returns another view of the same memory.
+ */
+function exactCopy(data: Uint8Array): Uint8Array {
+  return new Uint8Array(data);
 }
 
 function pushError(
@@ -131,50 +137,5 @@ function pushError(
   error: SerializedError,
 ): void {
   if (encoding === 'bytes') out.packed.push({ ...meta, data, error });
-  else out.decoded.push({ ...meta, data: data.slice(), error });
-}
-
-/** One record of a received batch: a {@link ShardRecord}, or the raw bytes and the error that made it poison. */
-export type BatchRecord<T = unknown> =
-  | { ok: true; record: ShardRecord<T> }
-  | { ok: false; record: ShardRecord<Uint8Array>; error: SerializedError };
-
-/**
- * Receiver side: the records of a batch message as {@link ShardRecord}s, decoding `'bytes'` batches
- * with `codec` (the reader's codec). A record that could not be unpacked or decoded comes back with
- * `ok: false`, its raw bytes as `data` and the error, so the caller can apply its poison-record policy
- * to exactly that record. Never throws for bad data.
- */
-export function batchToRecords<T = unknown>(batch: BatchMessage, codec: Codec): BatchRecord<T>[] {
-  const out: BatchRecord<T>[] = [];
-  const records = batch.encoding === 'bytes' ? unpackRecords(batch.records, batch.buffer) : batch.records;
-  for (const r of records) {
-    const record: ShardRecord<unknown> = {
-      data: r.data,
-      partitionKey: r.partitionKey,
-      sequenceNumber: r.sequenceNumber,
-      approximateArrivalTimestamp: new Date(r.arrivalMs),
-    };
-    if (r.subSequenceNumber !== undefined) record.subSequenceNumber = r.subSequenceNumber;
-    if (r.explicitHashKey !== undefined) record.explicitHashKey = r.explicitHashKey;
-    if (r.error !== undefined) {
-      out.push({ ok: false, record: record as ShardRecord<Uint8Array>, error: r.error });
-      continue;
-    }
-    if (batch.encoding === 'decoded') {
-      out.push({ ok: true, record: record as ShardRecord<T> });
-      continue;
-    }
-    try {
-      const items = codec.decode(r.data as Uint8Array);
-      if (items.length !== 1) {
-        throw new CodecError(codec.name, `a 'bytes' batch needs one item per payload (got ${items.length})`);
-      }
-      record.data = items[0];
-      out.push({ ok: true, record: record as ShardRecord<T> });
-    } catch (error) {
-      out.push({ ok: false, record: record as ShardRecord<Uint8Array>, error: serializeError(error) });
-    }
-  }
-  return out;
+  else out.decoded.push({ ...meta, data: exactCopy(data), error });
 }

@@ -1,7 +1,15 @@
 import { ErrorCodes, type Logger, ShardlineError } from '@shardline/common';
 import { expect } from 'chai';
-import sinon from 'sinon';
-import { COORDINATOR_EVENT_NAMES, CoordinatorEvents } from '../../../packages/coordinator/src/events.js';
+import { CoordinatorEvents } from '../../../packages/coordinator/src/events.js';
+
+function thrown(fn: () => unknown): ShardlineError {
+  try {
+    fn();
+  } catch (error) {
+    return error as ShardlineError;
+  }
+  expect.fail('expected an error, but the call returned');
+}
 
 function recordingLogger() {
   const errors: Array<{ fields: Record<string, unknown>; message: string | undefined }> = [];
@@ -91,8 +99,11 @@ describe('coordinator events', () => {
     events.on('error', () => {
       throw new Error('x');
     });
+    const later: string[] = [];
+    events.on('error', (p) => later.push(p.error.message));
     const error = new ShardlineError(ErrorCodes.TRANSIENT, 'boom');
     expect(() => events.emit('error', { error })).to.not.throw();
+    expect(later).to.deep.equal(['boom']);
   });
 
   it('does not throw for an error event without listeners (unlike EventEmitter)', () => {
@@ -118,50 +129,90 @@ describe('coordinator events', () => {
     expect(calls).to.deep.equal(['a', 'a', 'c']);
   });
 
-  it('rejects unknown event names and non-function listeners', () => {
-    const events = new CoordinatorEvents(recordingLogger().logger);
-    const bad = () => events.on('lease.acquire' as never, () => {});
-    expect(bad).to.throw(/event must be one of 'lease.acquired'/);
-    try {
-      bad();
-    } catch (error) {
-      expect((error as ShardlineError).code).to.equal(ErrorCodes.INVALID_OPTION);
-    }
-    expect(() => events.on('error', 'nope' as never)).to.throw(/listener must be a function/);
+  it('once() fires a single time even when its listener throws, and can be cancelled before it fires', () => {
+    const { logger, errors } = recordingLogger();
+    const events = new CoordinatorEvents(logger);
+    let throwing = 0;
+    events.once('throttled', () => {
+      throwing++;
+      throw new Error('once bug');
+    });
+    let cancelled = 0;
+    const cancel = events.once('throttled', () => cancelled++);
+    cancel();
+    events.emit('throttled', { shardId: 's', delayMs: 1 });
+    events.emit('throttled', { shardId: 's', delayMs: 2 });
+    expect(throwing).to.equal(1);
+    expect(cancelled).to.equal(0);
+    expect(errors).to.have.length(1);
+    expect(events.listenerCount('throttled')).to.equal(0);
   });
 
-  it('knows every event API.md lists, plus warning', () => {
-    expect([...COORDINATOR_EVENT_NAMES].sort()).to.deep.equal(
-      [
-        'lease.acquired',
-        'lease.lost',
-        'lease.released',
-        'shard.ended',
-        'shard.started',
-        'batch.processed',
-        'checkpoint',
-        'throttled',
-        'handler.failed',
-        'worker.crashed',
-        'error',
-        'warning',
-      ].sort(),
-    );
+  it('rejects an unknown event name with a ShardlineOptionError naming the event and the valid ones', () => {
     const events = new CoordinatorEvents(recordingLogger().logger);
-    for (const name of COORDINATOR_EVENT_NAMES) {
-      const spy = sinon.spy();
-      events.on(name, spy);
-      events.emit(name, {} as never);
-      expect(spy.calledOnce, name).to.equal(true);
+    for (const subscribe of [events.on.bind(events), events.once.bind(events)]) {
+      const error = thrown(() => subscribe('lease.acquire' as never, () => {}));
+      expect(error.name).to.equal('ShardlineOptionError');
+      expect(error.code).to.equal(ErrorCodes.INVALID_OPTION);
+      expect(error.retriable).to.equal(false);
+      expect(error.message).to.match(/^event must be one of 'lease\.acquired', /);
+      expect(error.message).to.include(`(got "lease.acquire")`);
+      expect(error.details).to.deep.equal({ option: 'event' });
     }
+    expect(thrown(() => events.on(42 as never, () => {})).message).to.include('(got 42)');
+    expect(events.listenerCount('lease.acquired')).to.equal(0);
   });
 
-  it('clear() drops every listener', () => {
+  it('rejects a listener that is not a function, naming it', () => {
     const events = new CoordinatorEvents(recordingLogger().logger);
-    const spy = sinon.spy();
-    events.on('batch.processed', spy);
+    const error = thrown(() => events.on('error', 'nope' as never));
+    expect(error.code).to.equal(ErrorCodes.INVALID_OPTION);
+    expect(error.message).to.equal('listener must be a function (got string)');
+    expect(events.listenerCount('error')).to.equal(0);
+  });
+
+  it('accepts every event of the public contract, and a listener hears only its own event', () => {
+    // The names users subscribe to (API.md, plus 'warning'): renaming one breaks their code.
+    const documented = [
+      'lease.acquired',
+      'lease.lost',
+      'lease.released',
+      'shard.started',
+      'shard.ended',
+      'batch.processed',
+      'checkpoint',
+      'throttled',
+      'handler.failed',
+      'worker.crashed',
+      'error',
+      'warning',
+    ] as const;
+    const events = new CoordinatorEvents(recordingLogger().logger);
+    const heard: Array<[string, unknown]> = [];
+    for (const name of documented) events.on(name, (payload) => heard.push([name, payload]));
+    const payloads = documented.map((name) => ({ sent: name }));
+    documented.forEach((name, i) => {
+      events.emit(name, payloads[i] as never);
+    });
+    expect(heard).to.have.length(documented.length);
+    heard.forEach(([name, payload], i) => {
+      expect(name).to.equal(documented[i]);
+      expect(payload, `${name} gets the very payload emitted`).to.equal(payloads[i]);
+    });
+  });
+
+  it('clear() drops every listener: later emits reach none, new subscriptions work', () => {
+    const events = new CoordinatorEvents(recordingLogger().logger);
+    const heard: string[] = [];
+    events.on('batch.processed', (p) => heard.push(`batch:${p.records}`));
+    events.once('checkpoint', (p) => heard.push(`checkpoint:${p.sequenceNumber}`));
     events.clear();
     events.emit('batch.processed', { shardId: 's', records: 1, durationMs: 1 });
-    expect(spy.called).to.equal(false);
+    events.emit('checkpoint', { shardId: 's', sequenceNumber: '1', counter: 1 });
+    expect(heard).to.deep.equal([]);
+    expect(events.listenerCount('batch.processed')).to.equal(0);
+    events.on('batch.processed', (p) => heard.push(`after:${p.records}`));
+    events.emit('batch.processed', { shardId: 's', records: 2, durationMs: 1 });
+    expect(heard).to.deep.equal(['after:2']);
   });
 });

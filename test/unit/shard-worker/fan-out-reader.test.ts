@@ -1,7 +1,7 @@
 import type { ShardlineError } from '@shardline/common';
-import { codecs, ErrorCodes } from '@shardline/common';
+import { batchToRecords, codecs, ErrorCodes } from '@shardline/common';
 import type { FanOutReaderOptions } from '@shardline/shard-worker';
-import { batchToRecords, FanOutReader } from '@shardline/shard-worker';
+import { FanOutReader } from '@shardline/shard-worker';
 import { expect } from 'chai';
 import sinon from 'sinon';
 import { FakeFanOut } from './fake-fan-out.js';

@@ -1,7 +1,7 @@
 import type { BatchMessage, ShardlineError } from '@shardline/common';
-import { aggregate, codecs, ErrorCodes } from '@shardline/common';
+import { aggregate, batchToRecords, codecs, ErrorCodes } from '@shardline/common';
 import type { ShardReaderOptions } from '@shardline/shard-worker';
-import { batchToRecords, ShardReader } from '@shardline/shard-worker';
+import { ShardReader } from '@shardline/shard-worker';
 import { expect } from 'chai';
 import sinon from 'sinon';
 import {

@@ -6,16 +6,17 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { KinesisClient, Shard } from '@aws-sdk/client-kinesis';
-import type { BatchMessage, Codec, CodecName, WorkerMessage } from '@shardline/common';
+import type { BatchMessage, BatchRecord, Codec, CodecName, WorkerMessage } from '@shardline/common';
 import {
   assertNever,
+  batchToRecords,
   deserializeError,
   PROTOCOL_VERSION,
   parseWorkerMessage,
   resolveCodec,
 } from '@shardline/common';
-import type { BatchRecord, InitialPosition } from '@shardline/shard-worker';
-import { batchToRecords, kinesisGetRecordsClient, ShardReader } from '@shardline/shard-worker';
+import type { InitialPosition } from '@shardline/shard-worker';
+import { kinesisGetRecordsClient, ShardReader } from '@shardline/shard-worker';
 import type { CommandContext } from '../context.js';
 import { CliError, EXIT_CODES, toCliError } from '../exit.js';
 import { describeStreamSummary, isOpen, listAllShards, parentsOf } from '../kinesis.js';

@@ -19,8 +19,7 @@
  */
 
 import type { BatchMessage, Codec, Logger, ShardPosition, ShardRecord } from '@shardline/common';
-import { deserializeError, ShardlineOptionError, serializeError } from '@shardline/common';
-import { batchToRecords } from '@shardline/shard-worker';
+import { batchToRecords, deserializeError, ShardlineOptionError, serializeError } from '@shardline/common';
 import { comparePositions } from '../checkpointer.js';
 import type { CoordinatorEvents } from '../events.js';
 import type { RecordBatch, RecordHandler } from '../options.js';

@@ -191,7 +191,8 @@ describe('startCoordinator (kinesis-mock, one host, memory leases)', function ()
     }
     await c2.stop();
     const redelivered = new Set(again.map((x) => `${x.k}/${x.i}`));
-    for (const id of failedItems) expect(redelivered.has(id), `${id} of the failed batch delivered again`).to.equal(true);
+    for (const id of failedItems)
+      expect(redelivered.has(id), `${id} of the failed batch delivered again`).to.equal(true);
     // Nothing lost: what the failing run processed plus what the restart delivered covers every record.
     const union = new Set([...processed.map((x) => `${x.k}/${x.i}`), ...redelivered]);
     const missing = more.filter((x) => !union.has(`${x.k}/${x.i}`)).map((x) => `${x.k}/${x.i}`);

@@ -83,10 +83,10 @@ function delivery(options: DeliveryOptions = {}) {
   const ledger = new CreditLedger({ maxBufferedRecords: options.maxBufferedRecords ?? 100 });
   const iterator = options.mode === 'iterator' ? new BatchIterator<{ v: number }>() : undefined;
   const policy = new FailurePolicy({
-    // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
     onHandlerError: options.onHandlerError ?? {
       retries: 0,
       backoffMs: { initial: 1, max: 1 },
+      // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
       then: 'stop-shard',
     },
     events,
@@ -644,10 +644,10 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
           calls++;
           throw new Error('always');
         },
-        // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
         onHandlerError: {
           retries: Number.POSITIVE_INFINITY,
           backoffMs: { initial: 30_000, max: 30_000 },
+          // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
           then: 'skip',
         },
       });

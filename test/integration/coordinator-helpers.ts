@@ -107,15 +107,21 @@ export function expectPerKeyOrder(received: readonly Item[]): void {
   }
 }
 
-/** Waits until `condition()` holds, polling; fails with `describe()` after `timeoutMs`. */
+/**
+ * Waits until `condition()` holds, polling (after `refresh()`, when given, reads what it checks);
+ * fails with `describe()` after `timeoutMs`.
+ */
 export async function waitFor(
   condition: () => boolean,
   describe: () => string,
   timeoutMs = 30_000,
   intervalMs = 25,
+  refresh?: () => Promise<void>,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
+  for (;;) {
+    await refresh?.();
+    if (condition()) return;
     if (Date.now() > deadline) expect.fail(`timed out after ${timeoutMs} ms: ${describe()}`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }

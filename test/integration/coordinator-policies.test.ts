@@ -5,13 +5,19 @@
  */
 import { fileURLToPath } from 'node:url';
 import { BroadcastChannel } from 'node:worker_threads';
-import { type KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import {
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type KinesisClient,
+  PutRecordsCommand,
+} from '@aws-sdk/client-kinesis';
 import { type Codec, KPL_MAGIC } from '@shardline/common';
 import type { Coordinator, CoordinatorOptions, RecordBatch } from '@shardline/coordinator';
 import {
   MemoryLeaseManager,
   MemoryLeaseStore,
   RedisLeaseManager,
+  readLeaseGroup,
   startCoordinator,
 } from '@shardline/coordinator';
 import { type LocalKinesis, startLocalKinesis, type TestRedis, useTestRedis } from '@shardline/testing';
@@ -566,6 +572,70 @@ describe('startCoordinator policies (kinesalite)', function () {
 
     after(async () => {
       await redis?.cleanup();
+    });
+
+    it("an undecodable record stops its shard ('stop-shard' default) and is never silent: a process warning without listeners, status and the lease say where and why", async () => {
+      const name = `policies-${process.pid}-${streamNo++}`;
+      const { shards } = await kinesis.createStream(name, { shards: 1 });
+      const shardId = shards[0]!.ShardId!;
+      const hashKey = shards[0]!.HashKeyRange!.StartingHashKey!;
+      await putRaw(
+        name,
+        [encoder.encode('{"k":"a","i":0}'), encoder.encode('{not json'), encoder.encode('{"k":"a","i":2}')],
+        hashKey,
+      );
+      const warnings: Array<Error & { code?: string }> = [];
+      const onWarning = (warning: Error & { code?: string }) => {
+        if (warning.code === 'SHARDLINE_SHARD_STOPPED') warnings.push(warning);
+      };
+      process.on('warning', onWarning);
+      try {
+        // No logger, no listener: what a newcomer runs.
+        const c = await start({
+          streamName: name,
+          group: 'unheard',
+          leases: { redis: redis.url, keyPrefix: redis.keyPrefix },
+          handler: () => undefined,
+        });
+        await waitFor(
+          () => warnings.length > 0 && c.status().shards[0]?.state === 'failing',
+          () => JSON.stringify(c.status().shards),
+        );
+        const out = await client.send(
+          new GetShardIteratorCommand({
+            StreamName: name,
+            ShardId: shardId,
+            ShardIteratorType: 'TRIM_HORIZON',
+          }),
+        );
+        const records = (await client.send(new GetRecordsCommand({ ShardIterator: out.ShardIterator! })))
+          .Records!;
+        const poisonSeq = records[1]!.SequenceNumber!;
+        expect(warnings[0]!.message).to.include(shardId).and.include(poisonSeq).and.include('ERR_CODEC');
+        const status = c.status().shards[0]!;
+        expect(status.failure).to.deep.include({
+          reason: 'handler',
+          code: 'ERR_CODEC',
+          sequenceNumber: poisonSeq,
+        });
+        expect(status.checkpoint).to.equal(records[0]!.SequenceNumber);
+        // Tools reading Redis see it too (the lease was released with a note).
+        const group = await readLeaseGroup({
+          redis: redis.url,
+          group: 'unheard',
+          stream: name,
+          keyPrefix: redis.keyPrefix,
+        });
+        expect(group.shards[0]!.state).to.equal('failed');
+        expect(group.shards[0]!.failure).to.deep.include({
+          reason: 'handler',
+          code: 'ERR_CODEC',
+          sequenceNumber: poisonSeq,
+          hostId: c.hostId,
+        });
+      } finally {
+        process.off('warning', onWarning);
+      }
     });
 
     for (const mode of ['handler', 'handlerModule'] as const) {

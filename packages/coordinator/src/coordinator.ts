@@ -20,6 +20,7 @@ import {
   SHARD_END,
   ShardlineError,
   serializeError,
+  silentLogger,
 } from '@shardline/common';
 import type { ShardReaderTaskOptions } from '@shardline/shard-worker';
 import { Allocator } from './allocator.js';
@@ -38,7 +39,13 @@ import { CoordinatorMetrics, type CoordinatorMetricsSnapshot } from './metrics.j
 import type { CoordinatorOptions, RecordBatch, ResolvedCoordinatorOptions } from './options.js';
 import { resolveCoordinatorOptions } from './options.js';
 import { listShardsApi, ShardDiscovery } from './shard-discovery.js';
-import { type ReaderStart, SESSION_TIMING, ShardSession, type ShardStats } from './shard-session.js';
+import {
+  type ReaderStart,
+  SESSION_TIMING,
+  type ShardFailure,
+  ShardSession,
+  type ShardStats,
+} from './shard-session.js';
 import { buildStatus, type CoordinatorStatus, type RecordedFailure } from './status.js';
 import { CrashGuard, Supervisor } from './supervisor.js';
 import { Topology } from './topology.js';
@@ -526,11 +533,32 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       noteChildren: (children) => this.#topology.noteChildren(shardId, children),
       stopping: () => this.#stopping !== undefined,
       report: (error, message) => this.#report(error, message, shardId),
+      failed: (failure) => this.#warnUnheard(shardId, failure),
     });
     this.#sessions.set(shardId, session);
     this.#failed.delete(shardId);
     session.start();
     void session.done.then(() => this.#sessionDone(session));
+  }
+
+  /**
+   * A shard that stops after a failure must never be silent: the session logs it at warn, and when the
+   * logger is the default silent one and nobody listens to `handler.failed` or `error`, it becomes a
+   * process warning (printed to stderr by Node unless `--no-warnings` or a 'warning' listener).
+   */
+  #warnUnheard(shardId: string, failure: ShardFailure): void {
+    if (this.#o.logger !== silentLogger) return;
+    if (this.#events.listenerCount('handler.failed') > 0 || this.#events.listenerCount('error') > 0) return;
+    const at =
+      failure.position === undefined
+        ? ''
+        : ` at sequence number ${failure.position.sequenceNumber}${failure.position.subSequenceNumber === undefined ? '' : `:${failure.position.subSequenceNumber}`}`;
+    process.emitWarning(
+      `shard ${shardId} of stream ${this.#o.stream} (group ${this.#o.group}) stopped on this host${at}: ` +
+        `${failure.error.code}: ${failure.error.message}. Add a 'handler.failed' listener or a logger to ` +
+        "handle this yourself; onHandlerError.then 'skip' or 'dead-letter' keep the shard reading.",
+      { code: 'SHARDLINE_SHARD_STOPPED', type: 'ShardlineWarning' },
+    );
   }
 
   #sessionDone(session: ShardSession<T>): void {

@@ -1,4 +1,4 @@
-export type { Coordinator, CoordinatorStatus, ShardStatus } from './coordinator.js';
+export type { Coordinator, CoordinatorStatus, ShardFailureStatus, ShardStatus } from './coordinator.js';
 export { startCoordinator } from './coordinator.js';
 export type { DeadLetterJob } from './dead-letter.js';
 export type {
@@ -26,7 +26,16 @@ export type { LeaseKeys } from './leases/redis.js';
 export { RedisLeaseManager } from './leases/redis.js';
 export type { RedisConnection, RedisLeaseManagerOptions } from './leases/redis-options.js';
 export { REDIS_LEASE_DEFAULTS, redactRedisUrl } from './leases/redis-options.js';
-export type { Checkpoint, HostInfo, Lease, LeaseManager, LeaseSeed } from './leases/types.js';
+export type {
+  Checkpoint,
+  HeldLease,
+  HostInfo,
+  Lease,
+  LeaseCallOptions,
+  LeaseFailure,
+  LeaseManager,
+  LeaseSeed,
+} from './leases/types.js';
 export { COORDINATOR_METRIC_NAMES, HANDLER_DURATION_BUCKETS_SECONDS } from './metrics.js';
 export type {
   CheckpointOptions,

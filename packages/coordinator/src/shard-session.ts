@@ -28,7 +28,7 @@ import {
 import type { ShardReaderTaskOptions } from '@shardline/shard-worker';
 import { ShardCheckpointer } from './checkpointer.js';
 import type { LeaseLostReason, LeaseReleasedReason, StartPosition } from './events.js';
-import type { Lease, LeaseManager } from './leases/types.js';
+import type { Lease, LeaseFailure, LeaseManager } from './leases/types.js';
 import type { InitialPosition } from './options.js';
 import { ReaderRun, type ReaderRunDeps, type RunOwner } from './reader-run.js';
 import { formatCheckpoint } from './status.js';
@@ -114,6 +114,8 @@ export interface ShardSessionDeps<T> extends ReaderRunDeps<T> {
   stopping(): boolean;
   /** Reports an error the session survived (logged and emitted as `error`). */
   report(error: unknown, message: string): void;
+  /** The shard stops here after a failure (before its lease is released). */
+  failed(failure: ShardFailure): void;
 }
 
 export class ShardSession<T = unknown> {
@@ -340,8 +342,20 @@ export class ShardSession<T = unknown> {
     this.#releaseSent = true;
     clearTimeout(this.#timer);
     this.#checkpointer.close();
+    const failure = this.#failure;
+    const note: LeaseFailure | undefined =
+      failure === undefined
+        ? undefined
+        : {
+            hostId: this.#d.hostId,
+            reason: failure.reason,
+            code: failure.error.code,
+            message: failure.error.message,
+            atMs: Date.now(),
+            ...failure.position,
+          };
     try {
-      if (await this.#d.leases.release(this.shardId, this.counter)) {
+      if (await this.#d.leases.release(this.shardId, this.counter, note)) {
         this.#d.events.emit('lease.released', { shardId: this.shardId, counter: this.counter, reason });
       }
     } catch (error) {
@@ -353,6 +367,7 @@ export class ShardSession<T = unknown> {
   /** Stops the shard after a failure; `status()` shows why. */
   #fail(failure: ShardFailure): void {
     this.#failure = failure;
+    this.#d.failed(failure);
     this.#d.logger.warn(
       {
         shardId: this.shardId,

@@ -206,6 +206,7 @@ async function harness(options: HarnessOptions = {}): Promise<Harness> {
     noteChildren: () => undefined,
     stopping: () => false,
     report: (error, message) => log.push(`report ${message}: ${(error as Error).message}`),
+    failed: (failure) => log.push(`failed ${failure.reason} ${failure.error.code}`),
   });
   const h: Harness = {
     session,

@@ -16,7 +16,8 @@
  * - `release`, `checkpoint`: succeed when owner and counter match, expired or not: a matching counter
  *   proves nobody acquired the lease since, so nobody else can have read the shard meanwhile.
  * - `release` frees owner and expiry, keeps the checkpoint, and keeps a pending handoff request as a
- *   reservation: until request time + leaseDurationMs only the requester may acquire the lease.
+ *   reservation: until request time + leaseDurationMs only the requester may acquire the lease. A
+ *   failure note given with it stays in the lease until the next acquisition.
  * - `checkpoint` refuses a stale owner or counter with `ERR_LEASE_LOST`; SHARD_END is final (a position
  *   after it is refused with `ERR_INVALID_OPTION`, SHARD_END again is accepted).
  * - `renewLeases`: `renew` for each lease given, all at one instant.
@@ -34,6 +35,7 @@ import type {
   HostInfo,
   Lease,
   LeaseCallOptions,
+  LeaseFailure,
   LeaseManager,
   LeaseSeed,
 } from './types.js';
@@ -129,6 +131,7 @@ function copy(lease: StoredLease, now: number, leaseDurationMs: number): Lease {
     childShardIds: [...lease.childShardIds],
     handoffTo: liveHandoff(lease, now, leaseDurationMs),
     readAtMs: now,
+    ...(lease.failure === undefined ? {} : { failure: { ...lease.failure } }),
   };
 }
 
@@ -307,6 +310,7 @@ export class MemoryLeaseManager implements LeaseManager {
       lease.expiresAtMs = now + this.leaseDurationMs;
       lease.handoffTo = undefined;
       lease.handoffAtMs = undefined;
+      delete lease.failure;
       return this.#copy(lease, now);
     });
   }
@@ -363,7 +367,7 @@ export class MemoryLeaseManager implements LeaseManager {
     });
   }
 
-  release(shardId: string, counter: number): Promise<boolean> {
+  release(shardId: string, counter: number, failure?: LeaseFailure): Promise<boolean> {
     return this.#run('release', () => {
       checkShardId(shardId);
       checkCounter(counter);
@@ -371,6 +375,7 @@ export class MemoryLeaseManager implements LeaseManager {
       if (lease === undefined) return false;
       lease.owner = undefined;
       lease.expiresAtMs = undefined;
+      if (failure !== undefined) lease.failure = { ...failure };
       return true;
     });
   }

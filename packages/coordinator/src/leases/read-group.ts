@@ -6,13 +6,14 @@
 import { SHARD_END, ShardlineOptionError } from '@shardline/common';
 import { RedisLeaseManager } from './redis.js';
 import { REDIS_LEASE_DEFAULTS, type RedisConnection } from './redis-options.js';
-import type { Checkpoint, HostInfo } from './types.js';
+import type { Checkpoint, HostInfo, LeaseFailure } from './types.js';
 
 /**
  * `held`: an owner whose lease has not expired; `expired`: an owner that stopped renewing (any host may
- * take it); `free`: no owner; `ended`: the shard was read to its end (checkpoint SHARD_END).
+ * take it); `free`: no owner; `failed`: no owner, and the last one let it go after a failure (see
+ * `failure`); `ended`: the shard was read to its end (checkpoint SHARD_END).
  */
-export type LeaseGroupState = 'held' | 'expired' | 'free' | 'ended';
+export type LeaseGroupState = 'held' | 'expired' | 'free' | 'failed' | 'ended';
 
 /** One shard's lease as `readLeaseGroup` found it. */
 export interface LeaseGroupShard {
@@ -30,6 +31,8 @@ export interface LeaseGroupShard {
   childShardIds: string[];
   /** A host that asked the owner to hand the lease over (pending request). */
   handoffTo: string | undefined;
+  /** Why the last owner stopped reading the shard after a failure, until a host takes it again. */
+  failure: LeaseFailure | undefined;
 }
 
 /** What `readLeaseGroup` resolves with. */
@@ -78,10 +81,11 @@ function stateOf(
   owner: string | undefined,
   expiresAtMs: number | undefined,
   checkpoint: Checkpoint | undefined,
+  failure: LeaseFailure | undefined,
   nowMs: number,
 ): LeaseGroupState {
   if (checkpoint === SHARD_END) return 'ended';
-  if (owner === undefined) return 'free';
+  if (owner === undefined) return failure === undefined ? 'free' : 'failed';
   return expiresAtMs !== undefined && expiresAtMs > nowMs ? 'held' : 'expired';
 }
 
@@ -116,7 +120,7 @@ export async function readLeaseGroup(options: ReadLeaseGroupOptions): Promise<Le
       nowMs,
       shards: leases.map((lease) => ({
         shardId: lease.shardId,
-        state: stateOf(lease.owner, lease.expiresAtMs, lease.checkpoint, nowMs),
+        state: stateOf(lease.owner, lease.expiresAtMs, lease.checkpoint, lease.failure, nowMs),
         owner: lease.owner,
         counter: lease.counter,
         checkpoint: lease.checkpoint,
@@ -125,6 +129,7 @@ export async function readLeaseGroup(options: ReadLeaseGroupOptions): Promise<Le
         parentShardIds: lease.parentShardIds,
         childShardIds: lease.childShardIds,
         handoffTo: lease.handoffTo,
+        failure: lease.failure,
       })),
       hosts,
     };

@@ -25,6 +25,7 @@ import type {
   HostInfo,
   Lease,
   LeaseCallOptions,
+  LeaseFailure,
   LeaseManager,
   LeaseSeed,
 } from './types.js';
@@ -301,6 +302,7 @@ export class RedisLeaseManager implements LeaseManager {
       childShardIds: idList(fields.get('children')),
       handoffTo,
       readAtMs: nowMs,
+      ...failureOf(fields.get('failure')),
     };
   }
 
@@ -414,11 +416,12 @@ export class RedisLeaseManager implements LeaseManager {
     return reply.status === 'OK';
   }
 
-  async release(shardId: string, counter: number): Promise<boolean> {
+  async release(shardId: string, counter: number, failure?: LeaseFailure): Promise<boolean> {
     validShardId('shardId', shardId);
     validCounter(counter);
+    const note = failure === undefined ? '' : JSON.stringify(failure);
     const reply = await this.#run('release', () =>
-      this.#scripts.release(this.keys.lease(shardId), this.hostId, counter),
+      this.#scripts.release(this.keys.lease(shardId), this.hostId, counter, note),
     );
     return reply.status === 'OK';
   }
@@ -532,6 +535,26 @@ export class RedisLeaseManager implements LeaseManager {
     if (this.#redis.status === 'ready') await bounded(this.#redis.quit());
     this.#redis.disconnect();
   }
+}
+
+/** A stored failure note, when it parses as one (a note is advisory: a bad one is ignored). */
+function failureOf(json: string | undefined): { failure?: LeaseFailure } {
+  if (json === undefined) return {};
+  try {
+    const value = JSON.parse(json) as Partial<LeaseFailure> | null;
+    if (
+      typeof value?.hostId === 'string' &&
+      typeof value.code === 'string' &&
+      typeof value.message === 'string' &&
+      typeof value.atMs === 'number' &&
+      (value.reason === 'handler' || value.reason === 'reader' || value.reason === 'crashes')
+    ) {
+      return { failure: value as LeaseFailure };
+    }
+  } catch {
+    // ignored
+  }
+  return {};
 }
 
 function idList(json: string | undefined): string[] {

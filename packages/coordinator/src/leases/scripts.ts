@@ -131,7 +131,12 @@ export interface LeaseScripts {
     shardId: string,
     counter: number,
   ): Promise<{ status: RemoveStatus; nowMs: number }>;
-  release(leaseKey: string, hostId: string, counter: number): Promise<TransitionReply<FencedStatus>>;
+  release(
+    leaseKey: string,
+    hostId: string,
+    counter: number,
+    failure: string,
+  ): Promise<TransitionReply<FencedStatus>>;
   checkpoint(
     leaseKey: string,
     hostId: string,
@@ -258,8 +263,8 @@ export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
       }
       return { status: reply[0] as RemoveStatus, nowMs: toInteger('removeLease', reply[1], reply) };
     },
-    release: async (leaseKey, hostId, counter) =>
-      transition('release', await call('release', leaseKey, hostId, counter)),
+    release: async (leaseKey, hostId, counter, failure) =>
+      transition('release', await call('release', leaseKey, hostId, counter, failure)),
     checkpoint: async (leaseKey, hostId, counter, position, subSequenceNumber) =>
       transition(
         'checkpoint',

@@ -27,6 +27,25 @@ export interface Lease {
    * from it rather than assume a full duration.
    */
   readAtMs?: number;
+  /** Set when the last holder let the lease go after a failure (see {@link LeaseFailure}). */
+  failure?: LeaseFailure;
+}
+
+/**
+ * Why a host stopped reading a shard after a failure (`onHandlerError.then: 'stop-shard'`, a fatal
+ * reader error, or repeated thread crashes), noted in the lease as it was released, so tools such as
+ * `shardline status` can tell a stopped shard from an idle one. Cleared by the next acquisition.
+ */
+export interface LeaseFailure {
+  hostId: string;
+  reason: 'handler' | 'reader' | 'crashes';
+  code: string;
+  message: string;
+  /** For `handler`: the record it stopped at (the checkpoint is just before it). */
+  sequenceNumber?: string;
+  subSequenceNumber?: number;
+  /** Epoch ms on the host that failed. */
+  atMs: number;
 }
 
 /** A live host of the group, from its heartbeats. */
@@ -90,8 +109,11 @@ export interface LeaseManager {
    * `counter` (no acquisition since the caller decided it is not needed). True when removed.
    */
   removeLease(shardId: string, counter: number): Promise<boolean>;
-  /** Frees the lease (keeping its checkpoint) when this host owns it with this counter. */
-  release(shardId: string, counter: number): Promise<boolean>;
+  /**
+   * Frees the lease (keeping its checkpoint) when this host owns it with this counter; `failure` notes
+   * why, when the host stopped reading it after a failure.
+   */
+  release(shardId: string, counter: number, failure?: LeaseFailure): Promise<boolean>;
   /** Writes the checkpoint; throws ShardlineError ERR_LEASE_LOST when owner or counter do not match. */
   checkpoint(shardId: string, counter: number, checkpoint: Checkpoint): Promise<void>;
   /** Asks the owner to hand the lease to `toHostId`; false when the lease is free or already asked. */

@@ -1,7 +1,7 @@
 --[[
   acquire: takes a shard lease for ARGV[1] when it is free, expired, or already held by ARGV[1] (a retry
   after an ambiguous reply), unless a live handoff reservation names another host. Increments the
-  counter (the fencing token) on every acquisition; clears the handoff request.
+  counter (the fencing token) on every acquisition; clears the handoff request and a failure note.
 
   KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
   ARGV[1]  hostId
@@ -32,5 +32,5 @@ end
 
 redis.call('HINCRBY', key, 'counter', 1)
 redis.call('HSET', key, 'owner', host, 'expiresAtMs', string.format('%.0f', now + duration))
-redis.call('HDEL', key, 'handoffTo', 'handoffAtMs')
+redis.call('HDEL', key, 'handoffTo', 'handoffAtMs', 'failure')
 return { 'OK', now, redis.call('HGETALL', key) }

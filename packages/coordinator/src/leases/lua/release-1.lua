@@ -6,6 +6,8 @@
   KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
   ARGV[1]  hostId
   ARGV[2]  counter (fencing token from acquire)
+  ARGV[3]  optional: why the host stopped reading the shard (JSON), kept in 'failure' until the next
+           acquire
 
   Returns  { status, nowMs, lease }  lease the HGETALL array (after the change for 'OK'). status:
            'OK'             released
@@ -24,4 +26,5 @@ if f[1] ~= host then return { 'NOT_OWNER', now, redis.call('HGETALL', key) } end
 if tonumber(f[2]) ~= counter then return { 'STALE_COUNTER', now, redis.call('HGETALL', key) } end
 
 redis.call('HDEL', key, 'owner', 'expiresAtMs')
+if ARGV[3] and ARGV[3] ~= '' then redis.call('HSET', key, 'failure', ARGV[3]) end
 return { 'OK', now, redis.call('HGETALL', key) }

@@ -8,6 +8,8 @@ export {
   ErrorCodes,
   KinesisError,
   KplError,
+  NETWORK_ERROR_CODES,
+  networkErrorCode,
   rootCause,
   ShardlineError,
   ShardlineOptionError,

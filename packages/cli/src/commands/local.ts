@@ -144,7 +144,8 @@ export async function localCommand(ctx: CommandContext, options: LocalOptions): 
     };
     await ctx.out(ctx.globals.json === true ? `${toJson(result)}\n` : humanReport(result));
     const how = await untilStopped(local, ctx.signal);
-    if (how === 'exited') {
+    // A terminal's Ctrl-C reaches the emulator's process too (same process group): gone then is no failure.
+    if (how === 'exited' && !ctx.signal.aborted) {
       throw new CliError(`local: ${local.engine} (pid ${local.pid}) exited on its own`, EXIT_CODES.FAILURE);
     }
     return EXIT_CODES.INTERRUPTED;

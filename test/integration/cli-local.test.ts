@@ -4,9 +4,12 @@
  * at all, and the one `shardline:` prefix on every diagnostic, usage errors included.
  */
 import { createServer, type Server } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { isPortOpen } from '@shardline/testing';
 import { expect } from 'chai';
 import { type Child, exited, type Run, SHARDLINE_BIN, spawnNode, waitUntil } from '../support/child.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** A shell with no AWS settings at all (no credentials, region, profile or endpoint) and no ~/.aws. */
 function bareEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -119,6 +122,51 @@ describe('shardline local, endpoints from the environment, loopback credentials'
     expect([list.code, list.stdout, list.stderr]).to.deep.equal([0, 'orders\n', '']);
     child.kill('SIGINT');
     expect((await done).code).to.equal(130);
+  });
+
+  it('your own code with the exported environment and no kinesis config: Producer and startCoordinator, every record read in order per key', async () => {
+    const { child, ready, done } = await local([
+      '--engine',
+      'kinesalite',
+      '--port',
+      '0',
+      '--stream',
+      'orders',
+      '--shards',
+      '2',
+    ]);
+    // What a newcomer's application does: no endpoint, region or credentials in the code.
+    const program = `
+      import { startCoordinator } from '@shardline/coordinator';
+      import { Producer } from '@shardline/producer';
+      const seen = new Set();
+      const last = new Map();
+      let outOfOrder = 0;
+      const coordinator = await startCoordinator({
+        streamName: 'orders', group: 'app', workerThreads: 1, idleFetchIntervalMs: 100,
+        handler: async (batch) => {
+          for (const { data } of batch.records) {
+            if ((last.get(data.key) ?? -1) >= data.seq) outOfOrder++;
+            last.set(data.key, data.seq);
+            seen.add(data.key + '/' + data.seq);
+          }
+        },
+      });
+      const producer = new Producer({ streamName: 'orders', maxInFlightPerShard: 1 });
+      await Promise.all(Array.from({ length: 200 }, (_, i) =>
+        producer.put({ key: 'k' + (i % 8), seq: Math.floor(i / 8) }, { partitionKey: 'k' + (i % 8) })));
+      await producer.close();
+      const deadline = Date.now() + 20000;
+      while (seen.size < 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await coordinator.stop();
+      console.log(JSON.stringify({ consumed: seen.size, keys: last.size, outOfOrder }));`;
+    const app = spawnNode(['--input-type=module', '-e', program], { env: bareEnv(ready.env), cwd: ROOT });
+    children.push(app);
+    const run = await exited(app, 40_000, 'the application');
+    expect(run.code, run.stderr).to.equal(0);
+    expect(JSON.parse(run.stdout)).to.deep.equal({ consumed: 200, keys: 8, outOfOrder: 0 });
+    child.kill('SIGINT');
+    await done;
   });
 
   it('a loopback --endpoint needs no AWS credentials or region; AWS_ENDPOINT_URL(_KINESIS) give the endpoint', async () => {

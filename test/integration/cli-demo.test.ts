@@ -1,6 +1,6 @@
 /**
- * `shardline demo`, run as a child process (the built packages/cli/dist/bin.js): the whole pipeline
- * with a split half-way, with Redis leases and in memory, its tally, its cleanup and Ctrl-C.
+ * `shardline demo`, run as a child process (the bin: bin/shardline.js, loading the built dist/bin.js):
+ * the whole pipeline with a split half-way, with Redis leases and in memory, its tally, its cleanup and Ctrl-C.
  */
 import { createServer } from 'node:net';
 import { COORDINATOR_METRIC_NAMES } from '@shardline/coordinator';
@@ -378,7 +378,7 @@ describe('shardline demo', function () {
     ]) {
       const run = await finished(start(args, env), 10_000);
       expect(run.code, args.join(' ')).to.equal(2);
-      expect(run.stderr).to.match(/error: option '--(records|shards|rate) <n>' argument '.*' is invalid/);
+      expect(run.stderr).to.match(/^shardline: option '--(records|shards|rate) <n>' argument '.*' is invalid/);
       expect(run.stderr).not.to.include('starting a local Kinesis');
     }
   });

@@ -378,7 +378,9 @@ describe('shardline demo', function () {
     ]) {
       const run = await finished(start(args, env), 10_000);
       expect(run.code, args.join(' ')).to.equal(2);
-      expect(run.stderr).to.match(/^shardline: option '--(records|shards|rate) <n>' argument '.*' is invalid/);
+      expect(run.stderr).to.match(
+        /^shardline: option '--(records|shards|rate) <n>' argument '.*' is invalid/,
+      );
       expect(run.stderr).not.to.include('starting a local Kinesis');
     }
   });

@@ -35,6 +35,7 @@ interface LocalReady {
   endpoint: string;
   port: number;
   region: string;
+  pid?: number;
   streams: Array<{ streamName: string; shards: number }>;
   env: Record<string, string>;
 }
@@ -167,6 +168,16 @@ describe('shardline local, endpoints from the environment, loopback credentials'
     expect(JSON.parse(run.stdout)).to.deep.equal({ consumed: 200, keys: 8, outOfOrder: 0 });
     child.kill('SIGINT');
     await done;
+  });
+
+  it('local: an emulator that dies by itself ends the command with exit 1, saying so', async () => {
+    const { ready, done } = await local(['--port', '0']);
+    const { pid } = ready;
+    expect(pid, 'kinesis-mock runs as a child process').to.be.a('number');
+    process.kill(pid!, 'SIGKILL');
+    const run = await done;
+    expect(run.code, run.stderr).to.equal(1);
+    expect(run.stderr).to.include(`shardline: local: kinesis-mock (pid ${pid}) exited on its own\n`);
   });
 
   it('a loopback --endpoint needs no AWS credentials or region; AWS_ENDPOINT_URL(_KINESIS) give the endpoint', async () => {

@@ -131,11 +131,10 @@ export async function localCommand(ctx: CommandContext, options: LocalOptions): 
       streams.push({ streamName: name, shards: options.shards });
     }
     if (ctx.signal.aborted) return EXIT_CODES.INTERRUPTED;
-    const port = Number(new URL(local.endpoint).port);
     const result: LocalResult = {
       engine: local.engine,
       endpoint: local.endpoint,
-      port,
+      port: Number(new URL(local.endpoint).port),
       region: local.region,
       ...(local.tlsEndpoint === undefined ? {} : { tlsEndpoint: local.tlsEndpoint }),
       ...(local.pid === undefined ? {} : { pid: local.pid }),

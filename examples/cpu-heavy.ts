@@ -83,8 +83,16 @@ console.log(`cpu-heavy: produced ${RECORDS} documents; scoring them in ${WORKER_
 
 let ok = false;
 try {
-  await waitUntil(`all ${RECORDS} documents to be scored`, () => scored.size === RECORDS, 120_000);
+  // Ctrl-C (env.interrupted) ends the wait; the coordinator stops and everything is deleted all the same.
+  await waitUntil(
+    `all ${RECORDS} documents to be scored`,
+    () => scored.size === RECORDS,
+    120_000,
+    env.interrupted,
+  );
   ok = onMainThread === 0;
+} catch (error) {
+  if (!env.interrupted.aborted) throw error;
 } finally {
   await coordinator.stop();
   results.close();
@@ -92,9 +100,15 @@ try {
 }
 
 const threads = [...perThread].map(([thread, n]) => `thread ${thread}: ${n}`).join(', ');
+const outcome = ok
+  ? 'OK'
+  : env.interrupted.aborted
+    ? `stopped by ${String(env.interrupted.reason)}`
+    : 'FAILED';
 console.log(
-  `cpu-heavy: ${ok ? 'OK' : 'FAILED'}: scored ${scored.size} of ${RECORDS} records in ${batches} batches ` +
+  `cpu-heavy: ${outcome}: scored ${scored.size} of ${RECORDS} records in ${batches} batches ` +
     `(${duplicates} duplicates, ${onMainThread} batches on the main thread) in ` +
     `${((performance.now() - startedAt) / 1000).toFixed(1)} s; ${threads}`,
 );
-process.exitCode = ok ? 0 : 1;
+// 130: the shell's code for a run interrupted by Ctrl-C.
+process.exitCode = ok ? 0 : env.interrupted.aborted ? 130 : 1;

@@ -109,8 +109,12 @@ try {
     'every valid order to be processed and every bad record dead-lettered',
     () => processed.size === valid && fromThisRun().length === expectedInvalid + 1,
     60_000,
+    // Ctrl-C ends the wait; the coordinator, the worker and the queue are stopped and deleted all the same.
+    env.interrupted,
   );
   ok = true;
+} catch (error) {
+  if (!env.interrupted.aborted) throw error;
 } finally {
   await coordinator.stop();
   await worker.close();
@@ -125,9 +129,15 @@ try {
 const rejected = fromThisRun().filter((l) => l.dataEncoding === 'json').length;
 const poison = fromThisRun().filter((l) => l.error.code === 'ERR_CODEC').length;
 ok = ok && rejected === expectedInvalid && poison === 1;
+const outcome = ok
+  ? 'OK'
+  : env.interrupted.aborted
+    ? `stopped by ${String(env.interrupted.reason)}`
+    : 'FAILED';
 console.log(
-  `dead-letter: ${ok ? 'OK' : 'FAILED'}: processed ${processed.size} of ${valid} valid orders; ` +
+  `dead-letter: ${outcome}: processed ${processed.size} of ${valid} valid orders; ` +
     `dead-lettered ${rejected + poison} of ${expectedInvalid + 1} bad records (${rejected} rejected by the handler, ` +
     `${poison} undecodable) after ${isolations} batch isolations; read back by a BullMQ Worker`,
 );
-process.exitCode = ok ? 0 : 1;
+// 130: the shell's code for a run interrupted by Ctrl-C.
+process.exitCode = ok ? 0 : env.interrupted.aborted ? 130 : 1;

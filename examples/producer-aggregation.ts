@@ -79,7 +79,8 @@ const coordinator = await startCoordinator<Click>({
   kinesis: env.kinesis,
   initialPosition: env.initialPosition,
   idleFetchIntervalMs: 200,
-  signal: AbortSignal.timeout(60_000),
+  // Stops the coordinator (and so the loop below) after a minute, or at Ctrl-C.
+  signal: AbortSignal.any([AbortSignal.timeout(60_000), env.interrupted]),
 });
 const read = new Set<number>();
 let withSubSequence = 0;
@@ -95,9 +96,15 @@ await coordinator.stop();
 await env.close();
 
 const ok = read.size === RECORDS && receipts.length === BY_PUT && kinesisRecords < RECORDS;
+const outcome = ok
+  ? 'OK'
+  : env.interrupted.aborted
+    ? `stopped by ${String(env.interrupted.reason)}`
+    : 'FAILED';
 console.log(
-  `producer-aggregation: ${ok ? 'OK' : 'FAILED'}: read back ${read.size} of ${RECORDS} records ` +
+  `producer-aggregation: ${outcome}: read back ${read.size} of ${RECORDS} records ` +
     `(${withSubSequence} unpacked from aggregates); ${receipts.length} receipts; ${RECORDS} records sent as ` +
     `${kinesisRecords} Kinesis records (${(RECORDS / Math.max(1, kinesisRecords)).toFixed(1)} per aggregate)`,
 );
-process.exitCode = ok ? 0 : 1;
+// 130: the shell's code for a run interrupted by Ctrl-C.
+process.exitCode = ok ? 0 : env.interrupted.aborted ? 130 : 1;

@@ -14,6 +14,10 @@
  *                     the PATH is started.
  * - EXAMPLE_KEY_PREFIX the Redis key prefix. Unset: `shardline-example:<name>:<random>`, unique per run.
  *                     Every key under it is deleted at the end.
+ *
+ * Ctrl-C (SIGINT) or SIGTERM aborts `interrupted`: the example stops what it runs and calls close(),
+ * which deletes what it created (Redis keys, stream, local Kinesis), then exits 130. A signal during
+ * the setup cleans up and exits 130 at once; a second signal exits at once, without cleaning up.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -26,6 +30,11 @@ import { createKinesisClient } from '@shardline/common';
 import type { InitialPosition } from '@shardline/coordinator';
 import { type LocalKinesis, resolveRedisUrl, startLocalKinesis } from '@shardline/testing';
 import { Redis } from 'ioredis';
+
+// On Node 20 the AWS SDK prints a NodeVersionSupportWarning (its releases from 2027 on need Node 22) in
+// every thread that builds a client: noise in these examples' output. Your application chooses for
+// itself: this variable, `node --no-warnings`, or Node 22 (see the README, "Node.js 20 and the AWS SDK").
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export interface ExampleEnvironment {
   /** For `startCoordinator({ kinesis })` and `new Producer({ kinesis })`. */
@@ -43,8 +52,31 @@ export interface ExampleEnvironment {
   runId: string;
   /** One line saying where the example runs, for its output. */
   description: string;
+  /**
+   * Aborted by the first Ctrl-C (SIGINT) or SIGTERM (its reason: the signal's name). The example then
+   * stops what it runs and calls close(), so nothing is left behind.
+   */
+  interrupted: AbortSignal;
   /** Deletes what the example created: its stream, its local Kinesis, its Redis keys. */
   close(): Promise<void>;
+}
+
+/**
+ * Ctrl-C and SIGTERM: the first one aborts the returned signal; a second one exits at once (130),
+ * for a user who does not want to wait for the cleanup.
+ */
+function interruptSignal(name: string): AbortSignal {
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupt.signal.aborted) {
+      console.error(`${name}: ${signal} again: exiting without cleaning up`);
+      process.exit(130);
+    }
+    interrupt.abort(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return interrupt.signal;
 }
 
 export interface ExampleSetup {
@@ -60,6 +92,7 @@ const STREAM_ACTIVE_TIMEOUT_MS = 60_000;
 export async function setUpExample(name: string, setup: ExampleSetup): Promise<ExampleEnvironment> {
   const env = process.env;
   const runId = randomBytes(4).toString('hex');
+  const interrupted = interruptSignal(name);
   const cleanups: Array<() => Promise<void>> = [];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
@@ -112,7 +145,23 @@ export async function setUpExample(name: string, setup: ExampleSetup): Promise<E
     }
     const redis = setup.redis ? `, Redis at ${redactUrl(redisUrl)}` : '';
     const description = `stream ${streamName} on ${where}${redis}`;
-    return { kinesis, streamName, initialPosition, redisUrl, keyPrefix, runId, description, close };
+    if (interrupted.aborted) {
+      // Interrupted while starting: nothing of the example ran yet, only its setup to undo.
+      await close();
+      console.log(`${name}: stopped by ${String(interrupted.reason)} before it started`);
+      process.exit(130);
+    }
+    return {
+      kinesis,
+      streamName,
+      initialPosition,
+      redisUrl,
+      keyPrefix,
+      runId,
+      description,
+      interrupted,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

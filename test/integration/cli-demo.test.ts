@@ -1,6 +1,6 @@
 /**
- * `shardline demo`, run as a child process (the built packages/cli/dist/bin.js): the whole pipeline
- * with a split half-way, with Redis leases and in memory, its tally, its cleanup and Ctrl-C.
+ * `shardline demo`, run as a child process (the bin: bin/shardline.js, loading the built dist/bin.js):
+ * the whole pipeline with a split half-way, with Redis leases and in memory, its tally, its cleanup and Ctrl-C.
  */
 import { createServer } from 'node:net';
 import { COORDINATOR_METRIC_NAMES } from '@shardline/coordinator';
@@ -44,6 +44,9 @@ function expectCompleteRun(run: Run, records: number): DemoResult {
   expect(result.orderKept).to.equal(true);
   expect(result.outOfOrder).to.equal(0);
   expect(result.keys).to.equal(32);
+  // The rate reached is shown beside the one asked for (never above it by more than pacing slack).
+  expect(result.rate.achieved).to.be.greaterThan(0);
+  expect(result.rate.achieved).to.be.at.most(result.rate.requested * 1.5);
 
   // Two shards at start, one split: the parent ended, its two children were read after it.
   const split = result.split!;
@@ -94,6 +97,7 @@ describe('shardline demo', function () {
     );
     const result = expectCompleteRun(run, 400);
     expect(result.leases).to.deep.equal({ store: 'memory' });
+    expect(result.rate.requested).to.equal(400);
   });
 
   it('prints a readable tally without --json', async () => {
@@ -102,6 +106,8 @@ describe('shardline demo', function () {
     expect(run.stdout).to.match(/^shardline demo: OK\n/);
     expect(run.stdout).to.match(/consumed {2}100 unique, 0 duplicates, 0 lost/);
     expect(run.stdout).to.include('order     kept for every key');
+    expect(run.stdout).to.match(/^ {2}rate {6}\d+ records\/s \(asked for 200\/s\)/m);
+    expect(run.stderr).to.match(/demo: 100 records produced \(\d+\/s, asked for 200\/s\)/);
     expect(run.stdout).to.match(/shardId-000000000000 +ended/);
   });
 
@@ -372,7 +378,9 @@ describe('shardline demo', function () {
     ]) {
       const run = await finished(start(args, env), 10_000);
       expect(run.code, args.join(' ')).to.equal(2);
-      expect(run.stderr).to.match(/error: option '--(records|shards|rate) <n>' argument '.*' is invalid/);
+      expect(run.stderr).to.match(
+        /^shardline: option '--(records|shards|rate) <n>' argument '.*' is invalid/,
+      );
       expect(run.stderr).not.to.include('starting a local Kinesis');
     }
   });

@@ -1,7 +1,8 @@
 /**
- * `shardline status`, run as a child process (the built packages/cli/dist/bin.js) against a local
- * Kinesis and the test Redis, while a coordinator in this process holds the leases: the table, --json,
- * every lease state (held, expired, free, ended), the lag from Kinesis, --watch, and each error case.
+ * `shardline status`, run as a child process (the bin: bin/shardline.js, loading the built dist/bin.js)
+ * against a local Kinesis and the test Redis, while a coordinator in this process holds the leases: the
+ * table, --json, every lease state (held, expired, free, ended), the lag from Kinesis, --watch, and each
+ * error case.
  */
 import { SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { type Coordinator, RedisLeaseManager, startCoordinator } from '@shardline/coordinator';

@@ -1,6 +1,6 @@
 /**
- * The `shardline` bin, run as a child process (the built packages/cli/dist/bin.js) against a local
- * Kinesis: each command's stdout and exit code, and each error case.
+ * The `shardline` bin (bin/shardline.js, loading the built dist/bin.js), run as a child process against
+ * a local Kinesis: each command's stdout and exit code, and each error case.
  */
 import { SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { getFreePort, type LocalKinesis, startLocalKinesis } from '@shardline/testing';

@@ -5,7 +5,8 @@
  * Redis key behind.
  */
 import { fileURLToPath } from 'node:url';
-import { type TestRedis, useTestRedis } from '@shardline/testing';
+import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { type LocalKinesis, startLocalKinesis, type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
 import { type Child, exited, keysWithPrefix, type Run, spawnNode, waitUntil } from '../support/child.js';
 
@@ -96,6 +97,44 @@ describe('examples/', function () {
     expect(run.signal).to.equal(null);
     expect(await keysWithPrefix(redis, keyPrefix), 'Redis keys left behind').to.deep.equal([]);
   });
+
+  // The examples that have no Ctrl-C handling of their own get it from support.ts: their README
+  // promises that they clean up. Run against a Kinesis of the test's own, to see their stream deleted too.
+  for (const name of ['cpu-heavy', 'dead-letter', 'producer-aggregation']) {
+    it(`${name}: Ctrl-C (SIGINT) stops it with exit 130 and deletes its stream and Redis keys`, async () => {
+      let kinesis: LocalKinesis | undefined;
+      try {
+        kinesis = await startLocalKinesis({ engine: 'kinesalite' });
+        const keyPrefix = `${redis.keyPrefix}:${name}-sigint`;
+        const env = { ...exampleEnv(redis, keyPrefix), KINESIS_ENDPOINT: kinesis.endpoint };
+        const child = start(`${name}.ts`, env);
+        children.push(child);
+        const exit = finished(child, name);
+        await waitFor(`the first line of ${name}`, () => child.out().includes(`${name}: stream `));
+        const runId = new RegExp(`stream shardline-example-${name}-([0-9a-f]+) `).exec(child.out())?.[1];
+        child.kill('SIGINT');
+        const run = await exit;
+        // Interrupted, or (on a fast machine) done before it noticed: either way, its own summary line.
+        summary(run, new RegExp(`^${name}: (?:OK|stopped by SIGINT): `, 'm'));
+        const stopped = run.stdout.includes(`${name}: stopped by SIGINT: `);
+        expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(stopped ? 130 : 0);
+        expect(run.signal).to.equal(null);
+        expect(await keysWithPrefix(redis, keyPrefix), 'Redis keys left behind').to.deep.equal([]);
+        expect(
+          await keysWithPrefix(redis, `bull:orders-dlq-${runId}`),
+          'queue keys left behind',
+        ).to.deep.equal([]);
+        const client = kinesis.client();
+        const streams = (await client.send(new ListStreamsCommand({}))).StreamNames ?? [];
+        expect(
+          streams.filter((s) => s.startsWith(`shardline-example-${name}-`)),
+          'streams left behind',
+        ).to.deep.equal([]);
+      } finally {
+        await kinesis?.stop();
+      }
+    });
+  }
 
   it('multi-host: three host processes share the stream through Redis leases', async () => {
     const { run } = await runExample('multi-host.ts');

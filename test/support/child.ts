@@ -7,8 +7,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestRedis } from '@shardline/testing';
 
-/** The built CLI entry (run `npx tsc -b` first, as `npm test` does). */
-export const SHARDLINE_BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
+/**
+ * The `shardline` bin as npm links it (`npx shardline`): the committed shim, which loads the built
+ * packages/cli/dist/bin.js (run `npm run build` first, as `npm test` does).
+ */
+export const SHARDLINE_BIN = fileURLToPath(new URL('../../packages/cli/bin/shardline.js', import.meta.url));
 
 /** How a child ended, with all it printed. */
 export interface Run {
@@ -28,13 +31,25 @@ export interface SpawnOptions {
   cwd?: string;
   /** `'pipe'` to write to the child's stdin. @defaultValue 'ignore' */
   stdin?: 'pipe' | 'ignore';
+  /**
+   * A process group of its own, so that `process.kill(-child.pid, signal)` reaches it and its own
+   * children, as a terminal's Ctrl-C does (e.g. through `npx`).
+   * @defaultValue false
+   */
+  detached?: boolean;
 }
 
 /** `node ...args`, its output captured. */
 export function spawnNode(args: readonly string[], options: SpawnOptions = {}): Child {
-  const child = spawn(process.execPath, [...args], {
+  return spawnCommand(process.execPath, args, options);
+}
+
+/** `command ...args` (no shell), its output captured. */
+export function spawnCommand(command: string, args: readonly string[], options: SpawnOptions = {}): Child {
+  const child = spawn(command, [...args], {
     env: options.env ?? process.env,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.detached === true ? { detached: true } : {}),
     stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

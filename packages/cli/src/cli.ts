@@ -11,6 +11,8 @@ import { DEMO_DEFAULTS, demoCommand } from './commands/demo.js';
 import { describeCommand } from './commands/describe.js';
 import { registerFanOutCommands } from './commands/fanout.js';
 import { listCommand } from './commands/list.js';
+import type { LocalOptions } from './commands/local.js';
+import { LOCAL_DEFAULTS, localCommand } from './commands/local.js';
 import type { PutOptions } from './commands/put.js';
 import { putCommand } from './commands/put.js';
 import type { StatusOptions } from './commands/status.js';
@@ -21,22 +23,31 @@ import type { CliIo } from './context.js';
 import { CommandContext } from './context.js';
 import { EXIT_CODES, toCliError } from './exit.js';
 import type { GlobalOptions } from './kinesis.js';
+import { endpointProblem } from './kinesis.js';
 
 export type { CliIo } from './context.js';
+
+/** The environment the Kinesis commands read, for `shardline --help`. */
+const ENVIRONMENT_HELP = `
+Environment:
+  AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL
+      the endpoint without --endpoint (the AWS SDK's own variables; AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true
+      ignores them)
+  AWS_REGION
+      the region without --region (us-east-1 when there is an endpoint)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...
+      credentials (the AWS SDK's default chain). For an endpoint on this machine (localhost, 127.x, ::1)
+      with neither AWS_ACCESS_KEY_ID nor AWS_PROFILE set: dummy credentials, which local emulators accept.
+
+A local Kinesis for the other commands: shardline local (then export what it prints).`;
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 const CODEC_NAMES = Object.keys(codecs);
 
 function parseEndpoint(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidArgumentError('must be a URL such as http://127.0.0.1:4567');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new InvalidArgumentError(`must be an http:// or https:// URL (got ${url.protocol})`);
-  }
+  // commander quotes the value itself ("argument 'localhost:4567' is invalid"): only say what is wrong.
+  const problem = endpointProblem(value);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
   return value;
 }
 
@@ -67,6 +78,21 @@ function parsePort(value: string): number {
   if (!/^[0-9]+$/.test(value) || n < 1 || n > 65_535)
     throw new InvalidArgumentError('must be a port from 1 to 65535');
   return n;
+}
+
+function parseListenPort(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n > 65_535)
+    throw new InvalidArgumentError('must be a port from 1 to 65535, or 0 for a free one');
+  return n;
+}
+
+/** Kinesis stream names: 1 to 128 of a-z, A-Z, 0-9, `_`, `.` and `-`. */
+function collectStreamName(value: string, previous: string[]): string[] {
+  if (!/^[a-zA-Z0-9_.-]{1,128}$/.test(value)) {
+    throw new InvalidArgumentError('must be a stream name: 1 to 128 letters, digits, _ . or -');
+  }
+  return [...previous, value];
 }
 
 function parseWatchSeconds(value: string): number {
@@ -115,18 +141,21 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     .version(version, '-V, --version')
     .option(
       '--endpoint <url>',
-      'Kinesis endpoint, e.g. http://127.0.0.1:4567 for a local Kinesis',
+      'Kinesis endpoint, e.g. http://127.0.0.1:4567 for a local Kinesis (default: AWS_ENDPOINT_URL_KINESIS, else AWS_ENDPOINT_URL); on this machine (localhost, 127.x, ::1) dummy credentials unless AWS_ACCESS_KEY_ID or AWS_PROFILE is set',
       parseEndpoint,
     )
-    .option('--region <region>', 'AWS region (default: AWS_REGION, else us-east-1 with --endpoint)')
+    .option('--region <region>', 'AWS region (default: AWS_REGION, else us-east-1 with an endpoint)')
     .option('--json', 'machine-readable output')
     .option('-v, --verbose', 'diagnostics on stderr, stacks with errors')
     .exitOverride()
-    .showHelpAfterError('(run with --help for usage)')
+    .showHelpAfterError('shardline: run with --help for usage')
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
-    });
+      // commander words its usage errors "error: ...": every diagnostic of this program says "shardline: ".
+      outputError: (text, write) => write(text.replace(/^error: /, 'shardline: ')),
+    })
+    .addHelpText('after', ENVIRONMENT_HELP);
 
   program
     .command('list')
@@ -189,6 +218,25 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
   registerFanOutCommands(program, run);
 
   program
+    .command('local')
+    .description(
+      'run a local Kinesis (kinesis-mock or kinesalite) until Ctrl-C: prints its endpoint and the environment to export',
+    )
+    .addOption(
+      new Option('--engine <engine>', 'the emulator')
+        .choices(['kinesis-mock', 'kinesalite'])
+        .default(LOCAL_DEFAULTS.engine),
+    )
+    .option('--port <port>', 'port of its endpoint (0: a free one)', parseListenPort, LOCAL_DEFAULTS.port)
+    .addOption(
+      new Option('--stream <name>', 'create this stream once it runs (repeatable)')
+        .argParser(collectStreamName)
+        .default([], 'none'),
+    )
+    .option('--shards <n>', 'shards of each --stream', parseCount, LOCAL_DEFAULTS.shards)
+    .action(run((c, options: LocalOptions) => localCommand(c, options)));
+
+  program
     .command('demo')
     .description(
       'run a local Kinesis, a producer and a consumer with a shard split half-way, and check that every record arrived in order',
@@ -225,7 +273,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     }
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
     const verbose = ctx?.globals.verbose === true || argv.includes('-v') || argv.includes('--verbose');
-    const failure = toCliError(error, { stream, endpoint: ctx?.globals.endpoint });
+    const failure = toCliError(error, { stream, endpoint: ctx?.endpoint });
     io.stderr.write(`shardline: ${failure.message}\n`);
     if (verbose) {
       const original = failure.cause ?? failure;

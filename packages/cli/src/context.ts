@@ -25,14 +25,28 @@ export class CommandContext {
   readonly globals: GlobalOptions;
   /** Aborted on Ctrl-C (or when stdout closes): commands stop gracefully. */
   readonly signal: AbortSignal;
-  readonly config: KinesisClientConfig;
+  #config: KinesisClientConfig | undefined;
   #client: KinesisClient | undefined;
 
   constructor(io: CliIo, globals: GlobalOptions, signal: AbortSignal) {
     this.io = io;
     this.globals = globals;
     this.signal = signal;
-    this.config = clientConfig(globals, io.env);
+  }
+
+  /**
+   * The Kinesis client config (see `clientConfig`), made on first use: commands that run their own
+   * Kinesis (`demo`, `local`) never fail on a bad AWS_ENDPOINT_URL they do not use.
+   */
+  get config(): KinesisClientConfig {
+    this.#config ??= clientConfig(this.globals, this.io.env);
+    return this.#config;
+  }
+
+  /** The endpoint the commands talk to (for messages), once the config was made; else `--endpoint`. */
+  get endpoint(): string | undefined {
+    const endpoint = this.#config?.endpoint;
+    return typeof endpoint === 'string' ? endpoint : this.globals.endpoint;
   }
 
   /** The shared client for control-plane calls (the SDK's own retries on: a CLI call should just work). */

@@ -1,7 +1,7 @@
 /**
  * Exit codes and the one place that turns any error into a message and an exit code.
  */
-import { classifyAwsError, ErrorCodes, rootCause } from '@shardline/common';
+import { classifyAwsError, ErrorCodes, networkErrorCode, rootCause } from '@shardline/common';
 
 /** The process exit codes of `shardline` (documented in the package README). */
 export const EXIT_CODES = Object.freeze({
@@ -38,39 +38,15 @@ export interface ErrorContext {
   endpoint?: string;
 }
 
-/** System error codes and SDK names that mean "nothing answered", not "Kinesis said no". */
-const UNREACHABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ECONNABORTED',
-  'EPIPE',
-]);
-
-function systemCode(error: unknown): string | undefined {
-  const e = error as { code?: unknown; errors?: unknown } | null;
-  if (typeof e?.code === 'string') return e.code;
-  // Node's happy-eyeballs connect fails with an AggregateError holding one error per address.
-  if (Array.isArray(e?.errors)) {
-    for (const inner of e.errors) {
-      const code = (inner as { code?: unknown } | null)?.code;
-      if (typeof code === 'string') return code;
-    }
-  }
-  return undefined;
-}
-
-function isUnreachable(error: unknown): string | undefined {
-  const candidates = [error, rootCause(error)];
-  for (const candidate of candidates) {
-    const code = systemCode(candidate);
-    if (code !== undefined && UNREACHABLE_CODES.has(code)) return code;
-    const name = (candidate as { name?: unknown } | null)?.name;
-    if (name === 'TimeoutError') return 'timed out';
+/**
+ * Why nothing answered, or undefined when something did: a network error code (the library's one
+ * list, NETWORK_ERROR_CODES in @shardline/common), or 'timed out' for the SDK's own timeouts.
+ */
+export function unreachableReason(error: unknown): string | undefined {
+  const code = networkErrorCode(error);
+  if (code !== undefined) return code;
+  for (const candidate of [error, rootCause(error)]) {
+    if ((candidate as { name?: unknown } | null)?.name === 'TimeoutError') return 'timed out';
   }
   return undefined;
 }
@@ -87,7 +63,7 @@ export function toCliError(error: unknown, context: ErrorContext = {}): CliError
       { cause: error },
     );
   }
-  const unreachable = isUnreachable(error);
+  const unreachable = unreachableReason(error);
   if (unreachable !== undefined) {
     const where = context.endpoint === undefined ? 'Kinesis' : `Kinesis at ${context.endpoint}`;
     return new CliError(`cannot reach ${where} (${unreachable})`, EXIT_CODES.UNREACHABLE, { cause: error });

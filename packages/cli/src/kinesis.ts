@@ -2,6 +2,7 @@
  * The Kinesis calls the commands share: the client from the global options, the stream check,
  * paginated ListStreams and ListShards.
  */
+import { isIP } from 'node:net';
 import type {
   KinesisClient,
   KinesisClientConfig,
@@ -9,6 +10,7 @@ import type {
   StreamDescriptionSummary,
 } from '@aws-sdk/client-kinesis';
 import { DescribeStreamSummaryCommand, ListShardsCommand, ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { CliError, EXIT_CODES } from './exit.js';
 
 /** The global options every command gets. */
 export interface GlobalOptions {
@@ -18,16 +20,99 @@ export interface GlobalOptions {
   verbose?: boolean;
 }
 
+/** Where the endpoint came from: the option, or the AWS SDK's own environment variables. */
+export type EndpointSource = '--endpoint' | 'AWS_ENDPOINT_URL_KINESIS' | 'AWS_ENDPOINT_URL';
+
+/** The Kinesis endpoint of a command, and where it came from. */
+export interface CliEndpoint {
+  url: string;
+  source: EndpointSource;
+}
+
 /**
- * The client config for the global options. Region: `--region`, else `AWS_REGION`, else `us-east-1`
- * when `--endpoint` is given (local emulators accept any), else whatever the SDK finds (profile).
+ * Credentials for a loopback endpoint when none are configured: local emulators accept any signature.
+ * Not 12 digits: kinesis-mock would take that as the account id.
+ */
+export const LOCAL_CREDENTIALS = Object.freeze({
+  accessKeyId: 'shardline-local',
+  secretAccessKey: 'shardline-local',
+});
+
+/** The region when an endpoint is given and no region is: emulators accept any. */
+export const ENDPOINT_DEFAULT_REGION = 'us-east-1';
+
+/**
+ * Why `value` is not an endpoint URL (http:// or https://), or undefined when it is one. Callers show
+ * the whole value beside it: `localhost:4567` parses as a URL of scheme `localhost:`, so the parsed
+ * URL would show only part of it.
+ */
+export function endpointProblem(value: string): string | undefined {
+  const hint = /^[a-z0-9.-]+:[0-9]+$/i.test(value) ? `: did you mean http://${value} ?` : '';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `must be a URL such as http://127.0.0.1:4567${hint}`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return `must be an http:// or https:// URL${hint}`;
+  }
+  return undefined;
+}
+
+/**
+ * The endpoint: `--endpoint`, else `AWS_ENDPOINT_URL_KINESIS`, else `AWS_ENDPOINT_URL` (the variables
+ * the AWS SDK reads itself, read here too so that the region and credential defaults and the error
+ * messages know the endpoint), unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true (as for the SDK).
+ * @throws CliError (usage) when a variable holds no http:// or https:// URL.
+ */
+export function resolveEndpoint(globals: GlobalOptions, env: NodeJS.ProcessEnv): CliEndpoint | undefined {
+  if (globals.endpoint !== undefined) return { url: globals.endpoint, source: '--endpoint' };
+  if (env.AWS_IGNORE_CONFIGURED_ENDPOINT_URLS?.toLowerCase() === 'true') return undefined;
+  for (const source of ['AWS_ENDPOINT_URL_KINESIS', 'AWS_ENDPOINT_URL'] as const) {
+    const value = env[source];
+    if (value === undefined || value === '') continue;
+    const problem = endpointProblem(value);
+    if (problem !== undefined) throw new CliError(`${source}='${value}' ${problem}`, EXIT_CODES.USAGE);
+    return { url: value, source };
+  }
+  return undefined;
+}
+
+/** Whether the endpoint's host is this machine: `localhost`, 127.0.0.0/8 or ::1. */
+export function isLoopbackEndpoint(url: string): boolean {
+  let host: string;
+  try {
+    host = new URL(url).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  if (host === 'localhost' || host.endsWith('.localhost') || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+/**
+ * The client config for the global options.
+ * - Endpoint: see {@link resolveEndpoint}.
+ * - Region: `--region`, else `AWS_REGION`, else `us-east-1` when there is an endpoint (local emulators
+ *   accept any), else whatever the SDK finds (the profile's region).
+ * - Credentials: the SDK's default chain, except for a loopback endpoint when neither
+ *   `AWS_ACCESS_KEY_ID` nor `AWS_PROFILE` is set: {@link LOCAL_CREDENTIALS} (an emulator accepts any;
+ *   a real Kinesis behind a tunnel on localhost gets real ones from those variables).
  */
 export function clientConfig(globals: GlobalOptions, env: NodeJS.ProcessEnv): KinesisClientConfig {
   const config: KinesisClientConfig = {};
+  const endpoint = resolveEndpoint(globals, env);
   const region =
-    globals.region ?? env.AWS_REGION ?? (globals.endpoint === undefined ? undefined : 'us-east-1');
+    globals.region || env.AWS_REGION || (endpoint === undefined ? undefined : ENDPOINT_DEFAULT_REGION);
   if (region !== undefined && region !== '') config.region = region;
-  if (globals.endpoint !== undefined) config.endpoint = globals.endpoint;
+  if (endpoint !== undefined) {
+    config.endpoint = endpoint.url;
+    if (isLoopbackEndpoint(endpoint.url) && !env.AWS_ACCESS_KEY_ID && !env.AWS_PROFILE) {
+      config.credentials = { ...LOCAL_CREDENTIALS };
+    }
+  }
   return config;
 }
 

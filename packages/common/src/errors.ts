@@ -249,7 +249,12 @@ const TRANSIENT_NAMES = new Set([
   'RequestTimeout',
   'RequestTimeoutException',
 ]);
-const NETWORK_CODES = new Set([
+/**
+ * System error codes of a connection that failed or dropped: nothing answered, or the answer was cut
+ * off (as opposed to Kinesis refusing). Retried as transient by {@link classifyAwsError}; the CLI
+ * reports them as "cannot reach Kinesis".
+ */
+export const NETWORK_ERROR_CODES: readonly string[] = Object.freeze([
   'ECONNRESET',
   'ECONNREFUSED',
   'EPIPE',
@@ -269,6 +274,33 @@ const NETWORK_CODES = new Set([
   'ERR_HTTP2_GOAWAY_SESSION',
   'ERR_HTTP2_INVALID_SESSION',
 ]);
+const NETWORK_CODES: ReadonlySet<string> = new Set(NETWORK_ERROR_CODES);
+
+function ownCode(error: unknown): string | undefined {
+  const e = error as { code?: unknown; errors?: unknown } | null;
+  if (typeof e?.code === 'string') return e.code;
+  // Node's happy-eyeballs connect (autoSelectFamily) may fail with an AggregateError holding one error
+  // per address tried, with no code of its own.
+  if (Array.isArray(e?.errors)) {
+    for (const inner of e.errors) {
+      const code = (inner as { code?: unknown } | null)?.code;
+      if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The {@link NETWORK_ERROR_CODES} entry of `error` (its own `code`, its root cause's, or one of an
+ * AggregateError's errors), or undefined when it is not a network failure.
+ */
+export function networkErrorCode(error: unknown): string | undefined {
+  for (const candidate of [error, rootCause(error)]) {
+    const code = ownCode(candidate);
+    if (code !== undefined && NETWORK_CODES.has(code)) return code;
+  }
+  return undefined;
+}
 
 /**
  * Maps an AWS SDK (or network) error to a {@link KinesisError} by `error.name` of the root cause,
@@ -287,7 +319,6 @@ export function classifyAwsError(error: unknown, operation?: string): ShardlineE
     $fault?: unknown;
   } | null;
   const name = typeof root?.name === 'string' ? root.name : 'Error';
-  const sysCode = typeof root?.code === 'string' ? root.code : undefined;
   const status = root?.$metadata?.httpStatusCode;
   const text = typeof root?.message === 'string' ? root.message : String(root);
   const where = operation === undefined ? '' : `${operation}: `;
@@ -304,7 +335,7 @@ export function classifyAwsError(error: unknown, operation?: string): ShardlineE
   if (ACCESS_NAMES.has(name)) return make(ErrorCodes.ACCESS_DENIED, false);
   if (INVALID_NAMES.has(name)) return make(ErrorCodes.INVALID_REQUEST, false);
   if (TRANSIENT_NAMES.has(name)) return make(ErrorCodes.TRANSIENT, true);
-  if (sysCode !== undefined && NETWORK_CODES.has(sysCode)) return make(ErrorCodes.TRANSIENT, true);
+  if (networkErrorCode(root) !== undefined) return make(ErrorCodes.TRANSIENT, true);
   if (typeof status === 'number' && status >= 500) return make(ErrorCodes.TRANSIENT, true);
   if (status === 429) return make(ErrorCodes.THROTTLED, true);
   if (root?.$fault === 'server') return make(ErrorCodes.TRANSIENT, true);

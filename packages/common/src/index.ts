@@ -10,6 +10,8 @@ export {
   ErrorCodes,
   KinesisError,
   KplError,
+  NETWORK_ERROR_CODES,
+  networkErrorCode,
   rootCause,
   ShardlineError,
   ShardlineOptionError,
@@ -25,9 +27,11 @@ export {
   createKinesisClient,
   isKinesisClient,
   KINESIS_CLIENT_DEFAULTS,
+  kinesisClientSettings,
   portableClientConfig,
   resolveKinesisTransport,
 } from './kinesis-client.js';
+export type { KinesisClientSettings } from './kinesis-client-settings.js';
 export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
 export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';
 export type { LogFn, Logger } from './logger.js';

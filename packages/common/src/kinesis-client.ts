@@ -11,6 +11,9 @@
  *
  * The client speaks the awsJson1_1 protocol (`Content-Type: application/x-amz-json-1.1`,
  * `X-Amz-Target: Kinesis_20131202.<Operation>`, blobs as base64 strings, timestamps as epoch seconds).
+ *
+ * Longer than the house ~450 lines: building a client and describing it for worker threads
+ * (portableClientConfig) must agree on every setting, so they stay side by side.
  */
 
 import http from 'node:http';
@@ -20,8 +23,27 @@ import { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { NodeHttp2HandlerOptions, NodeHttpHandlerOptions } from '@smithy/node-http-handler';
 import { NodeHttp2Handler, NodeHttpHandler } from '@smithy/node-http-handler';
 import { ShardlineOptionError } from './errors.js';
+import type { KinesisClientSettings } from './kinesis-client-settings.js';
+import { clientSettings, recordClientSettings, recordedClientSettings } from './kinesis-client-settings.js';
 import type { Logger } from './logger.js';
 import { silentLogger } from './logger.js';
+
+declare module '@aws-sdk/client-kinesis' {
+  interface KinesisClientConfig {
+    /**
+     * Shardline's own setting (the SDK ignores it; {@link createKinesisClient} takes it out before the
+     * SDK sees it): how long to wait for Kinesis to answer at all, in milliseconds; 0 disables it.
+     * - Each TCP (and TLS) connection attempt of the HTTP/1.1 handler gives up after it (the handler's
+     *   `connectionTimeout`; a plain `requestHandler: { connectionTimeout }` still wins).
+     * - `startCoordinator()` rejects once its shard listing got no answer at all for this long (every
+     *   request refused, reset or timed out, the SDK's own retries included), naming the endpoint,
+     *   the time and the attempts, instead of retrying on. An endpoint that answers, even with an
+     *   error, is retried as usual.
+     * @defaultValue 10_000 (`KINESIS_CLIENT_DEFAULTS.connectionTimeoutMs`)
+     */
+    connectTimeoutMs?: number;
+  }
+}
 
 /**
  * The HTTP version of the handler {@link createKinesisClient} builds.
@@ -156,12 +178,27 @@ export interface PortableKinesisConfig {
   userAgentAppId?: string;
   defaultsMode?: NotFunction<KinesisClientConfig['defaultsMode']>;
   tls?: boolean;
+  /** See `KinesisClientConfig.connectTimeoutMs` (Shardline's own setting). */
+  connectTimeoutMs?: number;
   /** HTTP handler options, when the original config gave them as plain data. */
   requestHandler?: Record<string, unknown>;
 }
 
 /** Configs of the clients built here, so {@link portableClientConfig} can describe them later. */
 const builtFrom = new WeakMap<object, Readonly<KinesisClientConfig>>();
+/**
+ * The endpoint, region and `connectTimeoutMs` of a client built by {@link createKinesisClient}; for
+ * any other object, what is known without it (no endpoint, no region, the default timeout).
+ */
+export function kinesisClientSettings(client: object): KinesisClientSettings {
+  return (
+    recordedClientSettings(client) ?? {
+      endpoint: undefined,
+      region: undefined,
+      connectTimeoutMs: KINESIS_CLIENT_DEFAULTS.connectionTimeoutMs,
+    }
+  );
+}
 
 function checkMs(value: unknown, option: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
@@ -293,6 +330,20 @@ export function createKinesisClient(
     );
   }
   const input = (config ?? {}) as KinesisClientConfig;
+  // Shardline's own setting: the SDK must not see it (it would pass unknown keys on to middleware).
+  const { connectTimeoutMs, ...sdkConfig } = input;
+  const connectionTimeoutMs =
+    connectTimeoutMs === undefined
+      ? resolved.connectionTimeoutMs
+      : checkMs(connectTimeoutMs, 'kinesis.connectTimeoutMs');
+  const settings = clientSettings(input.endpoint, input.region, connectionTimeoutMs);
+  const build = (requestHandler: unknown): KinesisClient => {
+    const client = new KinesisClient({ ...sdkConfig, requestHandler } as KinesisClientConfig);
+    // A snapshot: later changes to the caller's object do not alter what this client was built from.
+    builtFrom.set(client, { ...input });
+    recordClientSettings(client, settings);
+    return client;
+  };
   const given = input.requestHandler;
   let requestHandler: unknown = given;
   if (!isHttpHandler(given)) {
@@ -316,16 +367,13 @@ export function createKinesisClient(
       for (const key of HTTP2_OPTION_KEYS) {
         if (user[key] !== undefined) (http2Options as Record<string, unknown>)[key] = user[key];
       }
-      requestHandler = new NodeHttp2Handler(http2Options);
-      const client = new KinesisClient({ ...input, requestHandler } as KinesisClientConfig);
-      builtFrom.set(client, { ...input });
-      return client;
+      return build(new NodeHttp2Handler(http2Options));
     }
     const user = (given ?? {}) as NodeHttpHandlerOptions;
     const agentDefaults = { keepAlive: true, maxSockets: resolved.maxSockets };
     const logger = resolved.logger ?? (input.logger as Logger | undefined) ?? silentLogger;
     const handlerOptions: NodeHttpHandlerOptions = {
-      connectionTimeout: resolved.connectionTimeoutMs,
+      connectionTimeout: connectionTimeoutMs,
       requestTimeout: resolved.requestTimeoutMs,
       socketTimeout: resolved.socketTimeoutMs,
       // Without it the SDK only prints a console warning when the request timeout passes.
@@ -338,10 +386,7 @@ export function createKinesisClient(
     };
     requestHandler = new NodeHttpHandler(handlerOptions);
   }
-  const client = new KinesisClient({ ...input, requestHandler } as KinesisClientConfig);
-  // A snapshot: later changes to the caller's object do not alter what this client was built from.
-  builtFrom.set(client, { ...input });
-  return client;
+  return build(requestHandler);
 }
 
 const CREDENTIAL_KEYS = [

@@ -4,6 +4,10 @@
  *
  * Emulator quirks handled: kinesis-mock paginates (with a NextToken the request must name neither
  * the stream nor its ARN); kinesalite ignores pagination and omits StreamARN.
+ *
+ * An endpoint that never answers (every request refused, reset or timed out) is given up on after the
+ * client's `connectTimeoutMs`, not after the retries: a dead endpoint must not hold startCoordinator()
+ * for the whole retry budget (which, with the SDK's request timeout, could be many minutes).
  */
 
 import type {
@@ -18,8 +22,12 @@ import {
   classifyAwsError,
   ErrorCodes,
   isRetriable,
+  KINESIS_CLIENT_DEFAULTS,
   KinesisError,
+  kinesisClientSettings,
+  networkErrorCode,
   retry,
+  rootCause,
   type ShardlineError,
   ShardlineOptionError,
   silentLogger,
@@ -38,17 +46,28 @@ export interface ShardInfo {
   closed: boolean;
 }
 
-/** The one call discovery needs: ListShards. */
+/** The one call discovery needs: ListShards; and, for messages and the deadline, where it goes. */
 export interface ListShardsApi {
   listShards(input: ListShardsCommandInput, abortSignal?: AbortSignal): Promise<ListShardsCommandOutput>;
+  /** The endpoint URL, for messages (undefined: the AWS regional endpoint). */
+  readonly endpoint?: string;
+  /** The region, for messages when there is no endpoint URL. */
+  readonly region?: string;
+  /** The client's `kinesis.connectTimeoutMs`: see {@link ShardDiscoveryOptions.connectTimeoutMs}. */
+  readonly connectTimeoutMs?: number;
 }
 
-/** {@link ListShardsApi} over a KinesisClient. */
+/** {@link ListShardsApi} over a KinesisClient (its endpoint and timeout when createKinesisClient built it). */
 export function listShardsApi(client: Pick<KinesisClient, 'send'>): ListShardsApi {
-  return {
+  const settings = kinesisClientSettings(client);
+  const api: { -readonly [K in keyof ListShardsApi]: ListShardsApi[K] } = {
     listShards: (input, abortSignal) =>
       client.send(new ListShardsCommand(input), abortSignal === undefined ? {} : { abortSignal }),
+    connectTimeoutMs: settings.connectTimeoutMs,
   };
+  if (settings.endpoint !== undefined) api.endpoint = settings.endpoint;
+  if (settings.region !== undefined) api.region = settings.region;
+  return api;
 }
 
 export interface ShardDiscoveryOptions {
@@ -69,10 +88,20 @@ export interface ShardDiscoveryOptions {
    * @defaultValue { retries: 8, backoffMs: { initial: 100, max: 5000 } }
    */
   retry?: { retries: number; backoffMs: BackoffMs };
+  /**
+   * How long a listing keeps trying an endpoint that has not answered at all (every request refused,
+   * reset or timed out), in milliseconds; then it rejects with `ERR_TRANSIENT` naming the endpoint, the
+   * time and the attempts, even with retries left. A request in flight at that moment is aborted. 0
+   * disables it (only `retry` bounds the attempts). Once the endpoint answered, even with an error, only
+   * `retry` applies.
+   * @defaultValue `api.connectTimeoutMs` (the client's `kinesis.connectTimeoutMs`), else 10_000
+   */
+  connectTimeoutMs?: number;
   logger?: Logger;
-  /** @internal For tests: the wait between retries and the jitter source. */
+  /** @internal For tests: the wait between retries, the jitter source and the clock. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
+  now?: () => number;
 }
 
 export const SHARD_DISCOVERY_DEFAULTS = Object.freeze({
@@ -89,6 +118,32 @@ function shouldRetry(error: unknown): boolean {
   const name = (error as { name?: unknown } | null)?.name;
   if (name === 'ResourceInUseException') return true;
   return isRetriable(error);
+}
+
+/**
+ * Whether nothing answered: a network error or a timeout, with no HTTP status (an endpoint that
+ * answers with an error, or a failure before any request such as missing credentials, is no such case).
+ */
+function noAnswer(error: unknown): boolean {
+  const root = rootCause(error) as { name?: unknown; $metadata?: { httpStatusCode?: unknown } } | null;
+  if (typeof root?.$metadata?.httpStatusCode === 'number') return false;
+  return networkErrorCode(error) !== undefined || root?.name === 'TimeoutError';
+}
+
+/** HTTP requests one failed SDK call made (the SDK's own retries included). */
+function requestsOf(error: unknown): number {
+  const attempts = (error as { $metadata?: { attempts?: unknown } } | null)?.$metadata?.attempts;
+  return typeof attempts === 'number' && attempts >= 1 ? attempts : 1;
+}
+
+/** What one listing tried, for the message when nothing answered. */
+interface ListingTries {
+  readonly startedAt: number;
+  /** Calls of ListShards (each may be several HTTP requests: the SDK retries too). */
+  attempts: number;
+  requests: number;
+  answered: boolean;
+  lastError?: unknown;
 }
 
 function isExpiredToken(error: unknown): boolean {
@@ -143,9 +198,12 @@ export class ShardDiscovery {
   readonly #first: ListShardsCommandInput;
   readonly #pageSize: number;
   readonly #retry: { retries: number; backoffMs: BackoffMs };
+  readonly #connectTimeoutMs: number;
+  readonly #where: string;
   readonly #logger: Logger;
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly #random: () => number;
+  readonly #now: () => number;
   /** Description of the stream for messages. */
   readonly stream: string;
 
@@ -178,6 +236,14 @@ export class ShardDiscovery {
     }
     const retryOptions = options.retry ?? SHARD_DISCOVERY_DEFAULTS.retry;
     validateRetryOptions(retryOptions, 'retry');
+    const connectTimeoutMs =
+      options.connectTimeoutMs ?? options.api.connectTimeoutMs ?? KINESIS_CLIENT_DEFAULTS.connectionTimeoutMs;
+    if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs < 0) {
+      throw new ShardlineOptionError(
+        'connectTimeoutMs',
+        `must be a finite number of milliseconds >= 0 (got ${String(connectTimeoutMs)})`,
+      );
+    }
     this.#api = options.api;
     this.#first = {};
     if (streamName !== undefined) this.#first.StreamName = streamName;
@@ -185,9 +251,18 @@ export class ShardDiscovery {
     this.stream = named;
     this.#pageSize = pageSize;
     this.#retry = retryOptions;
+    this.#connectTimeoutMs = connectTimeoutMs;
+    const { endpoint, region } = options.api;
+    this.#where =
+      endpoint !== undefined
+        ? `Kinesis at ${endpoint}`
+        : region !== undefined
+          ? `Kinesis in ${region}`
+          : 'Kinesis (the AWS regional endpoint)';
     this.#logger = options.logger ?? silentLogger;
     this.#sleep = options.sleep ?? sleep;
     this.#random = options.random ?? Math.random;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -195,7 +270,8 @@ export class ShardDiscovery {
    * once, in the order ListShards gave them.
    *
    * @throws KinesisError: `ERR_NOT_FOUND` when the stream does not exist, `ERR_ACCESS_DENIED`, or the
-   * last error once retries are exhausted; `ERR_ABORTED` when `signal` aborts.
+   * last error once retries are exhausted; `ERR_TRANSIENT` saying where, how long and how many requests
+   * when the endpoint never answered (see `connectTimeoutMs`); `ERR_ABORTED` when `signal` aborts.
    */
   async list(signal?: AbortSignal): Promise<ShardInfo[]> {
     for (let restart = 0; ; restart++) {
@@ -215,6 +291,7 @@ export class ShardDiscovery {
   }
 
   async #listOnce(signal: AbortSignal | undefined): Promise<ShardInfo[]> {
+    const tries: ListingTries = { startedAt: this.#now(), attempts: 0, requests: 0, answered: false };
     const byId = new Map<string, ShardInfo>();
     const seenTokens = new Set<string>();
     let nextToken: string | undefined;
@@ -227,11 +304,12 @@ export class ShardDiscovery {
         nextToken === undefined
           ? { ...this.#first, MaxResults: this.#pageSize }
           : { NextToken: nextToken, MaxResults: this.#pageSize };
-      const output = await retry(() => this.#api.listShards(input, signal), {
+      const output = await retry(({ attempt, bail }) => this.#attempt(input, signal, tries, attempt, bail), {
         retries: this.#retry.retries,
         backoffMs: this.#retry.backoffMs,
         shouldRetry,
-        sleep: this.#sleep,
+        // While nothing answers, no wait runs past the deadline: the listing gives up on time.
+        sleep: (ms, s) => this.#sleep(Math.min(ms, this.#untilDeadline(tries)), s),
         random: this.#random,
         ...(signal === undefined ? {} : { signal }),
         onRetry: (error, attempt, delayMs) =>
@@ -258,6 +336,102 @@ export class ShardDiscovery {
       nextToken = token;
     }
     return [...byId.values()];
+  }
+
+  /** Milliseconds left before the listing gives up on an endpoint that never answered (Infinity: none). */
+  #untilDeadline(tries: ListingTries): number {
+    if (tries.answered || this.#connectTimeoutMs === 0) return Number.POSITIVE_INFINITY;
+    return Math.max(0, tries.startedAt + this.#connectTimeoutMs - this.#now());
+  }
+
+  /**
+   * One ListShards call, aborted at the deadline while the endpoint has never answered. While nothing
+   * answers, running out of time or of retries ends the listing with {@link ShardDiscovery.#unreachable}.
+   */
+  async #attempt(
+    input: ListShardsCommandInput,
+    signal: AbortSignal | undefined,
+    tries: ListingTries,
+    attempt: number,
+    bail: (error: unknown) => never,
+  ): Promise<ListShardsCommandOutput> {
+    const left = this.#untilDeadline(tries);
+    if (left === 0) bail(this.#unreachable(tries));
+    tries.attempts++;
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    let attemptSignal = signal;
+    if (left !== Number.POSITIVE_INFINITY) {
+      const deadline = new AbortController();
+      timer = setTimeout(() => {
+        timedOut = true;
+        deadline.abort();
+      }, left);
+      attemptSignal = signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]);
+    }
+    try {
+      const output = await this.#api.listShards(input, attemptSignal);
+      tries.requests++;
+      tries.answered = true;
+      return output;
+    } catch (error) {
+      tries.requests += requestsOf(error);
+      if (signal?.aborted) throw error;
+      if (timedOut || noAnswer(error)) {
+        if (!timedOut) tries.lastError = error;
+        if (
+          !tries.answered &&
+          (timedOut || attempt >= this.#retry.retries || this.#untilDeadline(tries) === 0)
+        ) {
+          bail(this.#unreachable(tries));
+        }
+      } else {
+        tries.answered = true;
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The error of a listing that never got an answer: where, how long, how many requests. */
+  #unreachable(tries: ListingTries): ShardlineError {
+    const elapsedMs = this.#now() - tries.startedAt;
+    const last = tries.lastError;
+    const root = rootCause(last) as { message?: unknown } | null | undefined;
+    // Without an error, the deadline cut a request short: connected (or connecting), and no response.
+    const reason =
+      last === undefined
+        ? 'a request was still waiting for a response'
+        : typeof root?.message === 'string'
+          ? root.message
+          : String(root);
+    const requests = `${tries.requests} request${tries.requests === 1 ? '' : 's'}`;
+    const attempts =
+      tries.requests === tries.attempts ? '' : ` (${tries.attempts} calls, with the SDK's own retries)`;
+    const limit =
+      this.#connectTimeoutMs === 0
+        ? ''
+        : `; kinesis.connectTimeoutMs (${this.#connectTimeoutMs} ms) bounds how long it tries`;
+    return new KinesisError(
+      ErrorCodes.TRANSIENT,
+      `ListShards: cannot reach ${this.#where} (stream '${this.stream}'): nothing answered ${requests} in ` +
+        `${(elapsedMs / 1000).toFixed(1)} s${attempts}: ${reason}${limit}`,
+      {
+        retriable: true,
+        cause: last,
+        awsName: (last as { name?: string } | undefined)?.name ?? 'TimeoutError',
+        details: {
+          stream: this.stream,
+          ...(this.#api.endpoint === undefined ? {} : { endpoint: this.#api.endpoint }),
+          ...(this.#api.region === undefined ? {} : { region: this.#api.region }),
+          elapsedMs,
+          attempts: tries.attempts,
+          requests: tries.requests,
+          connectTimeoutMs: this.#connectTimeoutMs,
+        },
+      },
+    );
   }
 }
 

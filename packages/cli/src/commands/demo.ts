@@ -18,9 +18,10 @@ import type { CommandContext } from '../context.js';
 import { type DemoShardView, HostGroup, type HostSummary, mergeShardViews } from '../demo/hosts.js';
 import { LiveView, type ProgressSnapshot } from '../demo/live-view.js';
 import { closeMetrics, serveMetrics } from '../demo/metrics.js';
+import { achievedRate, humanReport, rateText } from '../demo/report.js';
 import { DeliveryTally, type DemoItem } from '../demo/tally.js';
 import { CliError, EXIT_CODES } from '../exit.js';
-import { table, toJson } from '../output.js';
+import { toJson } from '../output.js';
 
 /** `shardline demo` options (after commander's parsing). */
 export interface DemoOptions {
@@ -99,6 +100,12 @@ export interface DemoResult {
   leases: { store: 'redis' | 'memory'; url?: string; keyPrefix?: string };
   requested: number;
   produced: number;
+  /**
+   * Records per second: `requested` is --rate, `achieved` what was acknowledged per second of
+   * production (the split's pause excluded). Below the request when the local Kinesis, or this
+   * machine, cannot keep up.
+   */
+  rate: { requested: number; achieved: number };
   failedPuts: number;
   consumed: { unique: number; duplicates: number; total: number };
   lost: number;
@@ -146,43 +153,6 @@ function summarize(shards: readonly DemoShardView[]): ShardSummary[] {
     recordsDelivered: s.recordsDelivered,
     ...(s.checkpoint === undefined ? {} : { checkpoint: s.checkpoint }),
   }));
-}
-
-function humanReport(result: DemoResult): string {
-  const lines = [
-    `shardline demo: ${result.ok ? 'OK' : `FAILED: ${result.reason}`}`,
-    `  produced  ${result.produced} of ${result.requested} records (${result.keys} keys)${result.failedPuts > 0 ? `, ${result.failedPuts} puts failed` : ''}`,
-    `  consumed  ${result.consumed.unique} unique, ${result.consumed.duplicates} duplicates, ${result.lost} lost`,
-    `  order     ${result.orderKept ? 'kept for every key' : `${result.outOfOrder} records out of order`}`,
-    `  leases    ${result.leases.store === 'redis' ? `Redis at ${result.leases.url}` : 'in memory'}`,
-  ];
-  if (result.split !== undefined) {
-    lines.push(
-      `  split     ${result.split.parent} -> ${result.split.children.join(', ') || '(no children seen)'}`,
-    );
-  }
-  if (result.hosts !== undefined) {
-    lines.push(
-      `  hosts     ${result.hosts.map((h) => `${h.hostId} ${h.records} records${h.killed ? ' (killed)' : ''}`).join(', ')}`,
-    );
-  }
-  if (result.failover !== undefined) {
-    const f = result.failover;
-    const moved = f.takenOver.map((t) => `${t.shardId} -> ${t.by} after ${(t.afterMs / 1000).toFixed(1)}s`);
-    lines.push(
-      `  failover  ${f.hostId} SIGKILLed at ${(f.killedAtMs / 1000).toFixed(1)}s holding ${f.shards.length} shard${f.shards.length === 1 ? '' : 's'}${moved.length > 0 ? `: ${moved.join(', ')}` : ''}`,
-    );
-  }
-  if (result.metrics !== undefined) lines.push(`  metrics   ${result.metrics.url}`);
-  lines.push(`  time      ${(result.durationMs / 1000).toFixed(1)}s`, '');
-  const rows = result.shards.map((s) => [
-    s.shardId,
-    s.state,
-    s.parentShardIds.join(',') || '-',
-    String(s.recordsDelivered),
-    s.checkpoint ?? '-',
-  ]);
-  return `${lines.join('\n')}${table(['shard', 'state', 'parents', 'records', 'checkpoint'], rows)}`;
 }
 
 /** The first open shard (lowest id): the one split. */
@@ -262,6 +232,8 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
   let redisUrl: string | undefined;
   let progress: NodeJS.Timeout | undefined;
   let produced = 0;
+  /** Time spent producing (each phase until its last put settled), the split's pause left out. */
+  let producingMs = 0;
   let failedPuts = 0;
   let firstPutError: unknown;
   let split: SplitInfo | undefined;
@@ -456,6 +428,7 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
         );
       }
       await Promise.all(pending);
+      producingMs += performance.now() - phaseStart;
     };
 
     const half = Math.floor(options.records / 2);
@@ -512,7 +485,9 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     }
     await produce(half, options.records);
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
-    say(`demo: ${produced} records produced; waiting for the consumer`);
+    say(
+      `demo: ${produced} records produced (${rateText(produced, producingMs, options.rate)}); waiting for the consumer`,
+    );
 
     // Done when every produced record was delivered and the consumer followed the split (the parent
     // read to its end, the children read after it) and, after a kill, every shard of the dead host
@@ -582,6 +557,7 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     leases: redisUrl === undefined ? { store: 'memory' } : { store: 'redis', url: redisUrl, keyPrefix },
     requested: options.records,
     produced,
+    rate: { requested: options.rate, achieved: achievedRate(produced, producingMs) },
     failedPuts,
     consumed: { unique: tally.unique, duplicates: tally.duplicates, total: tally.unique + tally.duplicates },
     lost,

@@ -180,7 +180,7 @@ class ReceiptReporter {
       } else if (!this.#ctx.signal.aborted) {
         const failure = toCliError(outcome.error, {
           stream: this.#stream,
-          endpoint: this.#ctx.globals.endpoint,
+          endpoint: this.#ctx.endpoint,
         });
         this.#ctx.warn(`${line === undefined ? 'record' : `stdin line ${line}`}: ${failure.message}`);
         this.failed++;

@@ -284,7 +284,7 @@ class Tail {
 
   #fail(error: unknown): void {
     if (this.#settled) return;
-    this.#settle(toCliError(error, { stream: this.#stream, endpoint: this.#ctx.globals.endpoint }));
+    this.#settle(toCliError(error, { stream: this.#stream, endpoint: this.#ctx.endpoint }));
   }
 
   async #stopAll(): Promise<void> {

@@ -7,6 +7,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import type { WorkerMessage } from '@shardline/common';
 import {
+  batchSize,
   batchToRecords,
   codecs,
   PROTOCOL_VERSION,
@@ -82,7 +83,7 @@ describe('shard-worker entry in a piscina pool (kinesalite)', () => {
         data.port1.postMessage({
           v: PROTOCOL_VERSION,
           type: 'credit',
-          records: message.records.length,
+          records: batchSize(message),
           bytes: message.bytes,
         });
       });

@@ -8,6 +8,7 @@ import { type KinesisClient, PutRecordsCommand, type Shard } from '@aws-sdk/clie
 import type { WorkerMessage } from '@shardline/common';
 import {
   aggregate,
+  batchSize,
   batchToRecords,
   codecs,
   createKinesisClient,
@@ -114,7 +115,7 @@ class MiniCoordinator {
         port.postMessage({
           v: PROTOCOL_VERSION,
           type: 'credit',
-          records: message.records.length,
+          records: batchSize(message),
           bytes: message.bytes,
         });
         break;

@@ -6,7 +6,7 @@
  */
 import type { Codec } from './codecs.js';
 import type { SerializedError } from './errors.js';
-import { CodecError, serializeError } from './errors.js';
+import { CodecError, ErrorCodes, ShardlineError, serializeError } from './errors.js';
 import type { BatchMessage } from './messages.js';
 import { unpackRecords } from './messages.js';
 import type { ShardRecord } from './types.js';
@@ -16,30 +16,91 @@ export type BatchRecord<T = unknown> =
   | { ok: true; record: ShardRecord<T> }
   | { ok: false; record: ShardRecord<Uint8Array>; error: SerializedError };
 
+/** A record of a batch that could not be unpacked or decoded. */
+export interface PoisonRecord {
+  /** How many of the batch's good records come before it. */
+  before: number;
+  /** Its raw bytes as `data`. */
+  record: ShardRecord<Uint8Array>;
+  error: SerializedError;
+}
+
+/** A received batch: its good records in order, and where its poison records fall among them. */
+export interface SplitBatch<T = unknown> {
+  records: ShardRecord<T>[];
+  /** In order; usually empty. */
+  poison: PoisonRecord[];
+}
+
+interface WireRecord {
+  data: unknown;
+  partitionKey: string;
+  sequenceNumber: string;
+  subSequenceNumber?: number;
+  explicitHashKey?: string;
+  arrivalMs: number;
+}
+
+function toRecord(r: WireRecord): ShardRecord<unknown> {
+  const record: ShardRecord<unknown> = {
+    data: r.data,
+    partitionKey: r.partitionKey,
+    sequenceNumber: r.sequenceNumber,
+    approximateArrivalTimestamp: new Date(r.arrivalMs),
+  };
+  if (r.subSequenceNumber !== undefined) record.subSequenceNumber = r.subSequenceNumber;
+  if (r.explicitHashKey !== undefined) record.explicitHashKey = r.explicitHashKey;
+  return record;
+}
+
 /**
- * The records of a batch message as {@link ShardRecord}s, decoding `'bytes'` batches with `codec` (the
- * reader's codec). A record that could not be unpacked or decoded comes back with `ok: false`, its raw
- * bytes as `data` and the error, so the caller can apply its poison-record policy to exactly that
- * record. Never throws for bad data.
+ * The records of a batch message, the good ones apart from the poison ones (a record that could not be
+ * unpacked or decoded: its raw bytes and the error, so the caller can apply its poison-record policy to
+ * exactly that record). `'bytes'` batches are decoded with `codec` (the reader's codec). A `'json'` batch
+ * costs one `JSON.parse` and a Date per record. Never throws for bad data; throws ERR_PROTOCOL for a
+ * batch that breaks the wire format.
  */
-export function batchToRecords<T = unknown>(batch: BatchMessage, codec: Codec): BatchRecord<T>[] {
-  const out: BatchRecord<T>[] = [];
-  const records = batch.encoding === 'bytes' ? unpackRecords(batch.records, batch.buffer) : batch.records;
-  for (const r of records) {
-    const record: ShardRecord<unknown> = {
-      data: r.data,
-      partitionKey: r.partitionKey,
-      sequenceNumber: r.sequenceNumber,
-      approximateArrivalTimestamp: new Date(r.arrivalMs),
-    };
-    if (r.subSequenceNumber !== undefined) record.subSequenceNumber = r.subSequenceNumber;
-    if (r.explicitHashKey !== undefined) record.explicitHashKey = r.explicitHashKey;
+export function splitBatch<T = unknown>(batch: BatchMessage, codec: Codec): SplitBatch<T> {
+  if (batch.encoding === 'json') {
+    let records: ShardRecord<T>[];
+    try {
+      records = JSON.parse(batch.json) as ShardRecord<T>[];
+    } catch (error) {
+      throw new ShardlineError(ErrorCodes.PROTOCOL, `batch ${batch.batchId}: its json is not valid JSON`, {
+        cause: error,
+      });
+    }
+    if (!Array.isArray(records) || records.length !== batch.count) {
+      throw new ShardlineError(
+        ErrorCodes.PROTOCOL,
+        `batch ${batch.batchId}: its json holds ${Array.isArray(records) ? records.length : 'no array of'} records, not count ${batch.count}`,
+      );
+    }
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      r.approximateArrivalTimestamp = new Date(r.approximateArrivalTimestamp as unknown as number);
+    }
+    const poison = batch.poison.map((p) => ({
+      before: p.before,
+      record: toRecord(p) as ShardRecord<Uint8Array>,
+      error: p.error,
+    }));
+    return { records, poison };
+  }
+  const out: SplitBatch<T> = { records: [], poison: [] };
+  const wire = batch.encoding === 'bytes' ? unpackRecords(batch.records, batch.buffer) : batch.records;
+  for (const r of wire) {
+    const record = toRecord(r);
     if (r.error !== undefined) {
-      out.push({ ok: false, record: record as ShardRecord<Uint8Array>, error: r.error });
+      out.poison.push({
+        before: out.records.length,
+        record: record as ShardRecord<Uint8Array>,
+        error: r.error,
+      });
       continue;
     }
     if (batch.encoding === 'decoded') {
-      out.push({ ok: true, record: record as ShardRecord<T> });
+      out.records.push(record as ShardRecord<T>);
       continue;
     }
     try {
@@ -48,10 +109,30 @@ export function batchToRecords<T = unknown>(batch: BatchMessage, codec: Codec): 
         throw new CodecError(codec.name, `a 'bytes' batch needs one item per payload (got ${items.length})`);
       }
       record.data = items[0];
-      out.push({ ok: true, record: record as ShardRecord<T> });
+      out.records.push(record as ShardRecord<T>);
     } catch (error) {
-      out.push({ ok: false, record: record as ShardRecord<Uint8Array>, error: serializeError(error) });
+      out.poison.push({
+        before: out.records.length,
+        record: record as ShardRecord<Uint8Array>,
+        error: serializeError(error),
+      });
     }
   }
+  return out;
+}
+
+/**
+ * {@link splitBatch} as one list in the batch's order: each record a {@link ShardRecord} (`ok: true`) or
+ * a poison one (`ok: false`, raw bytes and the error). Never throws for bad data.
+ */
+export function batchToRecords<T = unknown>(batch: BatchMessage, codec: Codec): BatchRecord<T>[] {
+  const { records, poison } = splitBatch<T>(batch, codec);
+  const out: BatchRecord<T>[] = [];
+  let next = 0;
+  for (const p of poison) {
+    for (; next < p.before; next++) out.push({ ok: true, record: records[next]! });
+    out.push({ ok: false, record: p.record, error: p.error });
+  }
+  for (; next < records.length; next++) out.push({ ok: true, record: records[next]! });
   return out;
 }

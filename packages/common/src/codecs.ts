@@ -41,6 +41,13 @@ export interface Codec<T = unknown> {
   encodeItem(item: T): Uint8Array;
   /** Decodes one payload into its items (framed codecs: possibly many, possibly none). */
   decode(payload: Uint8Array): T[];
+  /**
+   * Codecs whose items are JSON values (the built-in `json`, `jsonl`, `json-array` and `string`): the
+   * payload's items as JSON texts, each checked as {@link decode} checks it (the same errors), so that
+   * a receiver can parse a whole batch of them at once (`JSON.parse` of each text gives the item
+   * `decode` gives). Absent for other codecs.
+   */
+  decodeJson?(payload: Uint8Array): string[];
 }
 
 const utf8Encoder = new TextEncoder();
@@ -209,11 +216,20 @@ const json: Codec = {
   encode: (items, maxBytes) => encodeEach('json', items, maxBytes, jsonItem),
   encodeItem: (item) => jsonItem(item),
   decode(payload) {
-    checkPayload('json', payload);
-    if (payload.length === 0) throw new CodecError('json', 'payload is empty (expected one JSON value)');
-    return [parseJson('json', decodeUtf8('json', payload, utf8JsonDecoder), 'payload')];
+    return [parseJson('json', jsonText(payload), 'payload')];
+  },
+  decodeJson(payload) {
+    const text = jsonText(payload);
+    parseJson('json', text, 'payload');
+    return [text];
   },
 };
+
+function jsonText(payload: Uint8Array): string {
+  checkPayload('json', payload);
+  if (payload.length === 0) throw new CodecError('json', 'payload is empty (expected one JSON value)');
+  return decodeUtf8('json', payload, utf8JsonDecoder);
+}
 
 // ---- jsonl --------------------------------------------------------------------------------------------
 
@@ -230,28 +246,39 @@ const jsonl: Codec = {
   encode: (items, maxBytes) => encodePacked('jsonl', items, maxBytes, JSONL_FRAMING, jsonlItem),
   encodeItem: (item) => jsonlItem(item),
   decode(payload) {
-    checkPayload('jsonl', payload);
-    const text = decodeUtf8('jsonl', payload, utf8JsonDecoder);
-    const out: unknown[] = [];
-    let start = 0;
-    let line = 0;
-    while (start < text.length) {
-      let end = text.indexOf('\n', start);
-      if (end === -1) end = text.length;
-      line++;
-      // No CRLF special case needed: JSON.parse takes a trailing '\r' as whitespace, and a line of only
-      // '\r' is blank.
-      if (end > start) {
-        const content = text.slice(start, end);
-        if (!(isJsonWhitespace(content.charCodeAt(0)) && content.trim().length === 0)) {
-          out.push(parseJson('jsonl', content, `line ${line}`));
-        }
-      }
-      start = end + 1;
-    }
-    return out;
+    return jsonlLines(payload).map(({ content, line }) => parseJson('jsonl', content, `line ${line}`));
+  },
+  decodeJson(payload) {
+    return jsonlLines(payload).map(({ content, line }) => {
+      parseJson('jsonl', content, `line ${line}`);
+      return content;
+    });
   },
 };
+
+/** The lines of a JSON Lines payload that hold an item, with their 1-based line numbers. */
+function jsonlLines(payload: Uint8Array): Array<{ content: string; line: number }> {
+  checkPayload('jsonl', payload);
+  const text = decodeUtf8('jsonl', payload, utf8JsonDecoder);
+  const out: Array<{ content: string; line: number }> = [];
+  let start = 0;
+  let line = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    line++;
+    // No CRLF special case needed: JSON.parse takes a trailing '\r' as whitespace, and a line of only
+    // '\r' is blank.
+    if (end > start) {
+      const content = text.slice(start, end);
+      if (!(isJsonWhitespace(content.charCodeAt(0)) && content.trim().length === 0)) {
+        out.push({ content, line });
+      }
+    }
+    start = end + 1;
+  }
+  return out;
+}
 
 // ---- string -------------------------------------------------------------------------------------------
 
@@ -277,6 +304,10 @@ const string: Codec = {
   decode(payload) {
     checkPayload('string', payload);
     return [decodeUtf8('string', payload, utf8TextDecoder)];
+  },
+  decodeJson(payload) {
+    checkPayload('string', payload);
+    return [JSON.stringify(decodeUtf8('string', payload, utf8TextDecoder))];
   },
 };
 
@@ -365,18 +396,25 @@ const jsonArray: Codec = {
     encodePacked('json-array', items, maxBytes, JSON_ARRAY_FRAMING, jsonArrayFragment),
   encodeItem: (item) => utf8Encoder.encode(`[${stringifyJson('json-array', item, undefined)}]`),
   decode(payload) {
-    checkPayload('json-array', payload);
-    if (payload.length === 0) throw new CodecError('json-array', 'payload is empty (expected a JSON array)');
-    const value = parseJson('json-array', decodeUtf8('json-array', payload, utf8JsonDecoder), 'payload');
-    if (!Array.isArray(value)) {
-      throw new CodecError(
-        'json-array',
-        `payload must be a JSON array (got ${value === null ? 'null' : typeof value})`,
-      );
-    }
-    return value;
+    return jsonArrayItems(payload);
+  },
+  decodeJson(payload) {
+    return jsonArrayItems(payload).map((item) => JSON.stringify(item));
   },
 };
+
+function jsonArrayItems(payload: Uint8Array): unknown[] {
+  checkPayload('json-array', payload);
+  if (payload.length === 0) throw new CodecError('json-array', 'payload is empty (expected a JSON array)');
+  const value = parseJson('json-array', decodeUtf8('json-array', payload, utf8JsonDecoder), 'payload');
+  if (!Array.isArray(value)) {
+    throw new CodecError(
+      'json-array',
+      `payload must be a JSON array (got ${value === null ? 'null' : typeof value})`,
+    );
+  }
+  return value;
+}
 
 /**
  * The built-in codecs.

@@ -1,5 +1,5 @@
-export type { BatchRecord } from './batch-records.js';
-export { batchToRecords } from './batch-records.js';
+export type { BatchRecord, PoisonRecord, SplitBatch } from './batch-records.js';
+export { batchToRecords, splitBatch } from './batch-records.js';
 export type { Codec, CodecName } from './codecs.js';
 export { codecs, DEFAULT_MAX_PAYLOAD_BYTES, resolveCodec } from './codecs.js';
 export type { ErrorCode, SerializedError, ShardlineErrorOptions } from './errors.js';
@@ -47,9 +47,11 @@ export type {
   DecodedRecordMessage,
   ErrorMessage,
   FetchedMessage,
+  JsonBatchMessage,
   LogLevel,
   LogMessage,
   PackedRecordMeta,
+  PoisonRecordMessage,
   RecordToPack,
   RevokeMessage,
   ShardEndMessage,
@@ -62,6 +64,7 @@ export type {
 } from './messages.js';
 export {
   assertNever,
+  batchSize,
   isCoordinatorMessage,
   isWorkerMessage,
   PROTOCOL_VERSION,

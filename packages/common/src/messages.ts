@@ -80,8 +80,40 @@ export interface DecodedBatchMessage extends BatchBase {
   records: DecodedRecordMessage[];
 }
 
+/** A record that could not be decoded, in a `'json'` batch: where it goes among the good ones. */
+export interface PoisonRecordMessage extends DecodedRecordMessage {
+  /** How many of the batch's decoded records come before it. */
+  before: number;
+  error: SerializedError;
+}
+
+/**
+ * Records as one JSON text, for codecs whose items are JSON values (json, jsonl, json-array, string):
+ * the receiver turns the whole batch into records with one `JSON.parse`, instead of a structured clone
+ * of an object graph and an object built per record.
+ */
+export interface JsonBatchMessage extends BatchBase {
+  encoding: 'json';
+  /**
+   * A JSON array of the records that decoded, in order, each
+   * `{"data":…,"partitionKey":"…","sequenceNumber":"…","approximateArrivalTimestamp":<epoch ms>}` plus
+   * `"subSequenceNumber"` and `"explicitHashKey"` where set: `JSON.parse` gives them as ShardRecords
+   * but for the arrival time, a number to turn into a Date.
+   */
+  json: string;
+  /** How many records `json` holds. */
+  count: number;
+  /** Records that could not be decoded (raw bytes as `data`), in order. */
+  poison: PoisonRecordMessage[];
+}
+
 /** worker -> coordinator: records of one shard, in order. */
-export type BatchMessage = BytesBatchMessage | DecodedBatchMessage;
+export type BatchMessage = BytesBatchMessage | DecodedBatchMessage | JsonBatchMessage;
+
+/** How many records (poison ones included) a batch carries: what it costs against record credit. */
+export function batchSize(batch: BatchMessage): number {
+  return batch.encoding === 'json' ? batch.count + batch.poison.length : batch.records.length;
+}
 
 /** worker -> coordinator: the shard was read to its end (no NextShardIterator). */
 export interface ShardEndMessage {
@@ -301,6 +333,7 @@ function checkBatch(m: Obj): string | undefined {
     count(m, 'bytes', ''),
   );
   if (problem !== undefined) return problem;
+  if (m.encoding === 'json') return checkJsonBatch(m);
   const records = m.records;
   if (!Array.isArray(records)) return `records must be an array (got ${kindOf(records)})`;
   if (m.encoding === 'bytes') {
@@ -324,16 +357,44 @@ function checkBatch(m: Obj): string | undefined {
     return undefined;
   }
   if (m.encoding === 'decoded') {
-    for (let i = 0; i < records.length; i++) {
-      const r: unknown = records[i];
-      if (!isObj(r)) return `records[${i}] must be an object (got ${kindOf(r)})`;
-      if (!('data' in r)) return `records[${i}].data is missing`;
-      const bad = recordCommon(r, `records[${i}].`);
-      if (bad !== undefined) return bad;
-    }
-    return undefined;
+    return checkDecoded(records, 'records');
   }
-  return `encoding must be 'bytes' or 'decoded' (got ${typeof m.encoding === 'string' ? `'${m.encoding}'` : kindOf(m.encoding)})`;
+  return `encoding must be 'bytes', 'decoded' or 'json' (got ${typeof m.encoding === 'string' ? `'${m.encoding}'` : kindOf(m.encoding)})`;
+}
+
+function checkDecoded(records: unknown[], name: string): string | undefined {
+  for (let i = 0; i < records.length; i++) {
+    const r: unknown = records[i];
+    if (!isObj(r)) return `${name}[${i}] must be an object (got ${kindOf(r)})`;
+    if (!('data' in r)) return `${name}[${i}].data is missing`;
+    const bad = recordCommon(r, `${name}[${i}].`);
+    if (bad !== undefined) return bad;
+  }
+  return undefined;
+}
+
+function checkJsonBatch(m: Obj): string | undefined {
+  const problem = first(str(m, 'json', ''), count(m, 'count', ''));
+  if (problem !== undefined) return problem;
+  const poison = m.poison;
+  if (!Array.isArray(poison)) return `poison must be an array (got ${kindOf(poison)})`;
+  const bad = checkDecoded(poison, 'poison');
+  if (bad !== undefined) return bad;
+  let before = 0;
+  for (let i = 0; i < poison.length; i++) {
+    const p = poison[i] as Obj;
+    const where = `poison[${i}].`;
+    const wrong = first(
+      count(p, 'before', where),
+      p.error === undefined ? `${where}error is missing` : undefined,
+    );
+    if (wrong !== undefined) return wrong;
+    if ((p.before as number) < before || (p.before as number) > (m.count as number)) {
+      return `${where}before must be from ${before} to count ${m.count as number} (got ${p.before as number})`;
+    }
+    before = p.before as number;
+  }
+  return undefined;
 }
 
 function checkSerializedError(e: unknown, path: string, depth: number): string | undefined {

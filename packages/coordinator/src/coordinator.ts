@@ -533,7 +533,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       noteChildren: (children) => this.#topology.noteChildren(shardId, children),
       stopping: () => this.#stopping !== undefined,
       report: (error, message) => this.#report(error, message, shardId),
-      failed: (failure) => this.#warnUnheard(shardId, failure),
+      failed: (failure) => this.#shardFailed(shardId, failure),
     });
     this.#sessions.set(shardId, session);
     this.#failed.delete(shardId);
@@ -542,11 +542,14 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   /**
-   * A shard that stops after a failure must never be silent: the session logs it at warn, and when the
-   * logger is the default silent one and nobody listens to `handler.failed` or `error`, it becomes a
-   * process warning (printed to stderr by Node unless `--no-warnings` or a 'warning' listener).
+   * A shard stops here after a failure: `status()` shows it at once (and this host does not take it
+   * again, or for 'reader' failures not before a cooldown). It must never be silent: the session logs it
+   * at warn, and when the logger is the default silent one and nobody listens to `handler.failed` or
+   * `error`, it becomes a process warning (printed to stderr by Node unless `--no-warnings` or a
+   * 'warning' listener).
    */
-  #warnUnheard(shardId: string, failure: ShardFailure): void {
+  #shardFailed(shardId: string, failure: ShardFailure): void {
+    if (this.#stopping === undefined) this.#failed.set(shardId, { ...failure, atMs: Date.now() });
     if (this.#o.logger !== silentLogger) return;
     if (this.#events.listenerCount('handler.failed') > 0 || this.#events.listenerCount('error') > 0) return;
     const at =
@@ -566,10 +569,6 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     if (this.#sessions.get(shardId) === session) this.#sessions.delete(shardId);
     const checkpoint = session.checkpoint;
     if (checkpoint !== undefined) this.#letGo.set(shardId, checkpoint);
-    const failure = session.failure;
-    if (failure !== undefined && this.#stopping === undefined) {
-      this.#failed.set(shardId, { ...failure, atMs: Date.now() });
-    }
     if (session.state === 'ended' && this.#stopping === undefined) void this.#syncAndTick();
   }
 
@@ -581,9 +580,11 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       maxRecordsPerFetch: o.maxRecordsPerFetch,
       fetchRatePerShard: o.fetchRatePerShard,
       idleFetchIntervalMs: o.idleFetchIntervalMs,
-      // A custom Codec cannot cross threads: the worker sends raw bytes and it decodes here.
+      // A custom Codec cannot cross threads: the worker sends raw bytes and it decodes here. Built-in
+      // codecs decode in the worker; those of JSON items cross as one JSON text (the shard-worker's
+      // default encoding for them).
       codec: o.codecName ?? 'raw',
-      encoding: o.codecName === undefined ? 'bytes' : o.codecName === 'raw' ? 'bytes' : 'decoded',
+      ...(o.codecName === undefined ? { encoding: 'bytes' as const } : {}),
       kinesis: o.workerKinesisConfig,
     };
     if (o.streamName !== undefined) options.streamName = o.streamName;

@@ -43,7 +43,8 @@ export interface ModuleFailedMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-failed';
   error: SerializedError;
-  position: ShardPosition;
+  /** The record it stopped at; absent when the batch could not be read at all. */
+  position?: ShardPosition;
 }
 
 /** module worker -> coordinator: `batch.checkpoint()` in the handler; answered by a `module-result`. */
@@ -186,7 +187,7 @@ export function isModuleWorkerMessage(x: unknown): x is ModuleWorkerMessage {
     case 'module-progress':
       return isPosition(m.position) && count(m.delivered);
     case 'module-failed':
-      return isError(m.error) && isPosition(m.position);
+      return isError(m.error) && (m.position === undefined || isPosition(m.position));
     case 'module-checkpoint':
       return count(m.id) && isPosition(m.position);
     case 'module-dead-letter':

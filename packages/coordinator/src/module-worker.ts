@@ -16,6 +16,7 @@
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type { BackoffMs, CodecName, Logger, LogLevel, ShardRecord } from '@shardline/common';
 import {
+  batchSize,
   deserializeError,
   PROTOCOL_VERSION,
   parseWorkerMessage,
@@ -149,7 +150,7 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
           v: PROTOCOL_VERSION,
           type: 'module-done',
           batchId: batch.batchId,
-          records: batch.records.length,
+          records: batchSize(batch),
           bytes: batch.bytes,
           completed,
         });
@@ -160,7 +161,7 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
           v: PROTOCOL_VERSION,
           type: 'module-failed',
           error: serializeError(error),
-          position: { ...position },
+          ...(position === undefined ? {} : { position: { ...position } }),
         }),
     },
     events,
@@ -190,7 +191,7 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
     }
     if (message.type === 'batch') {
       const { batchId, bytes } = message;
-      post({ v: PROTOCOL_VERSION, type: 'module-batch', batchId, records: message.records.length, bytes });
+      post({ v: PROTOCOL_VERSION, type: 'module-batch', batchId, records: batchSize(message), bytes });
       lane.push(message);
       return;
     }

@@ -10,6 +10,7 @@
 import type { ShardPosition, ShardRecord, WorkerMessage } from '@shardline/common';
 import {
   assertNever,
+  batchSize,
   deserializeError,
   type Logger,
   PROTOCOL_VERSION,
@@ -43,7 +44,7 @@ export interface RunOwner {
   /** `batch.checkpoint()`. */
   checkpoint(position: ShardPosition): Promise<void>;
   /** `onHandlerError.then: 'stop-shard'` applied at `position`. */
-  failed(error: ShardlineError, position: ShardPosition): void;
+  failed(error: ShardlineError, position: ShardPosition | undefined): void;
   /** Children a reader learnt at shard end. */
   noteChildren(childShardIds: readonly string[]): void;
 }
@@ -136,7 +137,7 @@ export class ReaderRun<T = unknown> {
       },
       checkpoint: (position) => this.#owner.checkpoint(position),
       finished: (batch, completed) => {
-        this.account.release(batch.records.length, batch.bytes);
+        this.account.release(batchSize(batch), batch.bytes);
         if (!completed) return;
         this.reader.send({ v: PROTOCOL_VERSION, type: 'ack', batchId: batch.batchId });
         this.#d.metrics?.batchDone(batch.bytes);
@@ -158,7 +159,7 @@ export class ReaderRun<T = unknown> {
       case 'batch': {
         const lane = this.lane;
         const keep = lane !== undefined && !lane.halted && this.#current;
-        this.account.received(message.records.length, message.bytes, keep);
+        this.account.received(batchSize(message), message.bytes, keep);
         // A reader being stopped may still send what it fetched: not delivered, read again later.
         if (keep) lane.push(message);
         return;

@@ -154,7 +154,10 @@ export class ShardSession<T = unknown> {
       shardId: lease.shardId,
       processed: (position) => this.#checkpointer.processed(position),
       checkpoint: (position) => this.#checkpointer.write(position),
-      failed: (error, position) => this.#fail({ reason: 'handler', error, position }),
+      failed: (error, position) =>
+        this.#fail(
+          position === undefined ? { reason: 'handler', error } : { reason: 'handler', error, position },
+        ),
       noteChildren: (children) => this.#d.noteChildren(children),
     };
     this.#d = deps;

@@ -247,10 +247,8 @@ export class ReaderPort {
 
   /** Hands the records out as one batch, if any are left after skipping, and takes them off the credit. */
   sendBatch(unpacked: ReturnType<typeof unpackResponse>): void {
-    const encoding = this.#options.encoding;
-    const count = encoding === 'bytes' ? unpacked.packed.length : unpacked.decoded.length;
-    if (count === 0) return;
-    const last = encoding === 'bytes' ? unpacked.packed[count - 1]! : unpacked.decoded[count - 1]!;
+    const { count, last } = unpacked;
+    if (count === 0 || last === undefined) return;
     const base = {
       v: PROTOCOL_VERSION,
       type: 'batch' as const,
@@ -262,9 +260,18 @@ export class ReaderPort {
       ...(last.subSequenceNumber === undefined ? {} : { lastSubSequenceNumber: last.subSequenceNumber }),
     };
     let message: BatchMessage;
+    const encoding = this.#options.encoding;
     if (encoding === 'bytes') {
       const packed = packRecords(unpacked.packed);
       message = { ...base, encoding: 'bytes', records: packed.records, buffer: packed.buffer };
+    } else if (encoding === 'json') {
+      message = {
+        ...base,
+        encoding: 'json',
+        json: `[${unpacked.json.join(',')}]`,
+        count: unpacked.json.length,
+        poison: unpacked.poison,
+      };
     } else {
       message = { ...base, encoding: 'decoded', records: unpacked.decoded };
     }

@@ -12,10 +12,11 @@ import type {
   Codec,
   DecodedRecordMessage,
   KinesisRecordInput,
+  PoisonRecordMessage,
   RecordToPack,
   SerializedError,
 } from '@shardline/common';
-import { deaggregate, serializeError } from '@shardline/common';
+import { CodecError, deaggregate, serializeError } from '@shardline/common';
 import type { BatchEncoding } from './options.js';
 
 /** A record as GetRecords returns it (the SDK's `_Record`, only the fields the reader reads). */
@@ -37,6 +38,14 @@ export interface UnpackedResponse {
   /** `'bytes'`: items to pack (raw payloads); `'decoded'`: decoded items. */
   packed: RecordToPack[];
   decoded: DecodedRecordMessage[];
+  /** `'json'`: each good record as the JSON text of a ShardRecord (see JsonBatchMessage), in order. */
+  json: string[];
+  /** `'json'`: the records that could not be decoded. */
+  poison: PoisonRecordMessage[];
+  /** Records in the batch (poison ones included). */
+  count: number;
+  /** The last record's position (the batch's resume point). */
+  last: { sequenceNumber: string; subSequenceNumber?: number } | undefined;
   /** Data bytes of the response's Kinesis records. */
   bytes: number;
   /** Sequence number of the response's last Kinesis record (resume point after it), if any. */
@@ -56,8 +65,31 @@ export function unpackResponse(
   encoding: BatchEncoding,
   skip: SkipThrough | undefined,
 ): UnpackedResponse {
-  const out: UnpackedResponse = { packed: [], decoded: [], bytes: 0, lastKinesisSequenceNumber: undefined };
+  const out: UnpackedResponse = {
+    packed: [],
+    decoded: [],
+    json: [],
+    poison: [],
+    count: 0,
+    last: undefined,
+    bytes: 0,
+    lastKinesisSequenceNumber: undefined,
+  };
   const framed = codec.framed;
+  const decodeJson = encoding === 'json' ? codec.decodeJson?.bind(codec) : undefined;
+  if (encoding === 'json' && decodeJson === undefined) {
+    throw new CodecError(codec.name, "the 'json' batch encoding needs a codec whose items are JSON values");
+  }
+  // Partition keys repeat within a response: each is escaped for JSON once.
+  const quoted = new Map<string, string>();
+  const quote = (key: string): string => {
+    let q = quoted.get(key);
+    if (q === undefined) {
+      q = JSON.stringify(key);
+      quoted.set(key, q);
+    }
+    return q;
+  };
   for (const record of records) {
     const data = record.Data ?? EMPTY;
     const sequenceNumber = record.SequenceNumber ?? '';
@@ -90,7 +122,31 @@ export function unpackResponse(
       if (encoding === 'bytes') {
         // Not framed (checked by the options): one item per sub-record.
         if (aggregated) meta.subSequenceNumber = ordinal;
-        if (ordinal++ > skipThrough) out.packed.push({ ...meta, data: sub.data });
+        if (ordinal++ > skipThrough) push(out, meta, () => out.packed.push({ ...meta, data: sub.data }));
+        continue;
+      }
+      if (decodeJson !== undefined) {
+        let texts: string[];
+        try {
+          texts = decodeJson(sub.data);
+        } catch (error) {
+          if (aggregated || framed) meta.subSequenceNumber = ordinal;
+          if (ordinal++ > skipThrough) pushError(out, encoding, meta, sub.data, serializeError(error));
+          continue;
+        }
+        const head = `,"partitionKey":${quote(meta.partitionKey)},"sequenceNumber":"${sequenceNumber}","approximateArrivalTimestamp":${arrivalMs}`;
+        const hashKey =
+          meta.explicitHashKey === undefined ? '' : `,"explicitHashKey":${quote(meta.explicitHashKey)}`;
+        for (const text of texts) {
+          const sub = aggregated || framed ? ordinal : undefined;
+          if (ordinal++ <= skipThrough) continue;
+          const m: Meta = sub === undefined ? meta : { ...meta, subSequenceNumber: sub };
+          push(out, m, () =>
+            out.json.push(
+              `{"data":${text}${head}${sub === undefined ? '' : `,"subSequenceNumber":${sub}`}${hashKey}}`,
+            ),
+          );
+        }
         continue;
       }
       let items: unknown[];
@@ -104,7 +160,7 @@ export function unpackResponse(
       for (const item of items) {
         const m: DecodedRecordMessage = { ...meta, data: codec.name === 'raw' ? copy(item) : item };
         if (aggregated || framed) m.subSequenceNumber = ordinal;
-        if (ordinal++ > skipThrough) out.decoded.push(m);
+        if (ordinal++ > skipThrough) push(out, m, () => out.decoded.push(m));
       }
     }
   }
@@ -112,6 +168,16 @@ export function unpackResponse(
 }
 
 type Meta = Omit<DecodedRecordMessage, 'data'>;
+
+/** Adds one record (`add` puts it where its encoding wants it) and keeps count and position. */
+function push(out: UnpackedResponse, meta: Meta, add: () => void): void {
+  add();
+  out.count++;
+  out.last =
+    meta.subSequenceNumber === undefined
+      ? { sequenceNumber: meta.sequenceNumber }
+      : { sequenceNumber: meta.sequenceNumber, subSequenceNumber: meta.subSequenceNumber };
+}
 
 /**
  * Raw payloads can be views into a large buffer (the SDK's decoding pool, an aggregate): a structured
@@ -136,6 +202,10 @@ function pushError(
   data: Uint8Array,
   error: SerializedError,
 ): void {
-  if (encoding === 'bytes') out.packed.push({ ...meta, data, error });
-  else out.decoded.push({ ...meta, data: exactCopy(data), error });
+  push(out, meta, () => {
+    if (encoding === 'bytes') out.packed.push({ ...meta, data, error });
+    else if (encoding === 'json')
+      out.poison.push({ ...meta, data: exactCopy(data), error, before: out.json.length });
+    else out.decoded.push({ ...meta, data: exactCopy(data), error });
+  });
 }

@@ -8,6 +8,7 @@ import {
   ErrorCodes,
   isCoordinatorMessage,
   isWorkerMessage,
+  type JsonBatchMessage,
   PROTOCOL_VERSION,
   packRecords,
   parseCoordinatorMessage,
@@ -79,6 +80,30 @@ function bytesBatch(): BytesBatchMessage {
 }
 
 /** One valid message of every worker type. */
+function jsonBatch(): JsonBatchMessage {
+  return {
+    v: 1,
+    type: 'batch',
+    encoding: 'json',
+    shardId: 'shardId-000000000001',
+    batchId: 1,
+    lastSequenceNumber: '4',
+    bytes: 12,
+    json: '[{"data":{"a":1},"partitionKey":"k","sequenceNumber":"2","approximateArrivalTimestamp":5}]',
+    count: 1,
+    poison: [
+      {
+        before: 1,
+        data: new Uint8Array([1, 2]),
+        partitionKey: 'k',
+        sequenceNumber: '4',
+        arrivalMs: 5,
+        error: serializeError(new ShardlineError(ErrorCodes.CODEC, 'undecodable')),
+      },
+    ],
+  };
+}
+
 function everyWorkerMessage(): WorkerMessage[] {
   return [
     bytesBatch(),
@@ -112,6 +137,7 @@ function everyWorkerMessage(): WorkerMessage[] {
     },
     { v: 1, type: 'log', level: 'warn', message: 'slow', fields: { shardId: 'shardId-000000000001' } },
     { v: 1, type: 'started', shardId: 'shardId-000000000001', threadId: 3 },
+    jsonBatch(),
   ];
 }
 
@@ -259,6 +285,7 @@ describe('common/messages', () => {
         'fetched',
         'log warn',
         'started on thread 3',
+        'batch 1 (json)',
       ]);
     });
 
@@ -312,7 +339,18 @@ describe('common/messages', () => {
         [{ ...valid[0]!, shardId: '' }, /shardId must be a non-empty string \(got ''\)/],
         [{ ...valid[0]!, batchId: -1 }, /batchId must be an integer >= 0 \(got -1\)/],
         [{ ...valid[0]!, batchId: '7' }, /batchId must be an integer >= 0 \(got string\)/],
-        [{ ...valid[0]!, encoding: 'json' }, /encoding must be 'bytes' or 'decoded' \(got 'json'\)/],
+        [{ ...valid[0]!, encoding: 'text' }, /encoding must be 'bytes', 'decoded' or 'json' \(got 'text'\)/],
+        [{ ...jsonBatch(), json: 5 }, /json must be a string \(got number\)/],
+        [{ ...jsonBatch(), count: -1 }, /count must be an integer >= 0 \(got -1\)/],
+        [{ ...jsonBatch(), poison: {} }, /poison must be an array \(got object\)/],
+        [
+          { ...jsonBatch(), poison: [{ ...jsonBatch().poison[0]!, before: 2 }] },
+          /poison\[0\]\.before must be from 0 to count 1 \(got 2\)/,
+        ],
+        [
+          { ...jsonBatch(), poison: [{ ...jsonBatch().poison[0]!, error: undefined }] },
+          /poison\[0\]\.error is missing/,
+        ],
         [
           { ...valid[0]!, buffer: new Uint8Array(18) },
           /buffer must be an ArrayBuffer \(got object: send view\.buffer\)/,

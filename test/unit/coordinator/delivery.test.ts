@@ -8,7 +8,14 @@ import type {
   DecodedRecordMessage,
   ShardPosition,
 } from '@shardline/common';
-import { CodecError, codecs, PROTOCOL_VERSION, serializeError, silentLogger } from '@shardline/common';
+import {
+  batchSize,
+  CodecError,
+  codecs,
+  PROTOCOL_VERSION,
+  serializeError,
+  silentLogger,
+} from '@shardline/common';
 import type { RecordBatch } from '@shardline/coordinator';
 import { expect } from 'chai';
 import sinon from 'sinon';
@@ -114,7 +121,7 @@ function delivery(options: DeliveryOptions = {}) {
             l.checkpoints.push(position);
           },
           finished: (b, completed) => {
-            account.release(b.records.length, b.bytes);
+            account.release(batchSize(b), b.bytes);
             if (completed) l.sent.push({ v: PROTOCOL_VERSION, type: 'ack', batchId: b.batchId });
           },
           failed: (error) => l.failed.push(error.code),
@@ -128,7 +135,7 @@ function delivery(options: DeliveryOptions = {}) {
     push(shardId: string, message: BatchMessage): void {
       const { lane: target, account } = lanes.get(shardId)!;
       const keep = !target.halted;
-      account.received(message.records.length, message.bytes, keep);
+      account.received(batchSize(message), message.bytes, keep);
       if (keep) target.push(message);
     },
     lane: (shardId: string) => lanes.get(shardId)!.lane,
@@ -736,6 +743,41 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
       expect(a.processed).to.deep.equal([]);
       expect(d.bufferedRecords).to.equal(0);
     });
+  });
+
+  it('a batch that breaks the wire format stops the shard there: nothing after it is delivered or counted', async () => {
+    const seen: number[] = [];
+    const d = delivery({
+      handler: (b: RecordBatch<{ v: number }>) => {
+        seen.push(...b.records.map((r) => r.data.v));
+      },
+    });
+    const errors: string[] = [];
+    d.events.on('error', (e) => errors.push(e.error.code));
+    const a = lane();
+    d.open('A', a);
+    d.push('A', batch('A', [1]));
+    d.push('A', {
+      v: PROTOCOL_VERSION,
+      type: 'batch',
+      shardId: 'A',
+      batchId: nextBatchId++,
+      lastSequenceNumber: '102',
+      bytes: 20,
+      encoding: 'json',
+      // Says two records, holds one.
+      json: '[{"data":{"v":2},"partitionKey":"k","sequenceNumber":"101","approximateArrivalTimestamp":0}]',
+      count: 2,
+      poison: [],
+    });
+    d.push('A', batch('A', [4], 103));
+    await tick();
+    await tick();
+    expect(seen).to.deep.equal([1]);
+    expect(errors).to.deep.equal(['ERR_PROTOCOL']);
+    expect(a.failed).to.deep.equal(['ERR_PROTOCOL']);
+    expect(a.processed.map((p) => p.position.sequenceNumber)).to.deep.equal(['100']);
+    expect(d.bufferedRecords).to.equal(0);
   });
 
   it('holds a paused lane (past the lease deadline) until resumed', async () => {

@@ -21,6 +21,7 @@ describe('coordinator handlerModule protocol guards', () => {
       { v, type: 'module-done', batchId: 0, records: 3, bytes: 30, completed: false },
       { v, type: 'module-progress', position: { sequenceNumber: '1', subSequenceNumber: 2 }, delivered: 3 },
       { v, type: 'module-failed', error, position: { sequenceNumber: '7' } },
+      { v, type: 'module-failed', error },
       { v, type: 'module-checkpoint', id: 1, position: { sequenceNumber: '1' } },
       { v, type: 'module-dead-letter', id: 2, records: [record], error, attempts: 1 },
       { v, type: 'module-batch-processed', event: { shardId: 's', records: 2, durationMs: 1.5 } },
@@ -38,7 +39,7 @@ describe('coordinator handlerModule protocol guards', () => {
       { v, type: 'module-batch', batchId: -1, records: 3, bytes: 30 },
       { v, type: 'module-done', batchId: 0, records: 3, bytes: 30 },
       { v, type: 'module-progress', position: { sequenceNumber: 1 }, delivered: 3 },
-      { v, type: 'module-failed', error },
+      { v, type: 'module-failed', error, position: { sequenceNumber: 7 } },
       { v, type: 'module-failed', error: { message: 'no code' }, position: { sequenceNumber: '7' } },
       { v, type: 'module-checkpoint', id: 1, position: { sequenceNumber: '1', subSequenceNumber: 1.5 } },
       {

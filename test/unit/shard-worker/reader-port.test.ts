@@ -197,7 +197,16 @@ describe('ReaderPort (the reader end of a shard data port)', () => {
       const l = link();
       end.credit(10, 1_000);
       await settle(clock);
-      l.sendBatch({ packed: [], decoded: [], bytes: 500, lastKinesisSequenceNumber: seq(0) });
+      l.sendBatch({
+        packed: [],
+        decoded: [],
+        json: [],
+        poison: [],
+        count: 0,
+        last: undefined,
+        bytes: 500,
+        lastKinesisSequenceNumber: seq(0),
+      });
       await settle(clock);
       expect(end.of('batch')).to.deep.equal([]);
       expect(l.credit).to.deep.equal({ records: 10, bytes: 1_000 });
@@ -205,7 +214,7 @@ describe('ReaderPort (the reader end of a shard data port)', () => {
     });
 
     it("carries the last record's sub-sequence number when it has one", async () => {
-      const l = link({ codec: 'jsonl' });
+      const l = link({ codec: 'jsonl', encoding: 'decoded' });
       const records = [{ ...jsonRecord(0), Data: new TextEncoder().encode('1\n2\n3\n') }];
       l.sendBatch(unpackResponse(records, codecs.jsonl, 'decoded', undefined));
       await settle(clock);
@@ -436,6 +445,10 @@ describe('ReaderPort (the reader end of a shard data port)', () => {
       return {
         packed: [],
         decoded: [{ data: () => 1, partitionKey: 'pk', sequenceNumber: seq(0), arrivalMs: 0 }],
+        json: [],
+        poison: [],
+        count: 1,
+        last: { sequenceNumber: seq(0) },
         bytes: 10,
         lastKinesisSequenceNumber: seq(0),
       };
@@ -443,7 +456,7 @@ describe('ReaderPort (the reader end of a shard data port)', () => {
 
     for (const abortOnPostFailure of [false, true]) {
       it(`fails the reader with ERR_PROTOCOL and tells the coordinator (abortOnPostFailure: ${abortOnPostFailure})`, async () => {
-        const l = link({}, { abortOnPostFailure });
+        const l = link({ encoding: 'decoded' }, { abortOnPostFailure });
         const { exit } = startIdle(l);
         l.sendBatch(uncloneable());
         expect(l.running()).to.equal(false);

@@ -89,6 +89,10 @@ describe('unpackResponse (GetRecords response -> batch records)', () => {
       expect(unpackResponse([], codecs.json, 'decoded', undefined)).to.deep.equal({
         packed: [],
         decoded: [],
+        json: [],
+        poison: [],
+        count: 0,
+        last: undefined,
         bytes: 0,
         lastKinesisSequenceNumber: undefined,
       });

@@ -705,10 +705,10 @@ describe('ShardReader', () => {
       );
     });
 
-    it("defaults: json decoded in the worker, 'bytes' for raw", () => {
+    it("defaults: json decoded in the worker and sent as JSON text, 'decoded' for msgpack, 'bytes' for raw", () => {
       const json = reader(new FakeShard());
       expect(json.options).to.include({
-        encoding: 'decoded',
+        encoding: 'json',
         maxRecordsPerFetch: 10_000,
         fetchRatePerShard: 5,
         idleFetchIntervalMs: 1_000,
@@ -718,6 +718,13 @@ describe('ShardReader', () => {
       const raw = reader(new FakeShard(), { codec: 'raw' });
       expect(raw.options.encoding).to.equal('bytes');
       expect(Object.isFrozen(raw.options)).to.equal(true);
+      expect(reader(new FakeShard(), { codec: 'msgpack' }).options.encoding).to.equal('decoded');
+      for (const codec of ['jsonl', 'json-array', 'string'] as const) {
+        expect(reader(new FakeShard(), { codec }).options.encoding, codec).to.equal('json');
+      }
+      expect(() => reader(new FakeShard(), { codec: 'msgpack', encoding: 'json' })).to.throw(
+        /encoding.*'json' needs a codec whose items are JSON values/,
+      );
     });
   });
 });

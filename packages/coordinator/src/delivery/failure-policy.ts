@@ -53,7 +53,7 @@ export interface PolicyLane<T> {
   makeBatch(records: ShardRecord<T>[], end: ShardPosition, millisBehindLatest?: number): BuiltBatch<T>;
   reportProcessed(records: number, end: ShardPosition, started: number, millisBehindLatest?: number): void;
   passedOver(position: ShardPosition): void;
-  fail(error: ShardlineError, position: ShardPosition): void;
+  fail(error: ShardlineError, position: ShardPosition | undefined): void;
 }
 
 export function toHandlerError(error: unknown, shardId: string): ShardlineError {

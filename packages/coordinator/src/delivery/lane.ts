@@ -19,7 +19,7 @@
  */
 
 import type { BatchMessage, Codec, Logger, ShardPosition, ShardRecord } from '@shardline/common';
-import { batchToRecords, deserializeError, ShardlineOptionError, serializeError } from '@shardline/common';
+import { deserializeError, ShardlineOptionError, serializeError, splitBatch } from '@shardline/common';
 import { comparePositions } from '../checkpointer.js';
 import type { CoordinatorEvents } from '../events.js';
 import type { RecordBatch, RecordHandler } from '../options.js';
@@ -38,7 +38,7 @@ export interface LaneHooks {
    */
   finished(batch: BatchMessage, completed: boolean): void;
   /** `onHandlerError.then: 'stop-shard'` applied at `position` (the lane has halted). */
-  failed(error: ShardlineErrorLike, position: ShardPosition): void;
+  failed(error: ShardlineErrorLike, position: ShardPosition | undefined): void;
 }
 
 type ShardlineErrorLike = ReturnType<typeof toHandlerError>;
@@ -64,6 +64,10 @@ export interface BuiltBatch<T> {
   batch: RecordBatch<T>;
   checkpointedToEnd(): boolean;
 }
+
+/** Whether the shard moves on after a run. */
+const passed = (outcome: Outcome) =>
+  outcome === 'processed' || outcome === 'skipped' || outcome === 'isolated';
 
 export class Lane<T = unknown> {
   readonly shardId: string;
@@ -186,9 +190,12 @@ export class Lane<T = unknown> {
     this.#busy = true;
     void this.#process(batch)
       .catch((error: unknown) => {
-        // #process handles user errors; this is a bug guard so a lane never wedges silently.
-        this.#o.logger.error({ shardId: this.shardId, err: serializeError(error) }, 'delivery failed');
-        this.#o.events.emit('error', { error: toHandlerError(error, this.shardId), shardId: this.shardId });
+        // #process handles user errors: this is a batch that breaks the wire format, or a bug. The shard
+        // stops here rather than move past records it never handed out (nor wedge silently).
+        const e = toHandlerError(error, this.shardId);
+        this.#o.logger.error({ shardId: this.shardId, err: serializeError(e) }, 'delivery failed');
+        this.#o.events.emit('error', { error: e, shardId: this.shardId });
+        this.fail(e, undefined);
       })
       .finally(() => {
         this.#busy = false;
@@ -199,48 +206,52 @@ export class Lane<T = unknown> {
   }
 
   async #process(message: BatchMessage): Promise<void> {
-    const entries = batchToRecords<T>(message, this.#o.codec);
+    const { records, poison } = splitBatch<T>(message, this.#o.codec);
     const end: ShardPosition =
       message.lastSubSequenceNumber === undefined
         ? { sequenceNumber: message.lastSequenceNumber }
         : { sequenceNumber: message.lastSequenceNumber, subSequenceNumber: message.lastSubSequenceNumber };
-    const { policy } = this.#o;
-    let run: ShardRecord<T>[] = [];
-    const deliverRun = async (isLast: boolean): Promise<boolean> => {
-      if (run.length === 0) return true;
-      const records = run;
-      run = [];
-      let position = positionOf(records[records.length - 1]!);
-      if (isLast && comparePositions(end, position) > 0) position = end;
-      const outcome = await this.#deliver(records, position, message.millisBehindLatest);
-      return outcome === 'processed' || outcome === 'skipped' || outcome === 'isolated';
-    };
-    for (const entry of entries) {
-      if (entry.ok) {
-        run.push(entry.record);
-        continue;
+    // The usual case: no poison record, the whole batch is one run (no per-record work here).
+    let from = 0;
+    for (const p of poison) {
+      if (p.before > from) {
+        const outcome = await this.#deliver(
+          records.slice(from, p.before),
+          undefined,
+          message.millisBehindLatest,
+        );
+        if (!passed(outcome)) return;
+        from = p.before;
       }
-      if (!(await deliverRun(false))) return;
       if (!(await this.gate())) return;
-      const error = deserializeError(entry.error);
-      const outcome = await policy.applyThen(
+      const error = deserializeError(p.error);
+      const outcome = await this.#o.policy.applyThen(
         this,
-        [entry.record],
-        positionOf(entry.record),
+        [p.record],
+        positionOf(p.record),
         error,
         1,
         'poison',
       );
       if (outcome !== 'skipped') return;
     }
-    await deliverRun(true);
+    if (from < records.length) {
+      await this.#deliver(from === 0 ? records : records.slice(from), end, message.millisBehindLatest);
+    }
   }
 
+  /**
+   * Hands out one run of the batch's records. `end`: where the run's processing reaches, the batch's
+   * end for its last run (past its last record when sub-records were skipped), else the run's last
+   * record.
+   */
   async #deliver(
     records: ShardRecord<T>[],
-    end: ShardPosition,
+    batchEnd: ShardPosition | undefined,
     millisBehindLatest: number | undefined,
   ): Promise<Outcome> {
+    const last = positionOf(records[records.length - 1]!);
+    const end = batchEnd !== undefined && comparePositions(batchEnd, last) > 0 ? batchEnd : last;
     const { sink } = this.#o;
     if (sink.mode === 'handler') {
       return this.#o.policy.run(this, sink.handler, records, end, millisBehindLatest);
@@ -265,7 +276,7 @@ export class Lane<T = unknown> {
   }
 
   /** `onHandlerError.then: 'stop-shard'`: halts the lane and tells the session. */
-  fail(error: ShardlineErrorLike, position: ShardPosition): void {
+  fail(error: ShardlineErrorLike, position: ShardPosition | undefined): void {
     this.halt();
     this.#o.hooks.failed(error, position);
   }

@@ -203,8 +203,16 @@ class ShardState {
   /** No request for this shard before this time (backoff after failures). */
   notBefore = 0;
   open = true;
+  /**
+   * Ordered mode: a closed shard whose hash range overlaps this one still has a call in flight. Its
+   * records may fail and come back to this queue's head, so nothing here may be sent before they do.
+   */
+  held = false;
   constructor(
     readonly id: string,
+    /** Hash-key range, both ends inclusive. */
+    readonly start: bigint,
+    readonly end: bigint,
     readonly limiter: RateLimiter | undefined,
   ) {}
 }
@@ -292,6 +300,8 @@ export class Producer<T = unknown> {
   #shardList: ShardState[] = [];
   #rr = 0;
   readonly #unrouted = new Deque<PendingRecord>();
+  /** Ordered mode: shards gone from the map with calls still in flight; they hold the shards they overlap. */
+  #draining: ShardState[] = [];
   #refreshing: Promise<void> | undefined;
   #refreshAgain: ProducerEvents['shards.refreshed']['reason'] | undefined;
   #lastMisrouteRefresh = Number.NEGATIVE_INFINITY;
@@ -434,8 +444,8 @@ export class Producer<T = unknown> {
   }
 
   /**
-   * Refuses new records (`put()` rejects `ERR_CLOSED`), flushes, stops the timers and destroys the
-   * Kinesis client when the producer built it. Idempotent: every call returns the same promise. To give
+   * Refuses new records (`put()` rejects `ERR_CLOSED`), flushes, stops the timers and any shard-map
+   * refresh, and destroys the Kinesis client when the producer built it. Idempotent: every call returns the same promise. To give
    * up on pending records instead, abort the `signal`.
    */
   close(): Promise<void> {
@@ -444,6 +454,9 @@ export class Producer<T = unknown> {
       this.#closing = this.flush().then(() => {
         this.#stopped = true;
         this.#clearTimers();
+        // Nothing is in flight but a shard-map refresh, which may be retrying a failing ListShards (forever
+        // by default): end it, or it would keep calling, and keep the process alive, after close().
+        this.#abort.abort(new ShardlineError(ErrorCodes.CLOSED, 'producer is closed'));
         this.options.signal?.removeEventListener('abort', this.#onSignalAbort);
         this.#metrics?.close();
         if (this.#ownClient) this.#client.destroy();
@@ -633,7 +646,7 @@ export class Producer<T = unknown> {
   #route(record: PendingRecord, front: boolean): void {
     const router = this.#router;
     if (router === undefined) {
-      this.#unrouted.push(record);
+      this.#unroute(record, front);
       this.#ensureShardMap();
       return;
     }
@@ -647,19 +660,28 @@ export class Producer<T = unknown> {
       } catch (error) {
         // A gap in the shard map (mid-resharding): wait for a refresh.
         this.#logger.debug({ err: error }, 'producer: no open shard for a record; refreshing the shard map');
-        this.#unrouted.push(record);
+        this.#unroute(record, front);
         this.#scheduleBadMapRefresh('gap');
         return;
       }
     }
     if (shard === undefined) {
-      this.#unrouted.push(record);
+      this.#unroute(record, front);
       this.#scheduleBadMapRefresh('gap');
       return;
     }
     if (front) shard.queue.unshift(record);
     else shard.queue.push(record);
     shard.queuedBytes += record.bytes;
+  }
+
+  /**
+   * Keeps a record until a shard map can place it. A retry goes to the head (its key-mates that arrived
+   * meanwhile are behind it); #requeue hands retries over last first, so they keep their order.
+   */
+  #unroute(record: PendingRecord, front: boolean): void {
+    if (front) this.#unrouted.unshift(record);
+    else this.#unrouted.push(record);
   }
 
   #ensureShardMap(): void {
@@ -776,6 +798,8 @@ export class Producer<T = unknown> {
         added.push(id);
         state = new ShardState(
           id,
+          BigInt(shard.HashKeyRange!.StartingHashKey!),
+          BigInt(shard.HashKeyRange!.EndingHashKey!),
           paced ? new RateLimiter({ recordsPerSec: limits.records, bytesPerSec: limits.bytes }) : undefined,
         );
       }
@@ -792,7 +816,12 @@ export class Producer<T = unknown> {
       state.open = false;
       state.queuedBytes = 0;
       for (const record of state.queue.drain()) this.#route(record, false);
+      // Ordered mode: a closed shard's call in flight may still fail, and its records then go to the head
+      // of the shards that took over its range. Until it is answered those shards send nothing, or a
+      // later record of a key could reach Kinesis before an earlier one that is retried.
+      if (this.#ordered && state.inFlight > 0) this.#draining.push(state);
     }
+    this.#updateHolds();
     for (const record of this.#drainUnrouted()) this.#route(record, false);
     if (this.#refreshTimer === undefined && this.options.shardRefreshIntervalMs > 0 && !this.#stopped) {
       this.#refreshTimer = setInterval(
@@ -813,6 +842,14 @@ export class Producer<T = unknown> {
 
   #drainUnrouted(): PendingRecord[] {
     return this.#unrouted.drain();
+  }
+
+  /** Marks the open shards overlapping a closed shard that still has a call in flight (ordered mode). */
+  #updateHolds(): void {
+    const draining = this.#draining;
+    for (const shard of this.#shardList) {
+      shard.held = draining.some((d) => d.start <= shard.end && shard.start <= d.end);
+    }
   }
 
   // ---- sending ---------------------------------------------------------------------------------------
@@ -874,6 +911,7 @@ export class Producer<T = unknown> {
       if (request.wire.length >= PUT_RECORDS_MAX_ENTRIES || request.bytes >= PUT_RECORDS_MAX_BYTES) break;
       const shard = list[(this.#rr + k) % n]!;
       if (shard.queue.length === 0 || shard.inFlight >= maxPerShard || shard.notBefore > now) continue;
+      if (shard.held) continue;
       const budget = this.#budget(shard);
       if (!this.#paceReady(shard, budget)) continue;
       const took = this.options.aggregate
@@ -1117,7 +1155,8 @@ export class Producer<T = unknown> {
       const forced = this.#forced();
       for (const shard of this.#shardList) {
         const head = shard.queue.peek();
-        if (head === undefined || shard.inFlight >= this.options.maxInFlightPerShard) continue;
+        // A held shard is woken by the answer that releases it, not by a timer.
+        if (head === undefined || shard.inFlight >= this.options.maxInFlightPerShard || shard.held) continue;
         let t = Math.max(shard.notBefore, forced ? now : head.enqueuedAt + this.options.lingerMs);
         const limiter = shard.limiter;
         if (limiter !== undefined) {
@@ -1168,7 +1207,17 @@ export class Producer<T = unknown> {
   #finishRequest(request: PutRequest): void {
     this.#inFlight--;
     this.#requests.delete(request);
-    for (const shard of request.shards) shard.inFlight--;
+    let drained = false;
+    for (const shard of request.shards) {
+      shard.inFlight--;
+      if (!shard.open && shard.inFlight === 0 && this.#draining.includes(shard)) {
+        this.#draining = this.#draining.filter((d) => d !== shard);
+        drained = true;
+      }
+    }
+    // The answer's failed records are re-queued right after this, before the next pump: they go to the
+    // head of the shards this releases.
+    if (drained) this.#updateHolds();
   }
 
   #onAnswer(request: PutRequest, output: PutRecordsCommandOutput): void {

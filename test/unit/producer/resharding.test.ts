@@ -202,22 +202,36 @@ describe('producer (unit, fake time): resharding with maxInFlightPerShard: 1', (
   });
 
   it('a refresh showing a gap: records failed on the parent go back ahead of their key-mates waiting for a shard', async () => {
+    stub = new StubKinesis(evenShards(2));
     const held = holdFirstCall();
     const producer = ordered();
     const n = 40;
     const receipts = putAll(producer, n);
     await clock.tickAsync(0);
+    expect(held.input!.Records).to.have.length(KEYS.length);
     stub.shards = splitShard(stub.shards, PARENT);
-    // Mid-resharding the listing shows the closed parent and only one child: the other half has no shard.
-    stub.listed = stub.shards.filter((s) => s.ShardId !== `${PARENT}b`);
+    const missing = stub.shards.find((s) => s.ShardId === `${PARENT}b`)!;
+    const start = BigInt(missing.HashKeyRange!.StartingHashKey!);
+    const end = BigInt(missing.HashKeyRange!.EndingHashKey!);
+    const inGap = KEYS.filter((k) => partitionKeyToHashKey(k) >= start && partitionKeyToHashKey(k) <= end);
+    expect(inGap, 'keys whose shard the listing misses').to.not.have.length(0);
+    // Mid-resharding the listing shows the closed parent and only one child: the other half has no shard
+    // (Kinesis itself routes there all along).
+    stub.listed = stub.shards.filter((s) => s !== missing);
     await clock.tickAsync(1_000);
-    expect(producer.status().shards).to.equal(1);
+    expect(producer.status().shards).to.equal(2);
     held.answer('entries failed');
     await clock.tickAsync(600);
+    expect(
+      stub.written.filter((w) => inGap.includes(w.partitionKey)),
+      'nothing of the gap is sent while the map has a gap',
+    ).to.have.length(0);
     stub.listed = undefined;
     const all = await settle(receipts);
     checkWritten(all, n);
-    expect(new Set(all.map((r) => r.shardId))).to.deep.equal(new Set([`${PARENT}a`, `${PARENT}b`]));
+    expect(new Set(all.map((r) => r.shardId))).to.deep.equal(
+      new Set([`${PARENT}a`, `${PARENT}b`, NEIGHBOUR]),
+    );
   });
 
   it('a shard the resharding did not touch keeps sending while a closed neighbour is in flight', async () => {
@@ -239,5 +253,39 @@ describe('producer (unit, fake time): resharding with maxInFlightPerShard: 1', (
     expect(stub.puts[1]!.Records!.map((r) => r.PartitionKey)).to.deep.equal(high);
     held.answer('written');
     checkWritten(await settle([...first, ...second]), 10 + high.length);
+  });
+});
+
+describe('producer (unit, fake time): close() during a shard-map refresh', () => {
+  beforeEach(() => {
+    clock = sinon.useFakeTimers({
+      toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'],
+    });
+    stub = new StubKinesis(evenShards(1));
+  });
+  afterEach(() => {
+    clock.restore();
+  });
+
+  it('ends a refresh that is retrying a failing ListShards: nothing is called after close()', async () => {
+    const producer = new Producer<Item>({
+      streamName: 'test',
+      kinesis: stub as unknown as KinesisClient,
+      lingerMs: 0,
+      shardRefreshIntervalMs: 1_000,
+      retry: { backoffMs: { initial: 100, max: 1_000 } },
+    });
+    const receipt = producer.put({ k: 'a', i: 0 }, { partitionKey: 'a' });
+    await clock.tickAsync(0);
+    await receipt;
+    // The endpoint goes away (the emulator stopped, say): the periodic refresh retries, forever by default.
+    stub.listShardsError = awsError('InternalFailure', 'connect ECONNREFUSED', 500);
+    await clock.tickAsync(1_500);
+    const before = stub.listShardsCalls.length;
+    expect(before, 'the periodic refresh is retrying').to.be.greaterThan(1);
+    await producer.close();
+    await clock.tickAsync(60_000);
+    expect(stub.listShardsCalls.length, 'ListShards calls after close()').to.equal(before);
+    expect(clock.countTimers(), 'timers left behind').to.equal(0);
   });
 });

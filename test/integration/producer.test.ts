@@ -1,12 +1,5 @@
 import { createRequire } from 'node:module';
-import {
-  GetRecordsCommand,
-  type GetRecordsCommandOutput,
-  GetShardIteratorCommand,
-  type KinesisClient,
-  type Shard,
-  SplitShardCommand,
-} from '@aws-sdk/client-kinesis';
+import { type KinesisClient, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { ErrorCodes, partitionKeyToHashKey, type ShardlineError } from '@shardline/common';
 import { Producer, type ProducerOptions, type PutReceipt } from '@shardline/producer';
 import {
@@ -16,6 +9,7 @@ import {
   startLocalKinesis,
 } from '@shardline/testing';
 import { expect } from 'chai';
+import { checkReadBack, type Item, readStream } from './producer-helpers.js';
 
 // aws-kinesis-agg is CommonJS without usable typings here: describe the part used.
 interface AwsUserRecord {
@@ -29,78 +23,6 @@ const awsAgg = createRequire(import.meta.url)('aws-kinesis-agg') as {
     callback: (error: Error | null | undefined, records?: AwsUserRecord[]) => void,
   ): void;
 };
-
-interface ReadRecord {
-  shardId: string;
-  sequenceNumber: string;
-  partitionKey: string;
-  data: Buffer;
-}
-
-/** Every record of every shard (open and closed), read straight from the emulator, in shard order. */
-async function readStream(
-  kinesis: LocalKinesis,
-  client: KinesisClient,
-  stream: string,
-): Promise<ReadRecord[]> {
-  const shards: Shard[] = await kinesis.listShards(stream);
-  const out: ReadRecord[] = [];
-  for (const shard of shards) {
-    const { ShardIterator } = await client.send(
-      new GetShardIteratorCommand({
-        StreamName: stream,
-        ShardId: shard.ShardId!,
-        ShardIteratorType: 'TRIM_HORIZON',
-      }),
-    );
-    let iterator: string | undefined = ShardIterator;
-    for (let empty = 0; iterator !== undefined && iterator !== null && empty < 2; ) {
-      const page: GetRecordsCommandOutput = await client.send(
-        new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }),
-      );
-      const records = page.Records ?? [];
-      if (records.length === 0) empty++;
-      for (const r of records) {
-        out.push({
-          shardId: shard.ShardId!,
-          sequenceNumber: r.SequenceNumber!,
-          partitionKey: r.PartitionKey!,
-          data: Buffer.from(r.Data!),
-        });
-      }
-      iterator = page.NextShardIterator;
-    }
-  }
-  return out;
-}
-
-interface Item {
-  k: string;
-  i: number;
-}
-
-/** Checks that every item 0..n-1 was read exactly once, per-key order, and receipts match the reads. */
-function checkReadBack(read: ReadRecord[], receipts: PutReceipt[], n: number): void {
-  const seen = new Map<number, ReadRecord>();
-  const lastByKey = new Map<string, number>();
-  for (const r of read) {
-    const item = JSON.parse(r.data.toString('utf8')) as Item;
-    expect(seen.has(item.i), `item ${item.i} read twice`).to.equal(false);
-    seen.set(item.i, r);
-    expect(r.partitionKey).to.equal(item.k);
-    const last = lastByKey.get(item.k) ?? -1;
-    expect(item.i, `order of key ${item.k}`).to.be.greaterThan(last);
-    lastByKey.set(item.k, item.i);
-  }
-  expect(seen.size).to.equal(n);
-  for (let i = 0; i < n; i++) {
-    const r = seen.get(i)!;
-    expect(receipts[i], `receipt of item ${i}`).to.deep.equal({
-      shardId: r.shardId,
-      sequenceNumber: r.sequenceNumber,
-    });
-  }
-}
 
 let streamCounter = 0;
 const nextStream = (prefix: string) => `${prefix}-${process.pid}-${++streamCounter}`;

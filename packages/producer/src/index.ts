@@ -1,3 +1,4 @@
+export type { ProducerEventName, ProducerEvents, ProducerStatus } from './events.js';
 export { PRODUCER_METRIC_NAMES, PUT_REQUEST_DURATION_BUCKETS_SECONDS } from './metrics.js';
 export type {
   ProducerMetricsOptions,
@@ -7,12 +8,6 @@ export type {
   ResolvedProducerOptions,
 } from './options.js';
 export { PRODUCER_DEFAULTS, resolveProducerOptions } from './options.js';
-export type {
-  ProducerEventName,
-  ProducerEvents,
-  ProducerRecord,
-  ProducerStatus,
-  PutOptions,
-  PutReceipt,
-} from './producer.js';
-export { MAX_RECORD_BYTES, Producer, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES } from './producer.js';
+export { Producer } from './producer.js';
+export type { ProducerRecord, PutOptions, PutReceipt } from './records.js';
+export { MAX_RECORD_BYTES, PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_ENTRIES } from './records.js';

@@ -14,7 +14,7 @@ import type { MetricsRegistry, SourcedGauge } from '@shardline/common';
 import { addGaugeSource, collectGaugeSources, sharedMetric } from '@shardline/common';
 import type { Registry } from 'prom-client';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import type { ProducerEventName, ProducerEvents } from './producer.js';
+import type { ProducerEventName, ProducerEvents } from './events.js';
 
 /** The producer's metric names. */
 export const PRODUCER_METRIC_NAMES = Object.freeze({

@@ -46,6 +46,8 @@ export type PutHandler = (
 export class StubKinesis {
   readonly config = { serviceId: 'Kinesis' };
   shards: Shard[];
+  /** What ListShards answers instead of `shards`, e.g. a listing caught mid-resharding with a gap. */
+  listed: Shard[] | undefined;
   puts: PutRecordsCommandInput[] = [];
   listShardsCalls: ListShardsCommandInput[] = [];
   listShardsError: Error | undefined;
@@ -65,12 +67,13 @@ export class StubKinesis {
     if (command instanceof ListShardsCommand) {
       this.listShardsCalls.push(command.input);
       if (this.listShardsError !== undefined) throw this.listShardsError;
-      if (this.pageSize === undefined) return { Shards: this.shards };
+      const shards = this.listed ?? this.shards;
+      if (this.pageSize === undefined) return { Shards: shards };
       const from = Number(command.input.NextToken ?? 0);
       const to = from + this.pageSize;
       return {
-        Shards: this.shards.slice(from, to),
-        NextToken: to < this.shards.length ? String(to) : undefined,
+        Shards: shards.slice(from, to),
+        NextToken: to < shards.length ? String(to) : undefined,
       };
     }
     if (command instanceof PutRecordsCommand) {
@@ -114,4 +117,66 @@ export class StubKinesis {
   destroy(): void {
     this.destroyed = true;
   }
+}
+
+/** Marks a shard closed, as ListShards shows a parent after resharding. */
+function closed(shard: Shard): Shard {
+  return {
+    ...shard,
+    SequenceNumberRange: { StartingSequenceNumber: '0', EndingSequenceNumber: '99' },
+  };
+}
+
+/**
+ * The listing after SplitShard of `shardId` at the middle of its range: the parent closed, two children
+ * named `<prefix>a` / `<prefix>b` (default: the parent's id) with ParentShardId set.
+ */
+export function splitShard(shards: Shard[], shardId: string, prefix = shardId): Shard[] {
+  const out: Shard[] = [];
+  for (const shard of shards) {
+    if (shard.ShardId !== shardId) {
+      out.push(shard);
+      continue;
+    }
+    const start = BigInt(shard.HashKeyRange!.StartingHashKey!);
+    const end = BigInt(shard.HashKeyRange!.EndingHashKey!);
+    const mid = (start + end) / 2n;
+    out.push(closed(shard));
+    out.push(
+      {
+        ShardId: `${prefix}a`,
+        ParentShardId: shardId,
+        HashKeyRange: { StartingHashKey: start.toString(), EndingHashKey: mid.toString() },
+        SequenceNumberRange: { StartingSequenceNumber: '100' },
+      },
+      {
+        ShardId: `${prefix}b`,
+        ParentShardId: shardId,
+        HashKeyRange: { StartingHashKey: (mid + 1n).toString(), EndingHashKey: end.toString() },
+        SequenceNumberRange: { StartingSequenceNumber: '100' },
+      },
+    );
+  }
+  return out;
+}
+
+/**
+ * The listing after MergeShards of `shardId` with the adjacent shard above it: both closed, one child
+ * `childId` over both ranges.
+ */
+export function mergeShards(shards: Shard[], shardId: string, adjacentId: string, childId: string): Shard[] {
+  const low = shards.find((s) => s.ShardId === shardId)!;
+  const high = shards.find((s) => s.ShardId === adjacentId)!;
+  const out = shards.map((s) => (s === low || s === high ? closed(s) : s));
+  out.push({
+    ShardId: childId,
+    ParentShardId: shardId,
+    AdjacentParentShardId: adjacentId,
+    HashKeyRange: {
+      StartingHashKey: low.HashKeyRange!.StartingHashKey!,
+      EndingHashKey: high.HashKeyRange!.EndingHashKey!,
+    },
+    SequenceNumberRange: { StartingSequenceNumber: '100' },
+  });
+  return out;
 }

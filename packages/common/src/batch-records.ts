@@ -7,7 +7,7 @@
 import type { Codec } from './codecs.js';
 import type { SerializedError } from './errors.js';
 import { CodecError, ErrorCodes, ShardlineError, serializeError } from './errors.js';
-import type { BatchMessage } from './messages.js';
+import type { BatchMessage, JsonBatchMessage } from './messages.js';
 import { unpackRecords } from './messages.js';
 import type { ShardRecord } from './types.js';
 
@@ -57,36 +57,11 @@ function toRecord(r: WireRecord): ShardRecord<unknown> {
  * The records of a batch message, the good ones apart from the poison ones (a record that could not be
  * unpacked or decoded: its raw bytes and the error, so the caller can apply its poison-record policy to
  * exactly that record). `'bytes'` batches are decoded with `codec` (the reader's codec). A `'json'` batch
- * costs one `JSON.parse` and a Date per record. Never throws for bad data; throws ERR_PROTOCOL for a
+ * costs one `JSON.parse` and one object and Date per record. Never throws for bad data; throws ERR_PROTOCOL for a
  * batch that breaks the wire format.
  */
 export function splitBatch<T = unknown>(batch: BatchMessage, codec: Codec): SplitBatch<T> {
-  if (batch.encoding === 'json') {
-    let records: ShardRecord<T>[];
-    try {
-      records = JSON.parse(batch.json) as ShardRecord<T>[];
-    } catch (error) {
-      throw new ShardlineError(ErrorCodes.PROTOCOL, `batch ${batch.batchId}: its json is not valid JSON`, {
-        cause: error,
-      });
-    }
-    if (!Array.isArray(records) || records.length !== batch.count) {
-      throw new ShardlineError(
-        ErrorCodes.PROTOCOL,
-        `batch ${batch.batchId}: its json holds ${Array.isArray(records) ? records.length : 'no array of'} records, not count ${batch.count}`,
-      );
-    }
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      r.approximateArrivalTimestamp = new Date(r.approximateArrivalTimestamp as unknown as number);
-    }
-    const poison = batch.poison.map((p) => ({
-      before: p.before,
-      record: toRecord(p) as ShardRecord<Uint8Array>,
-      error: p.error,
-    }));
-    return { records, poison };
-  }
+  if (batch.encoding === 'json') return splitJsonBatch<T>(batch);
   const out: SplitBatch<T> = { records: [], poison: [] };
   const wire = batch.encoding === 'bytes' ? unpackRecords(batch.records, batch.buffer) : batch.records;
   for (const r of wire) {
@@ -119,6 +94,53 @@ export function splitBatch<T = unknown>(batch: BatchMessage, codec: Codec): Spli
     }
   }
   return out;
+}
+
+function protocolError(batch: BatchMessage, problem: string, cause?: unknown): ShardlineError {
+  return new ShardlineError(ErrorCodes.PROTOCOL, `batch ${batch.batchId} of ${batch.shardId}: ${problem}`, {
+    cause,
+  });
+}
+
+/** A `'json'` batch: one parse for the items, one pass that builds the records from the columns. */
+function splitJsonBatch<T>(batch: JsonBatchMessage): SplitBatch<T> {
+  let items: unknown;
+  try {
+    items = JSON.parse(batch.json);
+  } catch (error) {
+    throw protocolError(batch, 'its json is not valid JSON', error);
+  }
+  const n = batch.count;
+  const sequenceNumbers = n === 0 ? [] : batch.sequenceNumbers.split(',');
+  if (!Array.isArray(items) || items.length !== n || sequenceNumbers.length !== n) {
+    throw protocolError(batch, `its columns do not all hold count ${n} records`);
+  }
+  const { partitionKeys, keyIndex, arrivalMs, subSequenceNumbers, explicitHashKeys } = batch;
+  const records: ShardRecord<T>[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const partitionKey = partitionKeys[keyIndex[i]!];
+    if (partitionKey === undefined) throw protocolError(batch, `record ${i} names no partition key`);
+    records[i] = {
+      data: items[i] as T,
+      partitionKey,
+      sequenceNumber: sequenceNumbers[i]!,
+      approximateArrivalTimestamp: new Date(arrivalMs[i]!),
+    };
+  }
+  if (subSequenceNumbers !== undefined) {
+    for (let i = 0; i < n; i++)
+      if (subSequenceNumbers[i]! >= 0) records[i]!.subSequenceNumber = subSequenceNumbers[i]!;
+  }
+  if (explicitHashKeys !== undefined) {
+    for (let i = 0; i < n; i++)
+      if (explicitHashKeys[i] !== '') records[i]!.explicitHashKey = explicitHashKeys[i]!;
+  }
+  const poison = batch.poison.map((p) => ({
+    before: p.before,
+    record: toRecord(p) as ShardRecord<Uint8Array>,
+    error: p.error,
+  }));
+  return { records, poison };
 }
 
 /**

@@ -88,21 +88,29 @@ export interface PoisonRecordMessage extends DecodedRecordMessage {
 }
 
 /**
- * Records as one JSON text, for codecs whose items are JSON values (json, jsonl, json-array, string):
- * the receiver turns the whole batch into records with one `JSON.parse`, instead of a structured clone
- * of an object graph and an object built per record.
+ * Records of codecs whose items are JSON values (json, jsonl, json-array, string), in columns: their
+ * items as one JSON text, their metadata in arrays. The receiver turns the whole batch into records
+ * with one `JSON.parse` and one pass that builds each record from the columns, instead of a structured
+ * clone of an object graph (measured in BENCHMARKS.md: about half the receiving thread's time).
+ * Record `i` (of the `count` that decoded, in order) has `data` = item `i` of `json`.
  */
 export interface JsonBatchMessage extends BatchBase {
   encoding: 'json';
-  /**
-   * A JSON array of the records that decoded, in order, each
-   * `{"data":…,"partitionKey":"…","sequenceNumber":"…","approximateArrivalTimestamp":<epoch ms>}` plus
-   * `"subSequenceNumber"` and `"explicitHashKey"` where set: `JSON.parse` gives them as ShardRecords
-   * but for the arrival time, a number to turn into a Date.
-   */
+  /** A JSON array of the decoded records' items, in order. */
   json: string;
-  /** How many records `json` holds. */
+  /** How many records the columns hold. */
   count: number;
+  /** The batch's distinct partition keys; record `i`'s is `partitionKeys[keyIndex[i]]`. */
+  partitionKeys: string[];
+  keyIndex: Uint32Array;
+  /** The records' sequence numbers (decimal digits), joined by `,`. */
+  sequenceNumbers: string;
+  /** ApproximateArrivalTimestamp of each record, epoch milliseconds. */
+  arrivalMs: Float64Array;
+  /** Each record's sub-sequence number, -1 for none; absent when no record has one. */
+  subSequenceNumbers?: Int32Array;
+  /** Each record's explicit hash key, '' for none; absent when no record has one. */
+  explicitHashKeys?: string[];
   /** Records that could not be decoded (raw bytes as `data`), in order. */
   poison: PoisonRecordMessage[];
 }
@@ -374,8 +382,33 @@ function checkDecoded(records: unknown[], name: string): string | undefined {
 }
 
 function checkJsonBatch(m: Obj): string | undefined {
-  const problem = first(str(m, 'json', ''), count(m, 'count', ''));
+  const problem = first(str(m, 'json', ''), count(m, 'count', ''), str(m, 'sequenceNumbers', ''));
   if (problem !== undefined) return problem;
+  const n = m.count as number;
+  const keys = m.partitionKeys;
+  if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) {
+    return `partitionKeys must be an array of strings (got ${kindOf(keys)})`;
+  }
+  const columns: Array<[string, unknown, string]> = [
+    ['keyIndex', m.keyIndex, 'Uint32Array'],
+    ['arrivalMs', m.arrivalMs, 'Float64Array'],
+  ];
+  if (m.subSequenceNumbers !== undefined)
+    columns.push(['subSequenceNumbers', m.subSequenceNumbers, 'Int32Array']);
+  for (const [name, column, type] of columns) {
+    const ok =
+      (type === 'Uint32Array' && column instanceof Uint32Array) ||
+      (type === 'Float64Array' && column instanceof Float64Array) ||
+      (type === 'Int32Array' && column instanceof Int32Array);
+    if (!ok) return `${name} must be a ${type} (got ${kindOf(column)})`;
+    if ((column as Uint32Array).length !== n) {
+      return `${name} must hold count ${n} values (got ${(column as Uint32Array).length}; a detached buffer has 0)`;
+    }
+  }
+  const hashKeys = m.explicitHashKeys;
+  if (hashKeys !== undefined && (!Array.isArray(hashKeys) || hashKeys.length !== n)) {
+    return `explicitHashKeys must be an array of count ${n} strings when set`;
+  }
   const poison = m.poison;
   if (!Array.isArray(poison)) return `poison must be an array (got ${kindOf(poison)})`;
   const bad = checkDecoded(poison, 'poison');
@@ -616,5 +649,10 @@ export function unpackRecords(records: readonly PackedRecordMeta[], buffer: Arra
 
 /** What to pass as `postMessage`'s transfer list for `message`: the batch buffer, if any. */
 export function transferListOf(message: WorkerMessage): ArrayBuffer[] {
-  return message.type === 'batch' && message.encoding === 'bytes' ? [message.buffer] : [];
+  if (message.type !== 'batch') return [];
+  if (message.encoding === 'bytes') return [message.buffer];
+  if (message.encoding !== 'json') return [];
+  const list = [message.keyIndex.buffer as ArrayBuffer, message.arrivalMs.buffer as ArrayBuffer];
+  if (message.subSequenceNumbers !== undefined) list.push(message.subSequenceNumbers.buffer as ArrayBuffer);
+  return list;
 }

@@ -24,7 +24,7 @@ import {
   transferListOf,
 } from '@shardline/common';
 import type { IteratorStart, ResolvedShardReaderOptions } from './options.js';
-import type { unpackResponse } from './records.js';
+import { jsonBatchFields, type unpackResponse } from './records.js';
 import type { ReaderClock, ShardReaderOutcome, ShardReaderState, ShardReaderStatus } from './shard-reader.js';
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -265,13 +265,7 @@ export class ReaderPort {
       const packed = packRecords(unpacked.packed);
       message = { ...base, encoding: 'bytes', records: packed.records, buffer: packed.buffer };
     } else if (encoding === 'json') {
-      message = {
-        ...base,
-        encoding: 'json',
-        json: `[${unpacked.json.join(',')}]`,
-        count: unpacked.json.length,
-        poison: unpacked.poison,
-      };
+      message = { ...base, encoding: 'json', ...jsonBatchFields(unpacked) };
     } else {
       message = { ...base, encoding: 'decoded', records: unpacked.decoded };
     }

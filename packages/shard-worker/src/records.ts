@@ -11,6 +11,7 @@
 import type {
   Codec,
   DecodedRecordMessage,
+  JsonBatchMessage,
   KinesisRecordInput,
   PoisonRecordMessage,
   RecordToPack,
@@ -38,8 +39,8 @@ export interface UnpackedResponse {
   /** `'bytes'`: items to pack (raw payloads); `'decoded'`: decoded items. */
   packed: RecordToPack[];
   decoded: DecodedRecordMessage[];
-  /** `'json'`: each good record as the JSON text of a ShardRecord (see JsonBatchMessage), in order. */
-  json: string[];
+  /** `'json'`: the good records' items as JSON texts, and their metadata columns (see JsonBatchMessage). */
+  json: JsonColumns;
   /** `'json'`: the records that could not be decoded. */
   poison: PoisonRecordMessage[];
   /** Records in the batch (poison ones included). */
@@ -52,7 +53,68 @@ export interface UnpackedResponse {
   lastKinesisSequenceNumber: string | undefined;
 }
 
+/** The columns of a `'json'` batch as it is built. */
+export interface JsonColumns {
+  items: string[];
+  /** Distinct partition key -> its index in the key table. */
+  keys: Map<string, number>;
+  keyIndex: number[];
+  sequenceNumbers: string[];
+  arrivalMs: number[];
+  /** -1 for none. */
+  subSequenceNumbers: number[];
+  /** '' for none. */
+  explicitHashKeys: string[];
+  anySubSequence: boolean;
+  anyHashKey: boolean;
+}
+
 const EMPTY = new Uint8Array(0);
+
+function jsonColumns(): JsonColumns {
+  return {
+    items: [],
+    keys: new Map(),
+    keyIndex: [],
+    sequenceNumbers: [],
+    arrivalMs: [],
+    subSequenceNumbers: [],
+    explicitHashKeys: [],
+    anySubSequence: false,
+    anyHashKey: false,
+  };
+}
+
+/** The fields of a `'json'` batch message from its columns (typed arrays of their own, to transfer). */
+export function jsonBatchFields(
+  unpacked: UnpackedResponse,
+): Omit<JsonBatchMessage, keyof BatchBaseFields | 'encoding'> {
+  const c = unpacked.json;
+  const fields: Omit<JsonBatchMessage, keyof BatchBaseFields | 'encoding'> = {
+    json: `[${c.items.join(',')}]`,
+    count: c.items.length,
+    partitionKeys: [...c.keys.keys()],
+    keyIndex: Uint32Array.from(c.keyIndex),
+    sequenceNumbers: c.sequenceNumbers.join(','),
+    arrivalMs: Float64Array.from(c.arrivalMs),
+    poison: unpacked.poison,
+  };
+  if (c.anySubSequence) fields.subSequenceNumbers = Int32Array.from(c.subSequenceNumbers);
+  if (c.anyHashKey) fields.explicitHashKeys = c.explicitHashKeys;
+  return fields;
+}
+
+type BatchBaseFields = Pick<
+  JsonBatchMessage,
+  | 'v'
+  | 'type'
+  | 'shardId'
+  | 'batchId'
+  | 'millisBehindLatest'
+  | 'lastSequenceNumber'
+  | 'lastSubSequenceNumber'
+  | 'bytes'
+>;
 
 /**
  * Deaggregates, decodes (`'decoded'`) and skips what a mid-record checkpoint already covers. Never
@@ -68,7 +130,7 @@ export function unpackResponse(
   const out: UnpackedResponse = {
     packed: [],
     decoded: [],
-    json: [],
+    json: jsonColumns(),
     poison: [],
     count: 0,
     last: undefined,
@@ -80,16 +142,7 @@ export function unpackResponse(
   if (encoding === 'json' && decodeJson === undefined) {
     throw new CodecError(codec.name, "the 'json' batch encoding needs a codec whose items are JSON values");
   }
-  // Partition keys repeat within a response: each is escaped for JSON once.
-  const quoted = new Map<string, string>();
-  const quote = (key: string): string => {
-    let q = quoted.get(key);
-    if (q === undefined) {
-      q = JSON.stringify(key);
-      quoted.set(key, q);
-    }
-    return q;
-  };
+  const columns = out.json;
   for (const record of records) {
     const data = record.Data ?? EMPTY;
     const sequenceNumber = record.SequenceNumber ?? '';
@@ -134,18 +187,27 @@ export function unpackResponse(
           if (ordinal++ > skipThrough) pushError(out, encoding, meta, sub.data, serializeError(error));
           continue;
         }
-        const head = `,"partitionKey":${quote(meta.partitionKey)},"sequenceNumber":"${sequenceNumber}","approximateArrivalTimestamp":${arrivalMs}`;
-        const hashKey =
-          meta.explicitHashKey === undefined ? '' : `,"explicitHashKey":${quote(meta.explicitHashKey)}`;
+        let key = columns.keys.get(meta.partitionKey);
+        if (key === undefined) {
+          key = columns.keys.size;
+          columns.keys.set(meta.partitionKey, key);
+        }
+        const hashKey = meta.explicitHashKey ?? '';
+        if (hashKey !== '') columns.anyHashKey = true;
         for (const text of texts) {
           const sub = aggregated || framed ? ordinal : undefined;
           if (ordinal++ <= skipThrough) continue;
           const m: Meta = sub === undefined ? meta : { ...meta, subSequenceNumber: sub };
-          push(out, m, () =>
-            out.json.push(
-              `{"data":${text}${head}${sub === undefined ? '' : `,"subSequenceNumber":${sub}`}${hashKey}}`,
-            ),
-          );
+          const k = key;
+          push(out, m, () => {
+            columns.items.push(text);
+            columns.keyIndex.push(k);
+            columns.sequenceNumbers.push(sequenceNumber);
+            columns.arrivalMs.push(arrivalMs);
+            columns.subSequenceNumbers.push(sub ?? -1);
+            columns.explicitHashKeys.push(hashKey);
+            if (sub !== undefined) columns.anySubSequence = true;
+          });
         }
         continue;
       }
@@ -205,7 +267,7 @@ function pushError(
   push(out, meta, () => {
     if (encoding === 'bytes') out.packed.push({ ...meta, data, error });
     else if (encoding === 'json')
-      out.poison.push({ ...meta, data: exactCopy(data), error, before: out.json.length });
+      out.poison.push({ ...meta, data: exactCopy(data), error, before: out.json.items.length });
     else out.decoded.push({ ...meta, data: exactCopy(data), error });
   });
 }

@@ -7,7 +7,7 @@
  * MessageChannel for both, plus the codecs' `decodeJson` against their `decode`.
  */
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import type { BatchMessage, Codec, CodecName } from '@shardline/common';
+import type { BatchMessage, Codec, CodecName, JsonBatchMessage } from '@shardline/common';
 import {
   aggregate,
   batchToRecords,
@@ -15,11 +15,12 @@ import {
   KPL_MAGIC,
   PROTOCOL_VERSION,
   splitBatch,
+  transferListOf,
 } from '@shardline/common';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import type { FetchedRecord } from '../../../packages/shard-worker/src/records.js';
-import { unpackResponse } from '../../../packages/shard-worker/src/records.js';
+import { jsonBatchFields, unpackResponse } from '../../../packages/shard-worker/src/records.js';
 
 const encoder = new TextEncoder();
 const JSON_CODECS = ['json', 'jsonl', 'json-array', 'string'] as const satisfies readonly CodecName[];
@@ -125,7 +126,7 @@ function fetchedRecords(codec: (typeof JSON_CODECS)[number], inputs: Input[]): F
 /** The batch message a reader posts, through a real MessageChannel (the structured clone included). */
 function posted(message: BatchMessage): BatchMessage {
   const { port1, port2 } = new MessageChannel();
-  port1.postMessage(message);
+  port1.postMessage(message, transferListOf(message));
   const received = receiveMessageOnPort(port2)!.message as BatchMessage;
   port1.close();
   return received;
@@ -148,13 +149,7 @@ function messages(
   };
   return {
     decoded: posted({ ...base, encoding: 'decoded', records: decoded.decoded }),
-    json: posted({
-      ...base,
-      encoding: 'json',
-      json: `[${json.json.join(',')}]`,
-      count: json.json.length,
-      poison: json.poison,
-    }),
+    json: posted({ ...base, encoding: 'json', ...jsonBatchFields(json) }),
     counts: [decoded.count, json.count],
     last: [decoded.last, json.last],
   };
@@ -215,22 +210,24 @@ describe("the 'json' batch encoding", () => {
     ]);
   });
 
-  it('a batch whose json does not hold count records is a protocol error, never a silent gap', () => {
-    const base = {
-      v: PROTOCOL_VERSION,
-      type: 'batch' as const,
-      shardId: 's',
-      batchId: 3,
-      lastSequenceNumber: '1',
-      bytes: 0,
-    };
-    const one = '[{"data":1,"partitionKey":"k","sequenceNumber":"1","approximateArrivalTimestamp":0}]';
+  it('a batch whose columns do not agree is a protocol error, never a silent gap', () => {
+    const { json } = messages(
+      fetchedRecords('json', [
+        { kind: 'plain', key: 'a', items: [1] },
+        { kind: 'plain', key: 'b', items: [2] },
+      ]),
+      codecs.json,
+    );
+    const good = json as JsonBatchMessage;
+    expect(splitBatch(good, codecs.json).records.map((r) => r.data)).to.deep.equal([1, 2]);
     for (const bad of [
-      { json: one, count: 2 },
-      { json: '[', count: 0 },
-      { json: '{}', count: 0 },
+      { json: '[1]' },
+      { json: '[' },
+      { json: '{}' },
+      { sequenceNumbers: seq(0) },
+      { keyIndex: Uint32Array.of(0, 7) },
     ]) {
-      expect(() => splitBatch({ ...base, encoding: 'json', poison: [], ...bad }, codecs.json))
+      expect(() => splitBatch({ ...good, ...bad }, codecs.json), JSON.stringify(Object.keys(bad)))
         .to.throw()
         .with.property('code', 'ERR_PROTOCOL');
     }

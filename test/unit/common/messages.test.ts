@@ -89,8 +89,12 @@ function jsonBatch(): JsonBatchMessage {
     batchId: 1,
     lastSequenceNumber: '4',
     bytes: 12,
-    json: '[{"data":{"a":1},"partitionKey":"k","sequenceNumber":"2","approximateArrivalTimestamp":5}]',
+    json: '[{"a":1}]',
     count: 1,
+    partitionKeys: ['k'],
+    keyIndex: Uint32Array.of(0),
+    sequenceNumbers: '2',
+    arrivalMs: Float64Array.of(5),
     poison: [
       {
         before: 1,
@@ -342,6 +346,9 @@ describe('common/messages', () => {
         [{ ...valid[0]!, encoding: 'text' }, /encoding must be 'bytes', 'decoded' or 'json' \(got 'text'\)/],
         [{ ...jsonBatch(), json: 5 }, /json must be a string \(got number\)/],
         [{ ...jsonBatch(), count: -1 }, /count must be an integer >= 0 \(got -1\)/],
+        [{ ...jsonBatch(), keyIndex: [0] }, /keyIndex must be a Uint32Array \(got array\)/],
+        [{ ...jsonBatch(), arrivalMs: new Float64Array(2) }, /arrivalMs must hold count 1 values \(got 2/],
+        [{ ...jsonBatch(), partitionKeys: [1] }, /partitionKeys must be an array of strings/],
         [{ ...jsonBatch(), poison: {} }, /poison must be an array \(got object\)/],
         [
           { ...jsonBatch(), poison: [{ ...jsonBatch().poison[0]!, before: 2 }] },

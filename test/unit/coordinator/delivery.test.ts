@@ -765,9 +765,13 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
       lastSequenceNumber: '102',
       bytes: 20,
       encoding: 'json',
-      // Says two records, holds one.
-      json: '[{"data":{"v":2},"partitionKey":"k","sequenceNumber":"101","approximateArrivalTimestamp":0}]',
+      // Says two records, holds one item.
+      json: '[{"v":2}]',
       count: 2,
+      partitionKeys: ['k'],
+      keyIndex: Uint32Array.of(0, 0),
+      sequenceNumbers: '101,102',
+      arrivalMs: Float64Array.of(0, 0),
       poison: [],
     });
     d.push('A', batch('A', [4], 103));

@@ -19,6 +19,20 @@ function response(n: number, from = 0, options: { encoding?: 'bytes' | 'decoded'
   return unpackResponse(records, codecs.json, options.encoding ?? 'decoded', undefined);
 }
 
+function emptyColumns(): UnpackedResponse['json'] {
+  return {
+    items: [],
+    keys: new Map(),
+    keyIndex: [],
+    sequenceNumbers: [],
+    arrivalMs: [],
+    subSequenceNumbers: [],
+    explicitHashKeys: [],
+    anySubSequence: false,
+    anyHashKey: false,
+  };
+}
+
 describe('ReaderPort (the reader end of a shard data port)', () => {
   let sandbox: sinon.SinonSandbox;
   let clock: sinon.SinonFakeTimers;
@@ -200,7 +214,7 @@ describe('ReaderPort (the reader end of a shard data port)', () => {
       l.sendBatch({
         packed: [],
         decoded: [],
-        json: [],
+        json: emptyColumns(),
         poison: [],
         count: 0,
         last: undefined,
@@ -445,7 +459,7 @@ describe('ReaderPort (the reader end of a shard data port)', () => {
       return {
         packed: [],
         decoded: [{ data: () => 1, partitionKey: 'pk', sequenceNumber: seq(0), arrivalMs: 0 }],
-        json: [],
+        json: emptyColumns(),
         poison: [],
         count: 1,
         last: { sequenceNumber: seq(0) },

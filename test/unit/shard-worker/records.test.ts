@@ -89,7 +89,17 @@ describe('unpackResponse (GetRecords response -> batch records)', () => {
       expect(unpackResponse([], codecs.json, 'decoded', undefined)).to.deep.equal({
         packed: [],
         decoded: [],
-        json: [],
+        json: {
+          items: [],
+          keys: new Map(),
+          keyIndex: [],
+          sequenceNumbers: [],
+          arrivalMs: [],
+          subSequenceNumbers: [],
+          explicitHashKeys: [],
+          anySubSequence: false,
+          anyHashKey: false,
+        },
         poison: [],
         count: 0,
         last: undefined,

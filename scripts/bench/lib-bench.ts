@@ -1,6 +1,9 @@
 /** Helpers shared by the consumer and scale scenarios. */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import {
   GetRecordsCommand,
   GetShardIteratorCommand,
@@ -89,6 +92,8 @@ export async function rawGetRecordsLoop(
   shardIds: readonly string[],
   onRecords: (shardId: string, records: unknown[]) => void,
   until: () => boolean,
+  /** Also keep each shard under this many data bytes per second (Kinesis: 2 MiB/s). @defaultValue no limit */
+  bytesPerSecPerShard = Number.POSITIVE_INFINITY,
 ): Promise<void> {
   const decoder = new TextDecoder();
   await Promise.all(
@@ -104,12 +109,66 @@ export async function rawGetRecordsLoop(
       while (iterator !== undefined && !until()) {
         const calledAt = performance.now();
         const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-        const records = (out.Records ?? []).map((r) => JSON.parse(decoder.decode(r.Data)) as unknown);
+        let bytes = 0;
+        const records = (out.Records ?? []).map((r) => {
+          bytes += r.Data?.byteLength ?? 0;
+          return JSON.parse(decoder.decode(r.Data)) as unknown;
+        });
         onRecords(shardId, records);
         iterator = out.NextShardIterator;
-        const wait = 200 - (performance.now() - calledAt);
+        // The next call waits 200 ms (5 calls/s), or as long as the bytes just read take at the byte rate.
+        const wait = Math.max(200, (bytes / bytesPerSecPerShard) * 1_000) - (performance.now() - calledAt);
         if (wait > 0 && !until()) await sleep(records.length === 0 ? Math.max(wait, 1_000) : wait);
       }
     }),
   );
+}
+
+/** Every child process a bench started, killed when it exits however it exits. */
+const benchChildren = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of benchChildren) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
+/** A running memory-kinesis.mjs child: a consumer-bound Kinesis (see that file). */
+export interface MemoryKinesis {
+  config: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  pid: number | undefined;
+  shardIds: string[];
+  stop(): void;
+}
+
+/** Starts memory-kinesis.mjs with `shards` pre-filled with `recordsPerShard` JSON records of about `recordBytes`. */
+export async function startMemoryKinesis(
+  shards: number,
+  recordsPerShard: number,
+  recordBytes: number,
+): Promise<MemoryKinesis> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./memory-kinesis.mjs', import.meta.url))], {
+    env: { ...process.env, MEMORY_KINESIS: JSON.stringify({ shards, recordsPerShard, recordBytes }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  benchChildren.add(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`memory-kinesis exited (${code})`)));
+    createInterface({ input: child.stdout! }).once('line', (line) =>
+      resolve((JSON.parse(line) as { port: number }).port),
+    );
+  });
+  return {
+    config: {
+      endpoint: `http://127.0.0.1:${port}`,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' },
+    },
+    pid: child.pid,
+    shardIds: Array.from({ length: shards }, (_, n) => `shardId-${String(n).padStart(12, '0')}`),
+    stop: () => child.kill('SIGKILL'),
+  };
+}
+
+/** The middle value (of an odd count; the upper middle of an even one). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }

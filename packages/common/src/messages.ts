@@ -221,6 +221,8 @@ export interface RevokeMessage {
   type: 'revoke';
   /** Records taken from the reader's credit. */
   records: number;
+  /** Bytes taken from the reader's credit (absent: none; older coordinators send none). */
+  bytes?: number;
 }
 
 /** coordinator -> worker: the batch `batchId` (and every earlier one) was processed. */
@@ -511,7 +513,7 @@ function checkCoordinator(m: Obj): string | undefined {
     case 'credit':
       return first(count(m, 'records', ''), count(m, 'bytes', ''));
     case 'revoke':
-      return count(m, 'records', '');
+      return first(count(m, 'records', ''), optCount(m, 'bytes', ''));
     case 'ack':
       return count(m, 'batchId', '');
     case 'stop':

@@ -168,7 +168,10 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         logger: o.logger,
       });
     }
-    this.#ledger = new CreditLedger({ maxBufferedRecords: o.maxBufferedRecords });
+    this.#ledger = new CreditLedger({
+      maxBufferedRecords: o.maxBufferedRecords,
+      maxBufferedBytes: o.maxBufferedBytes,
+    });
     this.#policy = new FailurePolicy({
       onHandlerError: o.onHandlerError,
       events: this.#events,

@@ -187,10 +187,20 @@ export interface CoordinatorOptions<T = unknown> {
    */
   idleFetchIntervalMs?: number;
   /**
-   * Records fetched but not yet processed, per host: bounds memory whatever the handler's speed.
-   * @defaultValue 10000
+   * Records fetched but not yet processed, per host: with `maxBufferedBytes`, bounds memory whatever the
+   * handler's speed (each reader may overdraw it by one GetRecords response). It is shared by the readers
+   * and fetched again as it is processed, so it also caps a host that catches up at about
+   * `5 calls/s x maxBufferedRecords` records/s.
+   * @defaultValue 100000
    */
   maxBufferedRecords?: number;
+  /**
+   * Record data bytes (as fetched, before decoding) not yet processed, per host: the memory bound for
+   * large records. Decoded records take more memory than their bytes (JSON objects about 2 to 4 times
+   * for small records).
+   * @defaultValue 67108864 (64 MiB)
+   */
+  maxBufferedBytes?: number;
   /** @defaultValue { mode: 'auto', intervalMs: 5000 } */
   checkpoint?: CheckpointOptions;
   /**
@@ -294,6 +304,7 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly fetchRatePerShard: number;
   readonly idleFetchIntervalMs: number;
   readonly maxBufferedRecords: number;
+  readonly maxBufferedBytes: number;
   readonly checkpoint: Readonly<{ mode: 'auto' | 'manual'; intervalMs: number }>;
   readonly leaseDurationMs: number;
   readonly leaseRenewIntervalMs: number;
@@ -334,7 +345,8 @@ export const COORDINATOR_DEFAULTS = Object.freeze({
   maxRecordsPerFetch: 10_000,
   fetchRatePerShard: 5,
   idleFetchIntervalMs: 1_000,
-  maxBufferedRecords: 10_000,
+  maxBufferedRecords: 100_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
   checkpoint: Object.freeze({ mode: 'auto' as const, intervalMs: 5_000 }),
   leaseDurationMs: 10_000,
   shardSyncIntervalMs: 60_000,
@@ -382,6 +394,7 @@ const TOP_LEVEL_KEYS = [
   'fetchRatePerShard',
   'idleFetchIntervalMs',
   'maxBufferedRecords',
+  'maxBufferedBytes',
   'checkpoint',
   'leaseDurationMs',
   'leaseRenewIntervalMs',
@@ -882,6 +895,12 @@ export function resolveCoordinatorOptions<T = unknown>(
     COORDINATOR_DEFAULTS.maxBufferedRecords,
     1,
   );
+  const maxBufferedBytes = integer(
+    o.maxBufferedBytes,
+    'maxBufferedBytes',
+    COORDINATOR_DEFAULTS.maxBufferedBytes,
+    1,
+  );
   const checkpoint = resolveCheckpoint(o.checkpoint);
 
   const leaseDurationMs = integer(
@@ -959,6 +978,7 @@ export function resolveCoordinatorOptions<T = unknown>(
     fetchRatePerShard,
     idleFetchIntervalMs,
     maxBufferedRecords,
+    maxBufferedBytes,
     checkpoint,
     leaseDurationMs,
     leaseRenewIntervalMs,

@@ -376,6 +376,7 @@ export class ReaderPort {
       case 'revoke':
         // A fetch in flight may still bring up to its Limit: the credit then goes below zero.
         this.#credit.records -= message.records;
+        this.#credit.bytes -= message.bytes ?? 0;
         break;
       case 'ack':
         if (this.#lastAckedBatchId === undefined || message.batchId > this.#lastAckedBatchId) {

@@ -87,7 +87,10 @@ interface DeliveryOptions {
 /** Lanes, a ledger, a policy and (iterator mode) an iterator, wired as a shard session wires them. */
 function delivery(options: DeliveryOptions = {}) {
   const events = new CoordinatorEvents(silentLogger);
-  const ledger = new CreditLedger({ maxBufferedRecords: options.maxBufferedRecords ?? 100 });
+  const ledger = new CreditLedger({
+    maxBufferedRecords: options.maxBufferedRecords ?? 100,
+    maxBufferedBytes: 64 * 1024 * 1024,
+  });
   const iterator = options.mode === 'iterator' ? new BatchIterator<{ v: number }>() : undefined;
   const policy = new FailurePolicy({
     onHandlerError: options.onHandlerError ?? {
@@ -225,6 +228,23 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
     // Credit was 100; 5,000 records came: once they are processed the reader holds 100 again.
     expect(credit(a)).to.deep.equal([100, 5_000]);
     expect(d.bufferedRecords).to.equal(0);
+  });
+
+  it('shares the byte budget too: a reader of large records is held by bytes, and gets them back as they are processed', async () => {
+    const ledger = new CreditLedger({ maxBufferedRecords: 1_000, maxBufferedBytes: 4_000 });
+    ledger.expect(2);
+    const sent: Array<{ type: string; records: number; bytes?: number }> = [];
+    const a = ledger.open('A', (m) => sent.push(m));
+    ledger.open('B', () => undefined);
+    // Each reader's fair share: 500 records, 2,000 bytes.
+    expect(sent).to.deep.equal([{ v: PROTOCOL_VERSION, type: 'credit', records: 500, bytes: 2_000 }]);
+    // Ten 300-byte records: the bytes run out long before the records.
+    a.received(10, 3_000, true);
+    expect(ledger.bufferedRecords).to.equal(10);
+    sent.length = 0;
+    a.release(10, 3_000);
+    // Processed: the byte debt (1,000 over) is forgiven and the share granted again.
+    expect(sent.at(-1)).to.deep.include({ type: 'credit', bytes: 3_000 });
   });
 
   it('leaves room for readers started later: shares come from the expected reader count', () => {

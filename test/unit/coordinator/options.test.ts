@@ -60,7 +60,9 @@ describe('coordinator options', () => {
       expect(o.maxRecordsPerFetch).to.equal(10_000);
       expect(o.fetchRatePerShard).to.equal(5);
       expect(o.idleFetchIntervalMs).to.equal(1_000);
-      expect(o.maxBufferedRecords).to.equal(10_000);
+      expect(o.maxBufferedRecords).to.equal(100_000);
+      expect(o.maxBufferedBytes).to.equal(64 * 1024 * 1024);
+      expect(o.leaseCleanupDelayMs).to.equal(300_000);
       expect(o.checkpoint).to.deep.equal({ mode: 'auto', intervalMs: 5_000 });
       expect(o.leaseDurationMs).to.equal(10_000);
       expect(o.leaseRenewIntervalMs).to.equal(3_333);
@@ -438,6 +440,16 @@ describe('coordinator options', () => {
       expect(resolve({ maxBufferedRecords: 1 }).maxBufferedRecords).to.equal(1);
       optionError(() => resolve({ maxBufferedRecords: 0 }), 'maxBufferedRecords');
       optionError(() => resolve({ maxBufferedRecords: 10.5 }), 'maxBufferedRecords');
+    });
+  });
+
+  describe('maxBufferedBytes and leaseCleanupDelayMs', () => {
+    it('maxBufferedBytes is an integer >= 1; leaseCleanupDelayMs milliseconds >= 0', () => {
+      expect(resolve({ maxBufferedBytes: 1 }).maxBufferedBytes).to.equal(1);
+      optionError(() => resolve({ maxBufferedBytes: 0 }), 'maxBufferedBytes');
+      optionError(() => resolve({ maxBufferedBytes: '1MB' as never }), 'maxBufferedBytes');
+      expect(resolve({ leaseCleanupDelayMs: 0 }).leaseCleanupDelayMs).to.equal(0);
+      optionError(() => resolve({ leaseCleanupDelayMs: -1 }), 'leaseCleanupDelayMs');
     });
   });
 

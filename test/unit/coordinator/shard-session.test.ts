@@ -130,7 +130,7 @@ async function harness(options: HarnessOptions = {}): Promise<Harness> {
   const other = new MemoryLeaseManager({ hostId: 'other', leaseDurationMs: LEASE_MS, store });
   await leases.ensureLeases([{ shardId: SHARD, parentShardIds: [] }]);
   const events = new CoordinatorEvents(silentLogger);
-  const ledger = new CreditLedger({ maxBufferedRecords: 1_000 });
+  const ledger = new CreditLedger({ maxBufferedRecords: 1_000, maxBufferedBytes: 1 << 20 });
   const iterator = options.iterator === true ? new BatchIterator<Item>() : undefined;
   const policy = new FailurePolicy({
     // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string

@@ -1,10 +1,10 @@
 /**
  * The host-wide credit ledger: flow control for every reader of this host.
  *
- * The host budget (`maxBufferedRecords`) is granted to the readers as record credit and given back as
- * their batches are let go (processed, passed over or dropped), so records fetched and not processed
- * stay within the budget plus one response per reader, whatever the handler's speed. Byte credit is
- * kept topped up per reader on its own (a GetRecords response is at most 10 MiB).
+ * Two host budgets, `maxBufferedRecords` and `maxBufferedBytes` (record data as fetched), are granted to
+ * the readers as credit and given back as their batches are let go (processed, passed over or
+ * dropped), so what was fetched and not processed stays within both budgets plus one response per
+ * reader, whatever the handler's speed. A reader fetches only while it holds credit of both kinds.
  *
  * One ledger per host and one {@link CreditAccount} per running reader; the account is all a shard
  * session sees. In `handlerModule` mode batches never reach the coordinator thread: the session charges
@@ -15,16 +15,11 @@
 import type { CreditMessage, RevokeMessage } from '@shardline/common';
 import { ErrorCodes, PROTOCOL_VERSION, ShardlineError } from '@shardline/common';
 
-export const CREDIT_DEFAULTS = Object.freeze({
-  /** Byte credit each reader is kept topped up to (a GetRecords response is at most 10 MiB). */
-  bytesPerReader: 16 * 1024 * 1024,
-});
-
 export interface CreditLedgerOptions {
-  /** The host budget: records fetched and not yet processed, across readers. */
+  /** Records fetched and not yet processed, across readers. */
   maxBufferedRecords: number;
-  /** @defaultValue CREDIT_DEFAULTS.bytesPerReader */
-  bytesPerReader?: number;
+  /** Record data bytes (as fetched) not yet processed, across readers. */
+  maxBufferedBytes: number;
 }
 
 /** One reader's account. */
@@ -57,7 +52,7 @@ interface Account extends CreditAccount {
 
 export class CreditLedger {
   readonly #budget: number;
-  readonly #bytesPerReader: number;
+  readonly #bytesBudget: number;
   readonly #accounts = new Map<string, Account>();
   /** Readers the host expects to run (the allocation target): shares leave room for those not started. */
   #expected = 1;
@@ -65,7 +60,7 @@ export class CreditLedger {
 
   constructor(options: CreditLedgerOptions) {
     this.#budget = options.maxBufferedRecords;
-    this.#bytesPerReader = options.bytesPerReader ?? CREDIT_DEFAULTS.bytesPerReader;
+    this.#bytesBudget = options.maxBufferedBytes;
   }
 
   /** Records received from readers and not yet let go, across shards. */
@@ -122,46 +117,54 @@ export class CreditLedger {
   }
 
   /**
-   * Shares the budget out as record credit. A reader may hold up to a fair share
-   * (`budget / readers`, readers counting those expected to start) in credit plus records fetched and
-   * not processed yet, so one GetRecords call can fill its whole share. When the fair share shrinks
-   * (more readers), credit above it is revoked, so idle readers never keep room a new reader needs; a
-   * fetch in flight may still overdraw a revoked credit by one response, the same bound as a KPL
-   * aggregate's. Readers are served from a rotating start so none is always last.
+   * Shares both budgets out as credit. A reader may hold up to a fair share (`budget / readers`, readers
+   * counting those expected to start) in credit plus what it fetched and has not had processed, so one
+   * GetRecords call can fill its whole share. When the fair share shrinks (more readers), credit above
+   * it is revoked, so idle readers never keep room a new reader needs; a fetch in flight may still
+   * overdraw a revoked credit by one response, the same bound as a KPL aggregate's. Readers are served
+   * from a rotating start so none is always last.
    */
   #rebalance(): void {
     const open = [...this.#accounts.values()].filter((a) => !a.halted);
     if (open.length === 0) return;
-    const fair = Math.max(1, Math.floor(this.#budget / Math.max(open.length, this.#expected)));
+    const readers = Math.max(open.length, this.#expected);
+    const fair = Math.max(1, Math.floor(this.#budget / readers));
+    const fairBytes = Math.max(1, Math.floor(this.#bytesBudget / readers));
     for (const account of open) {
-      const over = Math.min(account.credit, Math.max(0, account.credit) + account.buffered - fair);
-      if (over <= 0) continue;
+      const over = Math.max(
+        0,
+        Math.min(account.credit, Math.max(0, account.credit) + account.buffered - fair),
+      );
+      const overBytes = Math.max(
+        0,
+        Math.min(account.bytesCredit, Math.max(0, account.bytesCredit) + account.bufferedBytes - fairBytes),
+      );
+      if (over === 0 && overBytes === 0) continue;
       account.credit -= over;
-      account.send({ v: PROTOCOL_VERSION, type: 'revoke', records: over });
+      account.bytesCredit -= overBytes;
+      account.send({ v: PROTOCOL_VERSION, type: 'revoke', records: over, bytes: overBytes });
     }
     let free = this.#budget;
-    for (const account of this.#accounts.values()) free -= Math.max(0, account.credit) + account.buffered;
+    let freeBytes = this.#bytesBudget;
+    for (const account of this.#accounts.values()) {
+      free -= Math.max(0, account.credit) + account.buffered;
+      freeBytes -= Math.max(0, account.bytesCredit) + account.bufferedBytes;
+    }
     const start = this.#rotation++ % open.length;
     for (let n = 0; n < open.length; n++) {
       const account = open[(start + n) % open.length]!;
-      const holding = Math.max(0, account.credit) + account.buffered;
-      // A top-up is sent when worth a call (fewer, fuller GetRecords calls), or when the reader is out
-      // of credit.
-      let want = fair - holding;
-      if (account.credit > 0 && want < fair / 2) want = 0;
-      const records = Math.max(0, Math.min(want, free));
-      // A response that overdrew the credit (KPL aggregates count once against Limit) is paid for once
-      // it is processed: the debt is forgiven then, or a deep one would keep the reader from ever
-      // fetching again.
+      const records = grant(fair, account.credit, account.buffered, free);
+      const bytes = grant(fairBytes, account.bytesCredit, account.bufferedBytes, freeBytes);
+      // A response that overdrew the credit (KPL aggregates count once against Limit; a response's
+      // bytes are known only once it came) is paid for once it is processed: the debt is forgiven then,
+      // or a deep one would keep the reader from ever fetching again.
       const debt = account.buffered === 0 && records > 0 ? Math.max(0, -account.credit) : 0;
-      const bytesHolding = Math.max(0, account.bytesCredit) + account.bufferedBytes;
-      let bytes = this.#bytesPerReader - bytesHolding;
-      if (bytes <= 0 || (account.bytesCredit > 0 && bytes < this.#bytesPerReader / 2)) bytes = 0;
       const bytesDebt = account.bufferedBytes === 0 && bytes > 0 ? Math.max(0, -account.bytesCredit) : 0;
       if (records === 0 && bytes === 0) continue;
       account.credit += records + debt;
       account.bytesCredit += bytes + bytesDebt;
       free -= records;
+      freeBytes -= bytes;
       account.send({
         v: PROTOCOL_VERSION,
         type: 'credit',
@@ -170,4 +173,14 @@ export class CreditLedger {
       });
     }
   }
+}
+
+/**
+ * What to grant a reader of one kind: up to its fair share minus what it holds, from what is free. A
+ * top-up is sent when worth a call (fewer, fuller GetRecords calls), or when the reader is out of credit.
+ */
+function grant(fair: number, credit: number, buffered: number, free: number): number {
+  let want = fair - (Math.max(0, credit) + buffered);
+  if (credit > 0 && want < fair / 2) want = 0;
+  return Math.max(0, Math.min(want, free));
 }

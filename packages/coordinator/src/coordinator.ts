@@ -583,6 +583,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       maxRecordsPerFetch: o.maxRecordsPerFetch,
       fetchRatePerShard: o.fetchRatePerShard,
       idleFetchIntervalMs: o.idleFetchIntervalMs,
+      idleFetchMaxIntervalMs: o.idleFetchMaxIntervalMs,
       // A custom Codec cannot cross threads: the worker sends raw bytes and it decodes here. Built-in
       // codecs decode in the worker; those of JSON items cross as one JSON text (the shard-worker's
       // default encoding for them).

@@ -187,6 +187,13 @@ export interface CoordinatorOptions<T = unknown> {
    */
   idleFetchIntervalMs?: number;
   /**
+   * An idle shard polls less often: after 3 empty answers in a row its pause doubles at each one, up to
+   * this (the first record then waits up to this long); an answer with records, or a shard behind, brings
+   * it back to full speed at once. Equal to `idleFetchIntervalMs`: no backoff.
+   * @defaultValue 5000
+   */
+  idleFetchMaxIntervalMs?: number;
+  /**
    * Records fetched but not yet processed, per host: with `maxBufferedBytes`, bounds memory whatever the
    * handler's speed (each reader may overdraw it by one GetRecords response). It is shared by the readers
    * and fetched again as it is processed, so it also caps a host that catches up at about
@@ -303,6 +310,7 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly maxRecordsPerFetch: number;
   readonly fetchRatePerShard: number;
   readonly idleFetchIntervalMs: number;
+  readonly idleFetchMaxIntervalMs: number;
   readonly maxBufferedRecords: number;
   readonly maxBufferedBytes: number;
   readonly checkpoint: Readonly<{ mode: 'auto' | 'manual'; intervalMs: number }>;
@@ -345,6 +353,7 @@ export const COORDINATOR_DEFAULTS = Object.freeze({
   maxRecordsPerFetch: 10_000,
   fetchRatePerShard: 5,
   idleFetchIntervalMs: 1_000,
+  idleFetchMaxIntervalMs: 5_000,
   maxBufferedRecords: 100_000,
   maxBufferedBytes: 64 * 1024 * 1024,
   checkpoint: Object.freeze({ mode: 'auto' as const, intervalMs: 5_000 }),
@@ -393,6 +402,7 @@ const TOP_LEVEL_KEYS = [
   'maxRecordsPerFetch',
   'fetchRatePerShard',
   'idleFetchIntervalMs',
+  'idleFetchMaxIntervalMs',
   'maxBufferedRecords',
   'maxBufferedBytes',
   'checkpoint',
@@ -889,6 +899,13 @@ export function resolveCoordinatorOptions<T = unknown>(
     0,
     LIMITS.iteratorLifetimeMs,
   );
+  const idleFetchMaxIntervalMs = milliseconds(
+    o.idleFetchMaxIntervalMs,
+    'idleFetchMaxIntervalMs',
+    Math.max(COORDINATOR_DEFAULTS.idleFetchMaxIntervalMs, idleFetchIntervalMs),
+    idleFetchIntervalMs,
+    LIMITS.iteratorLifetimeMs,
+  );
   const maxBufferedRecords = integer(
     o.maxBufferedRecords,
     'maxBufferedRecords',
@@ -977,6 +994,7 @@ export function resolveCoordinatorOptions<T = unknown>(
     maxRecordsPerFetch,
     fetchRatePerShard,
     idleFetchIntervalMs,
+    idleFetchMaxIntervalMs,
     maxBufferedRecords,
     maxBufferedBytes,
     checkpoint,

@@ -65,6 +65,13 @@ export interface ShardReaderOptions {
    */
   idleFetchIntervalMs?: number;
   /**
+   * An idle shard polls less often: after 3 empty answers in a row the pause doubles at each one, up to
+   * this; the first answer with records (or a shard behind) brings it back to full speed. Equal to
+   * `idleFetchIntervalMs`: no backoff.
+   * @defaultValue 5_000
+   */
+  idleFetchMaxIntervalMs?: number;
+  /**
    * Codec that decodes record payloads. A name, because options cross threads.
    * @defaultValue 'json'
    */
@@ -99,6 +106,7 @@ export const SHARD_READER_DEFAULTS = Object.freeze({
   fetchRatePerShard: 5,
   fetchBytesPerSecPerShard: 2 * 1024 * 1024,
   idleFetchIntervalMs: 1_000,
+  idleFetchMaxIntervalMs: 5_000,
   codec: 'json' as CodecName,
   throttleBackoffMs: Object.freeze({ initial: 250, max: 10_000 }),
   errorBackoffMs: Object.freeze({ initial: 200, max: 30_000 }),
@@ -127,6 +135,7 @@ export interface ResolvedShardReaderOptions {
   readonly fetchRatePerShard: number;
   readonly fetchBytesPerSecPerShard: number;
   readonly idleFetchIntervalMs: number;
+  readonly idleFetchMaxIntervalMs: number;
   readonly codec: Codec;
   readonly encoding: BatchEncoding;
   readonly throttleBackoffMs: Readonly<BackoffMs>;
@@ -285,6 +294,20 @@ export function resolveShardReaderOptions(options: ShardReaderOptions): Resolved
       `must be one of ${LOG_LEVELS.join(', ')} (got ${show(logLevel)})`,
     );
   }
+  const idleFetchIntervalMs = numberIn(
+    options.idleFetchIntervalMs ?? d.idleFetchIntervalMs,
+    'idleFetchIntervalMs',
+    0,
+    Number.MAX_SAFE_INTEGER,
+    false,
+  );
+  const idleFetchMaxIntervalMs = numberIn(
+    options.idleFetchMaxIntervalMs ?? Math.max(d.idleFetchMaxIntervalMs, idleFetchIntervalMs),
+    'idleFetchMaxIntervalMs',
+    idleFetchIntervalMs,
+    Number.MAX_SAFE_INTEGER,
+    false,
+  );
   return Object.freeze({
     streamName,
     streamArn,
@@ -305,13 +328,8 @@ export function resolveShardReaderOptions(options: ShardReaderOptions): Resolved
       Number.MAX_SAFE_INTEGER,
       true,
     ),
-    idleFetchIntervalMs: numberIn(
-      options.idleFetchIntervalMs ?? d.idleFetchIntervalMs,
-      'idleFetchIntervalMs',
-      0,
-      Number.MAX_SAFE_INTEGER,
-      false,
-    ),
+    idleFetchIntervalMs,
+    idleFetchMaxIntervalMs,
     codec,
     encoding,
     throttleBackoffMs: resolveBackoff(options.throttleBackoffMs, d.throttleBackoffMs, 'throttleBackoffMs'),

@@ -132,6 +132,8 @@ export class ShardReader {
   /** Expired iterators in a row without a successful GetRecords between them. */
   #expiredInARow = 0;
   #throttleAttempt = 0;
+  /** Empty answers in a row from a shard that is not behind: its idle pause grows with them. */
+  #emptyInARow = 0;
   #errorAttempt = 0;
 
   #throttled = 0;
@@ -309,9 +311,21 @@ export class ShardReader {
     }
     this.#iterator = next;
     if (records.length === 0 && (this.#link.millisBehindLatest ?? 0) === 0) {
-      await this.#clock.sleep(this.options.idleFetchIntervalMs, this.#link.signal);
-    }
+      this.#emptyInARow++;
+      await this.#clock.sleep(this.#idlePause(), this.#link.signal);
+    } else this.#emptyInARow = 0;
     return this.#link.running() ? 'ok' : 'stop';
+  }
+
+  /**
+   * The pause after an empty answer: `idleFetchIntervalMs` for the first three in a row, then doubling
+   * up to `idleFetchMaxIntervalMs`. An idle shard costs an empty GetRecords call (about a millisecond
+   * and a half of CPU in the SDK) per pause: 200 idle shards polled each second took a third of a core.
+   */
+  #idlePause(): number {
+    const { idleFetchIntervalMs: base, idleFetchMaxIntervalMs: max } = this.options;
+    const doublings = Math.max(0, this.#emptyInARow - 3);
+    return Math.min(max, base * 2 ** Math.min(doublings, 30));
   }
 
   /** Decides what an error means for the loop; backs off where needed. */

@@ -449,6 +449,13 @@ describe('coordinator options', () => {
       optionError(() => resolve({ maxBufferedBytes: 0 }), 'maxBufferedBytes');
       optionError(() => resolve({ maxBufferedBytes: '1MB' as never }), 'maxBufferedBytes');
       expect(resolve({ leaseCleanupDelayMs: 0 }).leaseCleanupDelayMs).to.equal(0);
+      expect(resolve({}).idleFetchMaxIntervalMs).to.equal(5_000);
+      // Below the idle interval it would be no backoff at all: refused; the default follows a larger interval.
+      optionError(
+        () => resolve({ idleFetchIntervalMs: 2_000, idleFetchMaxIntervalMs: 1_000 }),
+        'idleFetchMaxIntervalMs',
+      );
+      expect(resolve({ idleFetchIntervalMs: 8_000 }).idleFetchMaxIntervalMs).to.equal(8_000);
       optionError(() => resolve({ leaseCleanupDelayMs: -1 }), 'leaseCleanupDelayMs');
     });
   });

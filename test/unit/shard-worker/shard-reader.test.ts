@@ -121,9 +121,9 @@ describe('ShardReader', () => {
   });
 
   describe('idle shard', () => {
-    it('spaces calls by idleFetchIntervalMs while the shard returns nothing at the tip', async () => {
+    it('spaces calls by idleFetchIntervalMs while the shard returns nothing at the tip (no backoff when max = interval)', async () => {
       const shard = new FakeShard([]);
-      const r = reader(shard, { idleFetchIntervalMs: 1_000 });
+      const r = reader(shard, { idleFetchIntervalMs: 1_000, idleFetchMaxIntervalMs: 1_000 });
       end.credit(100);
       r.start();
       await advance(clock, 5_050);
@@ -132,6 +132,28 @@ describe('ShardReader', () => {
       for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).to.be.at.least(1_000);
       expect(end.of('batch')).to.have.length(0);
       expect(end.of('fetched')).to.have.length(6);
+    });
+
+    it('an idle shard backs off (after 3 empty answers, doubling up to idleFetchMaxIntervalMs) and is back at full speed with the first record', async () => {
+      const shard = new FakeShard([]);
+      const r = reader(shard, { idleFetchIntervalMs: 1_000, idleFetchMaxIntervalMs: 5_000 });
+      end.credit(100);
+      r.start();
+      await advance(clock, 25_100);
+      const times = shard.getRecordsCalls.map((c) => c.at - shard.getRecordsCalls[0]!.at);
+      expect(times.slice(0, 8)).to.deep.equal([0, 1_000, 2_000, 3_000, 5_000, 9_000, 14_000, 19_000]);
+      // Records arrive: the next call (at most idleFetchMaxIntervalMs later) has them, and the pauses are
+      // back to idleFetchIntervalMs.
+      const arrivedAt = clock.now;
+      shard.records.push(
+        ...jsonRecords(3).map((x, i) => ({ ...x, SequenceNumber: `9${String(i).padStart(20, '0')}` })),
+      );
+      await advance(clock, 7_100);
+      expect(end.of('batch')).to.have.length(1);
+      const after = shard.getRecordsCalls.map((c) => c.at).filter((t) => t > arrivedAt);
+      expect(after[0]! - arrivedAt, 'the records waited at most the longest pause').to.be.at.most(5_000);
+      // After the answer with records the next call comes at the call rate (200 ms), then 1 s pauses.
+      expect(after.slice(1, 3).map((t, i) => t - after[i]!)).to.deep.equal([200, 1_000]);
     });
 
     it('keeps the fetch rate while empty answers say the reader is behind', async () => {

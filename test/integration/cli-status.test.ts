@@ -267,6 +267,59 @@ for (const engine of ['kinesalite', 'kinesis-mock'] as const) {
       expect(Date.parse(reports[1]!.readAt)).to.be.greaterThan(Date.parse(reports[0]!.readAt));
     });
 
+    it('a shard stopped after a failure shows as failed: who stopped it, where and why (table and --json)', async () => {
+      const failedGroup = 'status-failed';
+      const manager = new RedisLeaseManager({
+        redis: redis.url,
+        group: failedGroup,
+        stream,
+        hostId: 'host-x',
+        keyPrefix: redis.keyPrefix,
+      });
+      try {
+        await manager.ensureLeases([{ shardId: 'shardId-000000000001', parentShardIds: [] }]);
+        const lease = (await manager.acquire('shardId-000000000001'))!;
+        await manager.release('shardId-000000000001', lease.counter, {
+          hostId: 'host-x',
+          reason: 'handler',
+          code: 'ERR_CODEC',
+          message: "codec 'json': payload is not valid JSON",
+          sequenceNumber: '49000000000000000000000000000000000000000000000000000001',
+          atMs: Date.UTC(2026, 11, 3),
+        });
+      } finally {
+        await manager.close();
+      }
+      const args = [
+        'status',
+        stream,
+        '--group',
+        failedGroup,
+        '--redis',
+        redis.url,
+        '--key-prefix',
+        redis.keyPrefix,
+      ];
+      const json = await finished(start([...g, '--json', ...args]));
+      expect(json.code, json.stderr).to.equal(0);
+      const shard = (JSON.parse(json.stdout) as StatusReport).shards[0]!;
+      expect(shard.state).to.equal('failed');
+      expect(shard.failure).to.deep.equal({
+        hostId: 'host-x',
+        reason: 'handler',
+        code: 'ERR_CODEC',
+        message: "codec 'json': payload is not valid JSON",
+        sequenceNumber: '49000000000000000000000000000000000000000000000000000001',
+        at: '2026-12-03T00:00:00.000Z',
+      });
+      const table = await finished(start([...g, ...args]));
+      expect(table.code, table.stderr).to.equal(0);
+      expect(table.stdout).to.include('1 failed');
+      expect(table.stdout).to.include(
+        "shardId-000000000001 stopped on host-x at sequence number 49000000000000000000000000000000000000000000000000000001 (2026-12-03T00:00:00.000Z): ERR_CODEC: codec 'json': payload is not valid JSON",
+      );
+    });
+
     it('errors: missing --group or --redis exit 2, unreachable Redis 4 (quickly), missing stream 3', async () => {
       const noGroup = await finished(start([...g, 'status', stream, '--redis', redis.url]));
       expect(noGroup.code).to.equal(2);

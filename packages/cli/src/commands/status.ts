@@ -58,6 +58,16 @@ export interface StatusShard {
   parentShardIds: string[];
   childShardIds: string[];
   handoffTo?: string;
+  /** State `failed`: why the last owner stopped reading the shard, and where. */
+  failure?: {
+    hostId: string;
+    reason: string;
+    code: string;
+    message: string;
+    sequenceNumber?: string;
+    subSequenceNumber?: number;
+    at: string;
+  };
 }
 
 /** What `status --json` prints (one object per refresh with --watch). */
@@ -201,6 +211,21 @@ async function collect(
       parentShardIds: s.parentShardIds,
       childShardIds: s.childShardIds,
       ...(s.handoffTo === undefined ? {} : { handoffTo: s.handoffTo }),
+      ...(s.failure === undefined
+        ? {}
+        : {
+            failure: {
+              hostId: s.failure.hostId,
+              reason: s.failure.reason,
+              code: s.failure.code,
+              message: s.failure.message,
+              ...(s.failure.sequenceNumber === undefined ? {} : { sequenceNumber: s.failure.sequenceNumber }),
+              ...(s.failure.subSequenceNumber === undefined
+                ? {}
+                : { subSequenceNumber: s.failure.subSequenceNumber }),
+              at: new Date(s.failure.atMs).toISOString(),
+            },
+          }),
     };
   });
   const byId = new Map(snapshot.shards.map((s) => [s.shardId, s]));
@@ -280,10 +305,21 @@ function humanReport(report: StatusReport): string {
             `${seconds(h.lastSeenMsAgo)} ago`,
           ]),
         );
+  const failures = report.shards
+    .filter((s) => s.failure !== undefined)
+    .map((s) => {
+      const f = s.failure!;
+      const at =
+        f.sequenceNumber === undefined
+          ? ''
+          : ` at sequence number ${f.sequenceNumber}${f.subSequenceNumber === undefined ? '' : `:${f.subSequenceNumber}`}`;
+      return `${s.shardId} stopped on ${f.hostId}${at} (${f.at}): ${f.code}: ${f.message}\n`;
+    })
+    .join('');
   return `${head}${report.shards.length} leases: ${summary}\n\n${table(
     ['shard', 'state', 'owner', 'counter', 'checkpoint', 'expires', 'lag'],
     rows,
-  )}\n${report.hosts.length} live host${report.hosts.length === 1 ? '' : 's'}\n${hosts}`;
+  )}${failures === '' ? '' : `\nfailed shards:\n${failures}`}\n${report.hosts.length} live host${report.hosts.length === 1 ? '' : 's'}\n${hosts}`;
 }
 
 /** `shardline status`: see the file comment. Resolves with the exit code. */

@@ -58,6 +58,27 @@ export interface CoordinatorMetricsSnapshot {
   shards: Iterable<{ shardId: string; millisBehindLatest: number | undefined }>;
 }
 
+/** The gauges' snapshot from a coordinator's sessions (holding a lease, reading) and their figures. */
+export function metricsSnapshot(
+  sessions: Iterable<{ shardId: string; holdsLease: boolean; state: string }>,
+  stats: ReadonlyMap<string, { millisBehindLatest?: number }>,
+  bufferedRecords: number,
+): CoordinatorMetricsSnapshot {
+  let leases = 0;
+  const shards: Array<{ shardId: string; millisBehindLatest: number | undefined }> = [];
+  for (const session of sessions) {
+    if (!session.holdsLease) continue;
+    leases++;
+    if (session.state === 'reading') {
+      shards.push({
+        shardId: session.shardId,
+        millisBehindLatest: stats.get(session.shardId)?.millisBehindLatest,
+      });
+    }
+  }
+  return { leases, bufferedRecords, shards };
+}
+
 export interface CoordinatorMetricsOptions {
   registry: MetricsRegistry;
   stream: string;

@@ -27,7 +27,12 @@ import {
 } from '@shardline/common';
 import type { ShardReaderTaskOptions } from '@shardline/shard-worker';
 import { ShardCheckpointer } from './checkpointer.js';
-import type { LeaseLostReason, LeaseReleasedReason, StartPosition } from './events.js';
+import type { LeaseLostReason, LeaseReleasedReason } from './events.js';
+import { LEASE_CLOCK_DEFAULTS, LeaseClock } from './lease-clock.js';
+import { READER_START_DEFAULTS, type ReaderStart, ReaderStarts, startedEvent } from './reader-start.js';
+
+export type { ReaderStart } from './reader-start.js';
+
 import type { Lease, LeaseFailure, LeaseManager } from './leases/types.js';
 import type { InitialPosition } from './options.js';
 import { ReaderRun, type ReaderRunDeps, type RunOwner } from './reader-run.js';
@@ -78,10 +83,10 @@ export const TRANSITIONS: Readonly<Record<ShardSessionState, readonly ShardSessi
 const TERMINAL: ReadonlySet<ShardSessionState> = new Set(['ended', 'released', 'failed', 'closed']);
 
 export const SESSION_TIMING = Object.freeze({
-  /** Part of the remaining lease time kept as margin before the local deadline. */
-  deadlineMarginFraction: 0.2,
+  /** Part of the remaining lease time kept as margin before the local deadline (see LeaseClock). */
+  deadlineMarginFraction: LEASE_CLOCK_DEFAULTS.deadlineMarginFraction,
   /** How far before a LATEST start a restarted reader resumes (skew between host and Kinesis clocks). */
-  latestSkewMarginMs: 5_000,
+  latestSkewMarginMs: READER_START_DEFAULTS.latestSkewMarginMs,
   /** Backoff of SHARD_END writes that failed (the store unreachable): the lease is kept meanwhile. */
   endRetryBackoffMs: Object.freeze({ initial: 100, max: 5_000 }),
 });
@@ -94,9 +99,6 @@ export interface ShardFailure {
   /** For `handler`: the record it stopped at (the checkpoint is just before it). */
   position?: ShardPosition;
 }
-
-/** Where a reader starts: after (or at, with a sub-sequence) a checkpoint, or at an initial position. */
-export type ReaderStart = { checkpoint: ShardPosition } | { initialPosition: InitialPosition };
 
 export interface ShardSessionDeps<T> extends ReaderRunDeps<T> {
   hostId: string;
@@ -124,21 +126,17 @@ export class ShardSession<T = unknown> {
   readonly counter: number;
   readonly #d: ShardSessionDeps<T>;
   readonly #checkpointer: ShardCheckpointer;
-  readonly #isRoot: boolean;
+  readonly #starts: ReaderStarts;
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
   #state: ShardSessionState = 'starting';
   #run: ReaderRun<T> | undefined;
   #failure: ShardFailure | undefined;
-  /** performance.now() past which nothing is handed out, and past which the lease is lost. */
-  #deadline: number;
-  #expiry: number;
-  #timer: NodeJS.Timeout | undefined;
-  #paused = false;
+  readonly #clock: LeaseClock;
+  /** Whether the lease clock lets records be handed out now. */
+  #open = true;
   /** The release call was sent: renewals stop (a renew racing it would look like a loss). */
   #releaseSent = false;
-  /** Epoch ms of the first LATEST start: a restart before anything was processed resumes from there. */
-  #latestStartMs: number | undefined;
   /** What this session's reader runs report to it. */
   readonly #owner: RunOwner;
 
@@ -161,7 +159,7 @@ export class ShardSession<T = unknown> {
       noteChildren: (children) => this.#d.noteChildren(children),
     };
     this.#d = deps;
-    this.#isRoot = isRoot;
+    this.#starts = new ReaderStarts(isRoot, deps.initialPosition);
     this.#done = new Promise((resolve) => {
       this.#resolveDone = resolve;
     });
@@ -176,7 +174,13 @@ export class ShardSession<T = unknown> {
       initial: lease.checkpoint === SHARD_END ? undefined : lease.checkpoint,
       onLeaseLost: () => this.#lose('fenced'),
     });
-    [this.#deadline, this.#expiry] = this.#limits(sentAt, lease);
+    this.#clock = new LeaseClock(lease, sentAt, {
+      leaseDurationMs: deps.leaseDurationMs,
+      deliver: (open) => {
+        if (this.holdsLease) this.#deliver(open);
+      },
+      expired: () => this.#lose('expired'),
+    });
     const payload: { shardId: string; counter: number; checkpoint?: string } = {
       shardId: this.shardId,
       counter: this.counter,
@@ -220,7 +224,7 @@ export class ShardSession<T = unknown> {
     if (this.#state !== 'starting') return;
     this.#startReader();
     this.#to('reading');
-    this.#schedule();
+    this.#clock.start();
   }
 
   // ---- the lease ------------------------------------------------------------------------------------
@@ -228,8 +232,7 @@ export class ShardSession<T = unknown> {
   /** A renew (sent at `sentAt`, performance.now()) succeeded. */
   renewed(lease: Lease, sentAt: number): void {
     if (!this.holdsLease) return;
-    [this.#deadline, this.#expiry] = this.#limits(sentAt, lease);
-    this.#schedule();
+    this.#clock.renewed(lease, sentAt);
     if (lease.handoffTo !== undefined && lease.handoffTo !== this.#d.hostId) this.release('handoff');
   }
 
@@ -240,7 +243,7 @@ export class ShardSession<T = unknown> {
 
   /** A renew failed without an answer (the caller reports it): the lease is kept until its local deadline. */
   renewFailed(): void {
-    if (this.holdsLease && performance.now() >= this.#deadline) this.#lose('renew-failed');
+    if (this.holdsLease && !this.#clock.open) this.#lose('renew-failed');
   }
 
   /** Gives the lease back: the batch in hand finishes, the checkpoint is written, the lease released. */
@@ -253,40 +256,17 @@ export class ShardSession<T = unknown> {
     }
   }
 
-  #limits(sentAt: number, lease: Lease): [number, number] {
-    const remaining =
-      lease.expiresAtMs !== undefined && lease.readAtMs !== undefined
-        ? lease.expiresAtMs - lease.readAtMs
-        : this.#d.leaseDurationMs;
-    return [sentAt + remaining * (1 - SESSION_TIMING.deadlineMarginFraction), sentAt + remaining];
-  }
-
-  /** Pauses or resumes delivery by the deadline, and arms the timer for the next change. */
-  #schedule(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (!this.holdsLease || this.#state === 'starting') return;
-    const now = performance.now();
-    if (now < this.#deadline) {
-      this.#setPaused(false);
-      this.#timer = setTimeout(() => this.#schedule(), this.#deadline - now);
-    } else if (now < this.#expiry) {
-      this.#setPaused(true);
-      this.#timer = setTimeout(() => this.#schedule(), this.#expiry - now);
-    } else {
-      this.#lose('expired');
-    }
-  }
-
-  #setPaused(paused: boolean): void {
-    const changed = paused !== this.#paused;
-    this.#paused = paused;
+  /** Delivery follows the lease clock: open before the deadline, paused after. */
+  #deliver(open: boolean): void {
+    const changed = open !== this.#open;
+    this.#open = open;
     const run = this.#run;
-    if (run !== undefined && (changed || run.lane === undefined)) this.#applyPause(run);
+    // handlerModule: the worker is sent every new deadline, not only the changes.
+    if (run !== undefined && (changed || run.lane === undefined)) this.#applyDeadline(run);
   }
 
-  #applyPause(run: ReaderRun<T>): void {
-    run.deliverUntil(!this.#paused, Date.now() + (this.#deadline - performance.now()));
+  #applyDeadline(run: ReaderRun<T>): void {
+    run.deliverUntil(this.#open, this.#clock.deadlineEpochMs);
   }
 
   // ---- transitions ----------------------------------------------------------------------------------
@@ -302,7 +282,7 @@ export class ShardSession<T = unknown> {
     this.#state = next;
     this.#d.logger.debug({ shardId: this.shardId, from, to: next }, 'shard session');
     if (TERMINAL.has(next)) {
-      clearTimeout(this.#timer);
+      this.#clock.stop();
       this.#resolveDone();
     }
   }
@@ -311,7 +291,7 @@ export class ShardSession<T = unknown> {
   #lose(reason: LeaseLostReason): void {
     if (TERMINAL.has(this.#state) || this.#state === 'lost' || this.#releaseSent) return;
     this.#to('lost');
-    clearTimeout(this.#timer);
+    this.#clock.stop();
     this.#checkpointer.close();
     const run = this.#run;
     run?.deliverUntil(false, 0);
@@ -343,7 +323,7 @@ export class ShardSession<T = unknown> {
 
   async #releaseLease(reason: LeaseReleasedReason): Promise<void> {
     this.#releaseSent = true;
-    clearTimeout(this.#timer);
+    this.#clock.stop();
     this.#checkpointer.close();
     const failure = this.#failure;
     const note: LeaseFailure | undefined =
@@ -431,49 +411,15 @@ export class ShardSession<T = unknown> {
 
   // ---- the reader ----------------------------------------------------------------------------------
 
-  #startPosition(): ReaderStart {
-    const resume = this.#checkpointer.resumeFrom;
-    if (resume !== undefined) return { checkpoint: resume };
-    if (!this.#isRoot) return { initialPosition: 'TRIM_HORIZON' };
-    const initial = this.#d.initialPosition;
-    if (initial !== 'LATEST') return { initialPosition: initial };
-    if (this.#latestStartMs === undefined) {
-      this.#latestStartMs = Date.now();
-      return { initialPosition: 'LATEST' };
-    }
-    // Restarted before anything was processed: LATEST again would skip what arrived meanwhile.
-    return {
-      initialPosition: { timestamp: new Date(this.#latestStartMs - SESSION_TIMING.latestSkewMarginMs) },
-    };
-  }
-
   #startReader(): void {
-    const start = this.#startPosition();
+    const start = this.#starts.next(this.#checkpointer.resumeFrom);
     const run = new ReaderRun<T>(this.#owner, this.#d, this.#d.readerOptions(start));
     this.#run = run;
-    this.#applyPause(run);
-    this.#emitStarted(start);
+    this.#applyDeadline(run);
+    this.#d.events.emit('shard.started', startedEvent(this.shardId, start));
     void run.exited
       .then((exit) => this.#onExit(run, exit))
       .catch((error: unknown) => this.#d.report(error, 'handling the end of a reader failed'));
-  }
-
-  #emitStarted(start: ReaderStart): void {
-    const payload: {
-      shardId: string;
-      position: StartPosition;
-      sequenceNumber?: string;
-      subSequenceNumber?: number;
-    } = { shardId: this.shardId, position: 'TRIM_HORIZON' };
-    if ('checkpoint' in start) {
-      const { sequenceNumber, subSequenceNumber } = start.checkpoint;
-      payload.position = subSequenceNumber === undefined ? 'AFTER_SEQUENCE_NUMBER' : 'AT_SEQUENCE_NUMBER';
-      payload.sequenceNumber = sequenceNumber;
-      if (subSequenceNumber !== undefined) payload.subSequenceNumber = subSequenceNumber;
-    } else {
-      payload.position = typeof start.initialPosition === 'string' ? start.initialPosition : 'AT_TIMESTAMP';
-    }
-    this.#d.events.emit('shard.started', payload);
   }
 
   #onExit(run: ReaderRun<T>, exit: ReaderExit): void {

@@ -202,6 +202,16 @@ export class Topology {
     );
   }
 
+  /**
+   * Whether the shard is a root of the group's shard graph, so it starts at the initial position when it
+   * has no checkpoint: every parent is gone from the stream and unknown to the group (`knownLeases`: the
+   * shards the group has leases for). Otherwise the group was reading its parents, and the shard starts
+   * at TRIM_HORIZON after them.
+   */
+  isRoot(shardId: string, knownLeases: ReadonlySet<string>): boolean {
+    return this.parentsOf(shardId).every((p) => !this.#shards.has(p) && !knownLeases.has(p));
+  }
+
   /** The parents still keeping the shard waiting (present and not ended). */
   blockingParents(shardId: string, checkpoints: CheckpointLookup): string[] {
     return this.parentsOf(shardId).filter((p) => this.#shards.has(p) && lookup(checkpoints, p) !== SHARD_END);

@@ -157,6 +157,22 @@ describe('topology', () => {
     });
   });
 
+  it('isRoot: a shard without parents, or whose parents are all gone from the stream and have no lease in the group', () => {
+    const t = new Topology([
+      shard('P', '100', { closed: true }),
+      shard('C', '200', { parents: ['P'] }),
+      shard('G', '300', { parents: ['gone-1', 'gone-2'] }),
+    ]);
+    const none = new Set<string>();
+    expect(t.isRoot('P', none)).to.equal(true);
+    // A parent still in the stream: read it first, then the child from TRIM_HORIZON.
+    expect(t.isRoot('C', none)).to.equal(false);
+    // Both parents gone and unknown to the group (a reshard older than the retention, a new group).
+    expect(t.isRoot('G', none)).to.equal(true);
+    // The group has a lease for one of them: it was reading it, so the child continues after it.
+    expect(t.isRoot('G', new Set(['gone-2']))).to.equal(false);
+  });
+
   it('is not eligible for a shard it does not know', () => {
     expect(new Topology([]).eligible('nope', cps({}))).to.equal(false);
   });

@@ -39,6 +39,7 @@ import type {
   LeaseManager,
   LeaseSeed,
 } from './types.js';
+import { validCheckpoint, validCounter, validIds, validShardId } from './validation.js';
 
 /** The namespaces of each store, kept off its public surface. */
 const namespaces = new WeakMap<MemoryLeaseStore, Map<string, Namespace>>();
@@ -141,54 +142,6 @@ function liveHandoff(lease: StoredLease, now: number, leaseDurationMs: number): 
   return lease.handoffAtMs + leaseDurationMs > now ? lease.handoffTo : undefined;
 }
 
-function checkShardId(shardId: unknown): asserts shardId is string {
-  if (typeof shardId !== 'string' || shardId.length === 0) {
-    throw new ShardlineOptionError('shardId', `must be a non-empty string (got ${String(shardId)})`);
-  }
-}
-
-function checkCounter(counter: unknown): asserts counter is number {
-  if (typeof counter !== 'number' || !Number.isInteger(counter) || counter < 0) {
-    throw new ShardlineOptionError('counter', `must be an integer >= 0 (got ${String(counter)})`);
-  }
-}
-
-function checkIds(ids: unknown, option: string): string[] {
-  if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string' || id.length === 0)) {
-    throw new ShardlineOptionError(option, 'must be an array of non-empty shard ids');
-  }
-  return ids as string[];
-}
-
-/** Validates a checkpoint and returns a private copy. */
-function checkCheckpoint(checkpoint: unknown): Checkpoint {
-  if (checkpoint === SHARD_END) return SHARD_END;
-  const c = checkpoint as { sequenceNumber?: unknown; subSequenceNumber?: unknown } | null;
-  if (
-    typeof c !== 'object' ||
-    c === null ||
-    typeof c.sequenceNumber !== 'string' ||
-    !/^\d+$/.test(c.sequenceNumber)
-  ) {
-    throw new ShardlineOptionError(
-      'checkpoint',
-      `must be 'SHARD_END' or { sequenceNumber: <decimal string>, subSequenceNumber?: <integer >= 0> }`,
-    );
-  }
-  if (c.subSequenceNumber === undefined) return { sequenceNumber: c.sequenceNumber };
-  if (
-    typeof c.subSequenceNumber !== 'number' ||
-    !Number.isInteger(c.subSequenceNumber) ||
-    c.subSequenceNumber < 0
-  ) {
-    throw new ShardlineOptionError(
-      'checkpoint.subSequenceNumber',
-      `must be an integer >= 0 (got ${String(c.subSequenceNumber)})`,
-    );
-  }
-  return { sequenceNumber: c.sequenceNumber, subSequenceNumber: c.subSequenceNumber };
-}
-
 /** {@link LeaseManager} over a {@link MemoryLeaseStore}; see the module notes for the exact rules. */
 export class MemoryLeaseManager implements LeaseManager {
   readonly hostId: string;
@@ -247,12 +200,12 @@ export class MemoryLeaseManager implements LeaseManager {
         if (typeof seed !== 'object' || seed === null) {
           throw new ShardlineOptionError(`seeds[${i}]`, 'must be an object like { shardId, parentShardIds }');
         }
-        checkShardId(seed.shardId);
+        validShardId('shardId', seed.shardId);
         return {
           shardId: seed.shardId,
-          parentShardIds: checkIds(seed.parentShardIds, `seeds[${i}].parentShardIds`),
+          parentShardIds: validIds(`seeds[${i}].parentShardIds`, seed.parentShardIds),
           childShardIds:
-            seed.childShardIds === undefined ? [] : checkIds(seed.childShardIds, `seeds[${i}].childShardIds`),
+            seed.childShardIds === undefined ? [] : validIds(`seeds[${i}].childShardIds`, seed.childShardIds),
         };
       });
       for (const seed of checked) {
@@ -289,7 +242,7 @@ export class MemoryLeaseManager implements LeaseManager {
 
   getLease(shardId: string): Promise<Lease | undefined> {
     return this.#run('getLease', () => {
-      checkShardId(shardId);
+      validShardId('shardId', shardId);
       const lease = this.#ns.leases.get(shardId);
       return lease === undefined ? undefined : this.#copy(lease);
     });
@@ -297,7 +250,7 @@ export class MemoryLeaseManager implements LeaseManager {
 
   acquire(shardId: string): Promise<Lease | undefined> {
     return this.#run('acquire', () => {
-      checkShardId(shardId);
+      validShardId('shardId', shardId);
       const lease = this.#ns.leases.get(shardId);
       if (lease === undefined) return undefined;
       const now = this.store.now();
@@ -317,8 +270,8 @@ export class MemoryLeaseManager implements LeaseManager {
 
   renew(shardId: string, counter: number): Promise<Lease | undefined> {
     return this.#run('renew', () => {
-      checkShardId(shardId);
-      checkCounter(counter);
+      validShardId('shardId', shardId);
+      validCounter(counter);
       return this.#renew(shardId, counter);
     });
   }
@@ -344,8 +297,8 @@ export class MemoryLeaseManager implements LeaseManager {
       if (!Array.isArray(held))
         throw new ShardlineOptionError('held', 'must be an array of { shardId, counter }');
       for (const entry of held) {
-        checkShardId(entry?.shardId);
-        checkCounter(entry.counter);
+        validShardId('shardId', entry?.shardId);
+        validCounter(entry.counter);
       }
       const out = new Map<string, Lease | undefined>();
       for (const { shardId, counter } of held) out.set(shardId, this.#renew(shardId, counter));
@@ -355,8 +308,8 @@ export class MemoryLeaseManager implements LeaseManager {
 
   removeLease(shardId: string, counter: number): Promise<boolean> {
     return this.#run('removeLease', () => {
-      checkShardId(shardId);
-      checkCounter(counter);
+      validShardId('shardId', shardId);
+      validCounter(counter);
       const lease = this.#ns.leases.get(shardId);
       if (lease === undefined || lease.counter !== counter) return false;
       const now = this.store.now();
@@ -369,8 +322,8 @@ export class MemoryLeaseManager implements LeaseManager {
 
   release(shardId: string, counter: number, failure?: LeaseFailure): Promise<boolean> {
     return this.#run('release', () => {
-      checkShardId(shardId);
-      checkCounter(counter);
+      validShardId('shardId', shardId);
+      validCounter(counter);
       const lease = this.#owned(shardId, counter);
       if (lease === undefined) return false;
       lease.owner = undefined;
@@ -382,9 +335,9 @@ export class MemoryLeaseManager implements LeaseManager {
 
   checkpoint(shardId: string, counter: number, checkpoint: Checkpoint): Promise<void> {
     return this.#run('checkpoint', () => {
-      checkShardId(shardId);
-      checkCounter(counter);
-      const value = checkCheckpoint(checkpoint);
+      validShardId('shardId', shardId);
+      validCounter(counter);
+      const value = validCheckpoint(checkpoint);
       const lease = this.#owned(shardId, counter);
       if (lease === undefined) {
         const current = this.#ns.leases.get(shardId);
@@ -416,7 +369,7 @@ export class MemoryLeaseManager implements LeaseManager {
 
   requestHandoff(shardId: string, toHostId: string): Promise<boolean> {
     return this.#run('requestHandoff', () => {
-      checkShardId(shardId);
+      validShardId('shardId', shardId);
       if (typeof toHostId !== 'string' || toHostId.length === 0) {
         throw new ShardlineOptionError('toHostId', `must be a non-empty string (got ${String(toHostId)})`);
       }

@@ -10,12 +10,11 @@ import {
   ShardlineError,
   ShardlineOptionError,
 } from '@shardline/common';
-import { type Cluster, Redis, type RedisOptions } from 'ioredis';
+import { RedisGate } from './redis-gate.js';
+import { decodeLease } from './redis-lease.js';
 import {
   REDIS_LEASE_DEFAULTS,
   type RedisLeaseManagerOptions,
-  type ResolvedConnection,
-  type ResolvedRedisLeaseManagerOptions,
   resolveRedisLeaseManagerOptions,
 } from './redis-options.js';
 import { defineLeaseScripts, type LeaseScripts, type RawLease } from './scripts.js';
@@ -29,13 +28,7 @@ import type {
   LeaseManager,
   LeaseSeed,
 } from './types.js';
-
-const MAX_SHARD_ID_LENGTH = 256;
-const MAX_SEQUENCE_LENGTH = 256;
-/** close() gives the goodbye (leave) and QUIT at most this long: Redis may be the reason we stop. */
-const CLOSE_TIMEOUT_MS = 1_000;
-/** ioredis ReplyError prefixes that a later retry can clear (failover, loading, busy script). */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY|NOREPLICAS|MOVED|ASK)\b/;
+import { validCheckpoint, validCounter, validIds, validShardId } from './validation.js';
 
 /** The keys of one group and stream. All share the hash tag `{<group>:<stream>}`: one Cluster slot. */
 export interface LeaseKeys {
@@ -59,8 +52,6 @@ export function leaseKeys(keyPrefix: string, group: string, stream: string): Lea
     lease: (shardId: string) => `${base}lease:${shardId}`,
   });
 }
-
-function noop(): void {}
 
 /**
  * Leases and checkpoints in Redis (see {@link LeaseManager} for the contract).
@@ -106,19 +97,14 @@ export class RedisLeaseManager implements LeaseManager {
   readonly group: string;
   readonly stream: string;
   readonly keys: LeaseKeys;
-  readonly #options: ResolvedRedisLeaseManagerOptions;
-  readonly #redis: Redis | Cluster;
-  readonly #ownsClient: boolean;
+  readonly #gate: RedisGate;
   readonly #scripts: LeaseScripts;
   readonly #logger: Logger;
   #closing: Promise<void> | undefined;
-  #connecting: Promise<void> | undefined;
   #joined = false;
-  #connectionLost = false;
 
   constructor(options: RedisLeaseManagerOptions) {
     const resolved = resolveRedisLeaseManagerOptions(options);
-    this.#options = resolved;
     this.hostId = resolved.hostId;
     this.leaseDurationMs = resolved.leaseDurationMs;
     this.group = resolved.group;
@@ -129,181 +115,16 @@ export class RedisLeaseManager implements LeaseManager {
       group: resolved.group,
       stream: resolved.stream,
     });
-    const { connection } = resolved;
-    if (connection.kind === 'instance') {
-      this.#redis = connection.client;
-      this.#ownsClient = false;
-    } else {
-      this.#redis = this.#createClient(connection);
-      this.#ownsClient = true;
-    }
-    this.#scripts = defineLeaseScripts(this.#redis);
-  }
-
-  #createClient(connection: Exclude<ResolvedConnection, { kind: 'instance' }>): Redis {
-    const timeoutMs = this.#options.commandTimeoutMs;
-    const defaults: RedisOptions = {
-      lazyConnect: true,
-      connectTimeout: timeoutMs,
-      commandTimeout: timeoutMs,
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      retryStrategy: (attempt: number) =>
-        Math.min(attempt * REDIS_LEASE_DEFAULTS.reconnectStepMs, REDIS_LEASE_DEFAULTS.maxReconnectDelayMs),
-    };
-    const options = { ...defaults, ...connection.options };
-    const client = connection.kind === 'url' ? new Redis(connection.url, options) : new Redis(options);
-    // Without a listener ioredis prints every connection error to the console; log the first of a
-    // streak as a warning and the rest at debug level.
-    client.on('error', (error: Error) => {
-      const fields = { redis: connection.description, error: this.#scrub(error.message) };
-      if (this.#connectionLost) {
-        this.#logger.debug(fields, 'Redis connection error');
-      } else {
-        this.#connectionLost = true;
-        this.#logger.warn(fields, 'Redis connection lost; reconnecting');
-      }
+    this.#gate = new RedisGate({
+      connection: resolved.connection,
+      commandTimeoutMs: resolved.commandTimeoutMs,
+      logger: this.#logger,
     });
-    client.on('ready', () => {
-      if (this.#connectionLost) {
-        this.#connectionLost = false;
-        this.#logger.info({ redis: connection.description }, 'Redis connection restored');
-      }
-    });
-    return client;
-  }
-
-  /** Removes every credential of the connection from a text. */
-  #scrub(text: string): string {
-    let out = text;
-    for (const secret of this.#options.connection.secrets) out = out.split(secret).join('***');
-    return out;
-  }
-
-  #redisError(operation: string, error: unknown): ShardlineError {
-    if (error instanceof ShardlineError) return error;
-    const message = this.#scrub(error instanceof Error ? error.message : String(error));
-    const isReply = (error as { name?: unknown } | null)?.name === 'ReplyError';
-    const retriable = !isReply || TRANSIENT_REPLY.test(message);
-    return new ShardlineError(
-      ErrorCodes.REDIS,
-      `Redis ${operation} failed (${this.#options.connection.description}): ${message}`,
-      { retriable, cause: error, details: { operation } },
-    );
-  }
-
-  /**
-   * The outcome of the connection attempt under way: resolves on 'ready', rejects on the next 'error'
-   * or on 'end'. One promise (three listeners) shared by every waiting call, however many there are.
-   */
-  #connectionOutcome(): Promise<void> {
-    if (this.#connecting !== undefined) return this.#connecting;
-    const client = this.#redis;
-    const outcome = new Promise<void>((resolve, reject) => {
-      const settle = (error?: Error): void => {
-        client.off('ready', onReady);
-        client.off('error', onError);
-        client.off('end', onEnd);
-        this.#connecting = undefined;
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onReady = (): void => settle();
-      const onError = (error: Error): void => settle(error);
-      const onEnd = (): void => settle(new Error('the connection is closed'));
-      client.on('ready', onReady);
-      client.on('error', onError);
-      client.on('end', onEnd);
-    });
-    // Nobody may be waiting any more when it settles.
-    outcome.catch(noop);
-    this.#connecting = outcome;
-    if (client.status === 'wait') client.connect().catch(noop);
-    return outcome;
-  }
-
-  /**
-   * Resolves once the client is ready; rejects at `deadline`, or on a connection error (so a call fails
-   * as soon as Redis is known unreachable, not only at the deadline).
-   */
-  async #whenReady(deadline: number, timeoutMessage: string): Promise<void> {
-    const client = this.#redis;
-    if (client.status === 'ready') return;
-    if (client.status === 'end') throw new Error('the connection is closed');
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(timeoutMessage)), Math.max(0, deadline - performance.now()));
-    });
-    try {
-      await Promise.race([this.#connectionOutcome(), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * Runs one Redis call: refuses after close(), waits for the connection, bounds the whole call by
-   * `timeoutMs` (commandTimeoutMs unless a caller asks for less; also for instances without a
-   * commandTimeout of their own), wraps errors.
-   */
-  async #run<T>(operation: string, call: () => Promise<T>, timeoutMs?: number): Promise<T> {
-    if (this.#closing !== undefined) {
-      throw new ShardlineError(ErrorCodes.CLOSED, `the Redis lease manager is closed (${operation})`);
-    }
-    const limitMs = Math.min(this.#options.commandTimeoutMs, timeoutMs ?? Number.POSITIVE_INFINITY);
-    const what = limitMs < this.#options.commandTimeoutMs ? "the call's timeoutMs" : 'commandTimeoutMs';
-    const deadline = performance.now() + limitMs;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await this.#whenReady(deadline, `not connected within ${limitMs} ms (${what})`);
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no reply within ${limitMs} ms (${what})`)),
-          Math.max(0, deadline - performance.now()),
-        );
-      });
-      return await Promise.race([call(), timeout]);
-    } catch (error) {
-      throw this.#redisError(operation, error);
-    } finally {
-      clearTimeout(timer);
-    }
+    this.#scripts = defineLeaseScripts(this.#gate.client);
   }
 
   #lease(shardId: string, raw: RawLease, nowMs: number): Lease | undefined {
-    if (raw.length === 0) return undefined;
-    const fields = new Map<string, string>();
-    for (let i = 0; i + 1 < raw.length; i += 2) fields.set(raw[i]!, raw[i + 1]!);
-    const owner = fields.get('owner');
-    const expires = fields.get('expiresAtMs');
-    const position = fields.get('checkpoint');
-    const subSequence = fields.get('subSequenceNumber');
-    let checkpoint: Checkpoint | undefined;
-    if (position === SHARD_END) checkpoint = SHARD_END;
-    else if (position !== undefined) {
-      checkpoint =
-        subSequence === undefined
-          ? { sequenceNumber: position }
-          : { sequenceNumber: position, subSequenceNumber: Number(subSequence) };
-    }
-    // A request past its deadline is dead: not shown, and the next request or acquire replaces it.
-    const handoffAt = Number(fields.get('handoffAtMs'));
-    const handoffTo =
-      Number.isFinite(handoffAt) && handoffAt + this.leaseDurationMs > nowMs
-        ? fields.get('handoffTo')
-        : undefined;
-    return {
-      shardId,
-      owner,
-      counter: Number(fields.get('counter') ?? '0'),
-      expiresAtMs: owner === undefined || expires === undefined ? undefined : Number(expires),
-      checkpoint,
-      parentShardIds: idList(fields.get('parents')),
-      childShardIds: idList(fields.get('children')),
-      handoffTo,
-      readAtMs: nowMs,
-      ...failureOf(fields.get('failure')),
-    };
+    return decodeLease(shardId, raw, nowMs, this.leaseDurationMs);
   }
 
   async ensureLeases(seeds: readonly LeaseSeed[]): Promise<void> {
@@ -330,12 +151,14 @@ export class RedisLeaseManager implements LeaseManager {
     const perCall = REDIS_LEASE_DEFAULTS.ensureBatchSize * 3;
     for (let start = 0; start < args.length; start += perCall) {
       const chunk = args.slice(start, start + perCall);
-      await this.#run('ensureLeases', () => this.#scripts.ensureLeases(this.keys.index, chunk));
+      await this.#gate.run('ensureLeases', () => this.#scripts.ensureLeases(this.keys.index, chunk));
     }
   }
 
   async listLeases(): Promise<Lease[]> {
-    const { nowMs, leases } = await this.#run('listLeases', () => this.#scripts.listLeases(this.keys.index));
+    const { nowMs, leases } = await this.#gate.run('listLeases', () =>
+      this.#scripts.listLeases(this.keys.index),
+    );
     const out: Lease[] = [];
     for (const [shardId, raw] of leases) {
       const lease = this.#lease(shardId, raw, nowMs);
@@ -346,7 +169,7 @@ export class RedisLeaseManager implements LeaseManager {
 
   async getLease(shardId: string): Promise<Lease | undefined> {
     validShardId('shardId', shardId);
-    const { nowMs, lease } = await this.#run('getLease', () =>
+    const { nowMs, lease } = await this.#gate.run('getLease', () =>
       this.#scripts.getLease(this.keys.lease(shardId)),
     );
     return this.#lease(shardId, lease, nowMs);
@@ -354,7 +177,7 @@ export class RedisLeaseManager implements LeaseManager {
 
   async acquire(shardId: string): Promise<Lease | undefined> {
     validShardId('shardId', shardId);
-    const reply = await this.#run('acquire', () =>
+    const reply = await this.#gate.run('acquire', () =>
       this.#scripts.acquire(this.keys.lease(shardId), this.hostId, this.leaseDurationMs),
     );
     if (reply.status !== 'OK') {
@@ -393,7 +216,7 @@ export class RedisLeaseManager implements LeaseManager {
     }
     const out = new Map<string, Lease | undefined>();
     if (held.length === 0) return out;
-    const reply = await this.#run(
+    const reply = await this.#gate.run(
       'renew',
       () => this.#scripts.renewLeases(this.keys.index, this.hostId, this.leaseDurationMs, args),
       options.timeoutMs,
@@ -410,7 +233,7 @@ export class RedisLeaseManager implements LeaseManager {
   async removeLease(shardId: string, counter: number): Promise<boolean> {
     validShardId('shardId', shardId);
     validCounter(counter);
-    const reply = await this.#run('removeLease', () =>
+    const reply = await this.#gate.run('removeLease', () =>
       this.#scripts.removeLease(this.keys.index, shardId, counter),
     );
     return reply.status === 'OK';
@@ -420,7 +243,7 @@ export class RedisLeaseManager implements LeaseManager {
     validShardId('shardId', shardId);
     validCounter(counter);
     const note = failure === undefined ? '' : JSON.stringify(failure);
-    const reply = await this.#run('release', () =>
+    const reply = await this.#gate.run('release', () =>
       this.#scripts.release(this.keys.lease(shardId), this.hostId, counter, note),
     );
     return reply.status === 'OK';
@@ -429,8 +252,8 @@ export class RedisLeaseManager implements LeaseManager {
   async checkpoint(shardId: string, counter: number, checkpoint: Checkpoint): Promise<void> {
     validShardId('shardId', shardId);
     validCounter(counter);
-    const [position, subSequence] = checkpointArgs(checkpoint);
-    const reply = await this.#run('checkpoint', () =>
+    const [position, subSequence] = checkpointArgs(validCheckpoint(checkpoint));
+    const reply = await this.#gate.run('checkpoint', () =>
       this.#scripts.checkpoint(this.keys.lease(shardId), this.hostId, counter, position, subSequence),
     );
     switch (reply.status) {
@@ -479,7 +302,7 @@ export class RedisLeaseManager implements LeaseManager {
         `must be a non-empty host id (got ${JSON.stringify(toHostId)})`,
       );
     }
-    const reply = await this.#run('requestHandoff', () =>
+    const reply = await this.#gate.run('requestHandoff', () =>
       this.#scripts.requestHandoff(this.keys.lease(shardId), toHostId, this.leaseDurationMs),
     );
     return reply.status === 'OK';
@@ -489,7 +312,7 @@ export class RedisLeaseManager implements LeaseManager {
     if (typeof shards !== 'number' || !Number.isSafeInteger(shards) || shards < 0) {
       throw new ShardlineOptionError('shards', `must be a non-negative integer (got ${String(shards)})`);
     }
-    await this.#run('heartbeat', () =>
+    await this.#gate.run('heartbeat', () =>
       this.#scripts.heartbeat(
         this.keys.hosts,
         this.keys.hostShards,
@@ -502,14 +325,14 @@ export class RedisLeaseManager implements LeaseManager {
   }
 
   async liveHosts(): Promise<HostInfo[]> {
-    const { hosts } = await this.#run('liveHosts', () =>
+    const { hosts } = await this.#gate.run('liveHosts', () =>
       this.#scripts.liveHosts(this.keys.hosts, this.keys.hostShards, this.leaseDurationMs),
     );
     return hosts;
   }
 
   async now(): Promise<number> {
-    return this.#run('now', () => this.#scripts.time(this.keys.index));
+    return this.#gate.run('now', () => this.#scripts.time(this.keys.index));
   }
 
   /**
@@ -523,107 +346,16 @@ export class RedisLeaseManager implements LeaseManager {
   }
 
   async #close(): Promise<void> {
-    const bounded = <T>(promise: Promise<T>): Promise<unknown> =>
-      Promise.race([
-        promise.catch(noop),
-        new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref()),
-      ]);
-    if (this.#joined && this.#redis.status === 'ready') {
-      await bounded(this.#scripts.leave(this.keys.hosts, this.keys.hostShards, this.hostId));
+    if (this.#joined && this.#gate.ready) {
+      await this.#gate.bounded(this.#scripts.leave(this.keys.hosts, this.keys.hostShards, this.hostId));
     }
-    if (!this.#ownsClient) return;
-    if (this.#redis.status === 'ready') await bounded(this.#redis.quit());
-    this.#redis.disconnect();
-  }
-}
-
-/** A stored failure note, when it parses as one (a note is advisory: a bad one is ignored). */
-function failureOf(json: string | undefined): { failure?: LeaseFailure } {
-  if (json === undefined) return {};
-  try {
-    const value = JSON.parse(json) as Partial<LeaseFailure> | null;
-    if (
-      typeof value?.hostId === 'string' &&
-      typeof value.code === 'string' &&
-      typeof value.message === 'string' &&
-      typeof value.atMs === 'number' &&
-      (value.reason === 'handler' || value.reason === 'reader' || value.reason === 'crashes')
-    ) {
-      return { failure: value as LeaseFailure };
-    }
-  } catch {
-    // ignored
-  }
-  return {};
-}
-
-function idList(json: string | undefined): string[] {
-  if (json === undefined) return [];
-  try {
-    const value: unknown = JSON.parse(json);
-    // cjson encodes an empty array as {}.
-    return Array.isArray(value) ? value.filter((id): id is string => typeof id === 'string') : [];
-  } catch {
-    return [];
-  }
-}
-
-function validShardId(option: string, value: unknown): string {
-  if (typeof value !== 'string' || value === '' || value.length > MAX_SHARD_ID_LENGTH) {
-    throw new ShardlineOptionError(
-      option,
-      `must be a shard id: a non-empty string of at most ${MAX_SHARD_ID_LENGTH} characters (got ${JSON.stringify(value)})`,
-    );
-  }
-  return value;
-}
-
-function validIds(option: string, value: unknown): string[] {
-  if (!Array.isArray(value)) {
-    throw new ShardlineOptionError(option, `must be an array of shard ids (got ${JSON.stringify(value)})`);
-  }
-  return value.map((id, i) => validShardId(`${option}[${i}]`, id));
-}
-
-function validCounter(value: unknown): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new ShardlineOptionError(
-      'counter',
-      `must be the lease counter from acquire, a non-negative integer (got ${String(value)})`,
-    );
+    await this.#gate.close();
   }
 }
 
 /** The script arguments for a checkpoint: position ('SHARD_END' or digits), sub-sequence or ''. */
-function checkpointArgs(checkpoint: unknown): [string, string] {
+function checkpointArgs(checkpoint: Checkpoint): [string, string] {
   if (checkpoint === SHARD_END) return [SHARD_END, ''];
-  const c = checkpoint as { sequenceNumber?: unknown; subSequenceNumber?: unknown } | null;
-  if (typeof c !== 'object' || c === null) {
-    throw new ShardlineOptionError(
-      'checkpoint',
-      `must be 'SHARD_END' or { sequenceNumber, subSequenceNumber? } (got ${JSON.stringify(checkpoint)})`,
-    );
-  }
-  if (
-    typeof c.sequenceNumber !== 'string' ||
-    !/^\d+$/.test(c.sequenceNumber) ||
-    c.sequenceNumber.length > MAX_SEQUENCE_LENGTH
-  ) {
-    throw new ShardlineOptionError(
-      'checkpoint.sequenceNumber',
-      `must be a Kinesis sequence number (a string of digits) (got ${JSON.stringify(c.sequenceNumber)})`,
-    );
-  }
-  if (c.subSequenceNumber === undefined) return [c.sequenceNumber, ''];
-  if (
-    typeof c.subSequenceNumber !== 'number' ||
-    !Number.isSafeInteger(c.subSequenceNumber) ||
-    c.subSequenceNumber < 0
-  ) {
-    throw new ShardlineOptionError(
-      'checkpoint.subSequenceNumber',
-      `must be a non-negative integer when set (got ${String(c.subSequenceNumber)})`,
-    );
-  }
-  return [c.sequenceNumber, String(c.subSequenceNumber)];
+  const sub = checkpoint.subSequenceNumber;
+  return [checkpoint.sequenceNumber, sub === undefined ? '' : String(sub)];
 }

@@ -1,0 +1,327 @@
+/**
+ * The public option types of `startCoordinator()` and the resolved shape the coordinator reads. Their
+ * TSDoc is the API reference of every option (with its `@defaultValue`).
+ */
+
+import type { KinesisClient, KinesisClientConfig } from '@aws-sdk/client-kinesis';
+import type {
+  BackoffMs,
+  Codec,
+  CodecName,
+  KinesisTransport,
+  Logger,
+  MetricsRegistry,
+  PortableKinesisConfig,
+  ShardRecord,
+} from '@shardline/common';
+import type { MemoryLeaseStore } from '../leases/memory.js';
+import type { RedisConnection } from '../leases/redis-options.js';
+
+/** A batch of one shard's records, as handed to a handler or the async iterator. */
+export interface RecordBatch<T = unknown> {
+  shardId: string;
+  records: ShardRecord<T>[];
+  millisBehindLatest?: number;
+  /** Checkpoints up to `upTo` (by default the batch's last record). */
+  checkpoint(upTo?: ShardRecord<T>): Promise<void>;
+}
+
+/** A handler run on the coordinator thread; the shard's next batch waits until it settles. */
+export type RecordHandler<T = unknown> = (batch: RecordBatch<T>) => Promise<void> | void;
+
+/** Where a shard without checkpoint starts. Children of a reshard always start at TRIM_HORIZON. */
+export type InitialPosition = 'TRIM_HORIZON' | 'LATEST' | { timestamp: Date };
+
+export interface LeasesOptions {
+  /**
+   * Where leases and checkpoints live, shared by every host of the group. Omitted: in memory, one host.
+   * @defaultValue undefined
+   */
+  redis?: RedisConnection;
+  /**
+   * Prefix of every Redis key: `<keyPrefix>:{<group>:<stream>}:...`.
+   * @defaultValue 'shardline'
+   */
+  keyPrefix?: string;
+  /**
+   * In-memory leases only: a store shared by several coordinators in one process (tests, demos), each
+   * a host of the group. Omitted: a store of this coordinator's own.
+   * @defaultValue undefined
+   */
+  store?: MemoryLeaseStore;
+}
+
+export interface CheckpointOptions {
+  /**
+   * `'auto'`: processed positions are checkpointed at most every `intervalMs` per shard, and always on
+   * stop, on lease handoff and at shard end. `'manual'`: only `batch.checkpoint()` writes (shard end too).
+   * @defaultValue 'auto'
+   */
+  mode?: 'auto' | 'manual';
+  /**
+   * Auto mode: the longest a processed position waits to be checkpointed.
+   * @defaultValue 5000
+   */
+  intervalMs?: number;
+}
+
+export interface HandlerErrorOptions {
+  /**
+   * Retries of a failing batch before its records are isolated (see `then`); may be `Infinity`.
+   * @defaultValue Infinity
+   */
+  retries?: number;
+  /**
+   * Backoff between retries (full jitter).
+   * @defaultValue { initial: 100, max: 30000 }
+   */
+  backoffMs?: Partial<BackoffMs>;
+  /**
+   * After the last retry, a batch of several records is isolated: its records are delivered again one
+   * at a time, in order, one attempt each; those that succeed count as processed, and `then` applies to
+   * each record that fails alone (a batch of one record gets `then` directly). `'stop-shard'` stops
+   * reading the shard at the first such record (status `failing`, lease released, checkpoint just
+   * before it); `'dead-letter'` sends the record to the `deadLetter` queue and moves on; `'skip'` moves
+   * past it. Undecodable records get `then` at once, without retries.
+   * @defaultValue 'stop-shard'
+   */
+  then?: 'stop-shard' | 'dead-letter' | 'skip';
+}
+
+export interface DeadLetterOptions {
+  /**
+   * BullMQ queue name (no `:`).
+   * @defaultValue 'shardline-dlq'
+   */
+  queue?: string;
+  /**
+   * The queue's Redis.
+   * @defaultValue `leases.redis`
+   */
+  connection?: RedisConnection;
+}
+
+export type { MetricsRegistry };
+
+export interface MetricsOptions {
+  /**
+   * A prom-client Registry: Shardline registers its metrics there (see the README's Metrics section).
+   * Several coordinators and producers may share one Registry: they share the metrics, told apart by
+   * their `stream` and `group` labels.
+   */
+  registry: MetricsRegistry;
+}
+
+/** Options of `startCoordinator()`. Exactly one of `streamName` and `streamArn`. */
+export interface CoordinatorOptions<T = unknown> {
+  /** The stream, by name. */
+  streamName?: string;
+  /** The stream, by ARN. */
+  streamArn?: string;
+  /** Consumer group: leases and checkpoints are namespaced by it. */
+  group: string;
+  /**
+   * A KinesisClientConfig (region, endpoint, credentials...) or a KinesisClient built by
+   * `createKinesisClient()`. Worker threads build their own client from its plain settings.
+   * @defaultValue {} (the SDK's default region and credential chains)
+   */
+  kinesis?: KinesisClientConfig | KinesisClient;
+  /** @defaultValue in-memory leases, one host */
+  leases?: LeasesOptions;
+  /**
+   * This host's id in the group; unique per host.
+   * @defaultValue `${os.hostname()}:${process.pid}:${random hex}`
+   */
+  hostId?: string;
+  /**
+   * Most shards this host reads at once.
+   * @defaultValue Infinity
+   */
+  maxShardConsumers?: number;
+  /**
+   * Worker threads reading shards (several shards per thread).
+   * @defaultValue min(os.availableParallelism(), 4)
+   */
+  workerThreads?: number;
+  /**
+   * Where a shard without checkpoint starts.
+   * @defaultValue 'TRIM_HORIZON'
+   */
+  initialPosition?: InitialPosition;
+  /**
+   * Decodes record payloads. With `handlerModule`, a built-in name (a Codec object cannot reach the
+   * worker threads).
+   * @defaultValue 'json'
+   */
+  codec?: CodecName | Codec<T>;
+  /**
+   * GetRecords `Limit`, 1 to 10,000.
+   * @defaultValue 10000
+   */
+  maxRecordsPerFetch?: number;
+  /**
+   * GetRecords calls per second per shard, above 0 and at most 5 (the service limit, shared by every
+   * consumer group of the stream).
+   * @defaultValue 5
+   */
+  fetchRatePerShard?: number;
+  /**
+   * Spacing of GetRecords calls while a shard returns nothing.
+   * @defaultValue 1000
+   */
+  idleFetchIntervalMs?: number;
+  /**
+   * An idle shard polls less often: after 3 empty answers in a row its pause doubles at each one, up to
+   * this (the first record then waits up to this long); an answer with records, or a shard behind, brings
+   * it back to full speed at once. Equal to `idleFetchIntervalMs`: no backoff.
+   * @defaultValue 5000
+   */
+  idleFetchMaxIntervalMs?: number;
+  /**
+   * Records fetched but not yet processed, per host: with `maxBufferedBytes`, bounds memory whatever the
+   * handler's speed (each reader may overdraw it by one GetRecords response). It is shared by the readers
+   * and fetched again as it is processed, so it also caps a host that catches up at about
+   * `5 calls/s x maxBufferedRecords` records/s.
+   * @defaultValue 100000
+   */
+  maxBufferedRecords?: number;
+  /**
+   * Record data bytes (as fetched, before decoding) not yet processed, per host: the memory bound for
+   * large records. Decoded records take more memory than their bytes (JSON objects about 2 to 4 times
+   * for small records).
+   * @defaultValue 67108864 (64 MiB)
+   */
+  maxBufferedBytes?: number;
+  /** @defaultValue { mode: 'auto', intervalMs: 5000 } */
+  checkpoint?: CheckpointOptions;
+  /**
+   * How long a lease lasts without renewal: after a crash, how soon another host takes the shards.
+   * @defaultValue 10000
+   */
+  leaseDurationMs?: number;
+  /**
+   * Lease renewal period; below `leaseDurationMs / 2` so one missed renewal never costs a lease.
+   * @defaultValue floor(leaseDurationMs / 3)
+   */
+  leaseRenewIntervalMs?: number;
+  /**
+   * Period of ListShards (also run at start and at once when a shard ends).
+   * @defaultValue 60000
+   */
+  shardSyncIntervalMs?: number;
+  /**
+   * How long a shard must have been gone from the stream (aged out of retention: absent from every
+   * complete ListShards since) before its lease is deleted, once no lease of the group needs it (a
+   * child without checkpoint needs its parents'). Keeps the lease store from growing with every reshard.
+   * @defaultValue 300000
+   */
+  leaseCleanupDelayMs?: number;
+  /** Delivery by handler on the coordinator thread. Exclusive with `handlerModule`. */
+  handler?: RecordHandler<T>;
+  /**
+   * Delivery by a module (path or file URL; a relative path resolves against the working directory)
+   * whose default export is the handler, run inside the worker threads. Exclusive with `handler`.
+   * Neither: iterate the coordinator (`for await`).
+   */
+  handlerModule?: string | URL;
+  /** @defaultValue { retries: Infinity, backoffMs: { initial: 100, max: 30000 }, then: 'stop-shard' } */
+  onHandlerError?: HandlerErrorOptions;
+  /** Required by `onHandlerError.then: 'dead-letter'`, and only used by it. */
+  deadLetter?: DeadLetterOptions;
+  /**
+   * pino-compatible logger.
+   * @defaultValue silent
+   */
+  logger?: Logger;
+  /** Prometheus metrics, when given. */
+  metrics?: MetricsOptions;
+  /** Aborting stops the coordinator gracefully. */
+  signal?: AbortSignal;
+  /**
+   * Read with enhanced fan-out (SubscribeToShard) as this registered stream consumer instead of
+   * polling with GetRecords. The consumer is registered if absent and never deregistered automatically
+   * (`shardline fanout deregister`).
+   * @defaultValue undefined (polling)
+   */
+  fanOut?: FanOutOptions;
+}
+
+/** Enhanced fan-out: see {@link CoordinatorOptions.fanOut}. */
+export interface FanOutOptions {
+  /** The stream consumer's name, 1 to 128 of [a-zA-Z0-9_.-]; one per application (consumer group). */
+  consumerName: string;
+  /**
+   * HTTP version of the subscriptions: AWS needs HTTP/2 for SubscribeToShard; the local emulators
+   * speak it only over HTTP/1.1. `'auto'`: HTTP/1.1 for an `http://` endpoint, HTTP/2 otherwise.
+   * @defaultValue 'auto'
+   */
+  transport?: KinesisTransport;
+  /**
+   * How long the reader keeps one subscription before renewing it (AWS ends it after 5 minutes).
+   * @defaultValue 270_000
+   */
+  subscriptionRenewMs?: number;
+  /**
+   * Longest wait for a newly registered consumer to become ACTIVE.
+   * @defaultValue 60_000
+   */
+  registrationTimeoutMs?: number;
+}
+
+/** {@link CoordinatorOptions} after validation and defaults; frozen. */
+export interface ResolvedCoordinatorOptions<T = unknown> {
+  readonly streamName: string | undefined;
+  readonly streamArn: string | undefined;
+  /** The stream's name (taken from the ARN when given by ARN): for status(), logs and lease keys. */
+  readonly stream: string;
+  readonly group: string;
+  /** As given (not frozen): a config or a client, for `createKinesisClient()`. */
+  readonly kinesis: KinesisClientConfig | KinesisClient;
+  /** The plain settings worker threads build their client from. */
+  readonly workerKinesisConfig: PortableKinesisConfig;
+  readonly leases: Readonly<{
+    redis: RedisConnection | undefined;
+    keyPrefix: string;
+    store: MemoryLeaseStore | undefined;
+  }>;
+  readonly hostId: string;
+  readonly maxShardConsumers: number;
+  readonly workerThreads: number;
+  readonly initialPosition: 'TRIM_HORIZON' | 'LATEST' | Readonly<{ timestamp: Date }>;
+  readonly codec: Codec<T>;
+  /** The built-in codec's name; undefined for a custom Codec (which cannot cross threads). */
+  readonly codecName: CodecName | undefined;
+  readonly maxRecordsPerFetch: number;
+  readonly fetchRatePerShard: number;
+  readonly idleFetchIntervalMs: number;
+  readonly idleFetchMaxIntervalMs: number;
+  readonly maxBufferedRecords: number;
+  readonly maxBufferedBytes: number;
+  readonly checkpoint: Readonly<{ mode: 'auto' | 'manual'; intervalMs: number }>;
+  readonly leaseDurationMs: number;
+  readonly leaseRenewIntervalMs: number;
+  readonly shardSyncIntervalMs: number;
+  readonly leaseCleanupDelayMs: number;
+  /** Which delivery mode the options select. */
+  readonly delivery: 'iterator' | 'handler' | 'handler-module';
+  readonly handler: RecordHandler<T> | undefined;
+  /** `handlerModule` as a `file:` (or `data:`) URL string, ready for `import()` in a worker. */
+  readonly handlerModule: string | undefined;
+  readonly onHandlerError: Readonly<{
+    retries: number;
+    backoffMs: Readonly<BackoffMs>;
+    then: 'stop-shard' | 'dead-letter' | 'skip';
+  }>;
+  readonly deadLetter: Readonly<{ queue: string; connection: RedisConnection }> | undefined;
+  readonly logger: Logger;
+  readonly metrics: MetricsOptions | undefined;
+  readonly signal: AbortSignal | undefined;
+  readonly fanOut:
+    | Readonly<{
+        consumerName: string;
+        transport: KinesisTransport;
+        subscriptionRenewMs: number;
+        registrationTimeoutMs: number;
+      }>
+    | undefined;
+}

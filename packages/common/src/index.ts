@@ -36,6 +36,12 @@ export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
 export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';
 export type { LogFn, Logger } from './logger.js';
 export { childLogger, silentLogger } from './logger.js';
+export {
+  isCoordinatorMessage,
+  isWorkerMessage,
+  parseCoordinatorMessage,
+  parseWorkerMessage,
+} from './message-guards.js';
 export type {
   AckMessage,
   BatchMessage,
@@ -52,29 +58,15 @@ export type {
   LogMessage,
   PackedRecordMeta,
   PoisonRecordMessage,
-  RecordToPack,
   RevokeMessage,
   ShardEndMessage,
   StartedMessage,
   StopMessage,
   ThrottledMessage,
-  UnpackedRecord,
   WorkerMessage,
   WorkerMessageType,
 } from './messages.js';
-export {
-  assertNever,
-  batchSize,
-  isCoordinatorMessage,
-  isWorkerMessage,
-  PROTOCOL_VERSION,
-  packRecords,
-  parseCoordinatorMessage,
-  parseWorkerMessage,
-  recordData,
-  transferListOf,
-  unpackRecords,
-} from './messages.js';
+export { assertNever, PROTOCOL_VERSION } from './messages.js';
 export type {
   GaugeSample,
   GaugeSource,
@@ -85,6 +77,8 @@ export type {
   SourcedGauge,
 } from './metrics.js';
 export { addGaugeSource, collectGaugeSources, resolveMetricsOptions, sharedMetric } from './metrics.js';
+export type { RecordToPack, UnpackedRecord } from './record-packing.js';
+export { batchSize, packRecords, recordData, transferListOf, unpackRecords } from './record-packing.js';
 export type { BackoffMs, RetryContext, RetryOptions } from './retry.js';
 export {
   abortError,

@@ -1,7 +1,8 @@
 export type { BatchRecord, PoisonRecord, SplitBatch } from './batch-records.js';
 export { batchToRecords, splitBatch } from './batch-records.js';
+export { DEFAULT_MAX_PAYLOAD_BYTES } from './codec-encoding.js';
 export type { Codec, CodecName } from './codecs.js';
-export { codecs, DEFAULT_MAX_PAYLOAD_BYTES, resolveCodec } from './codecs.js';
+export { codecs, resolveCodec } from './codecs.js';
 export type { ErrorCode, SerializedError, ShardlineErrorOptions } from './errors.js';
 export {
   CodecError,

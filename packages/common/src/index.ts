@@ -18,20 +18,16 @@ export {
   ShardlineOptionError,
   serializeError,
 } from './errors.js';
-export type {
-  KinesisClientOptions,
-  KinesisTransport,
-  PortableCredentials,
-  PortableKinesisConfig,
-} from './kinesis-client.js';
+export type { KinesisClientOptions, KinesisTransport } from './kinesis-client.js';
 export {
   createKinesisClient,
   isKinesisClient,
   KINESIS_CLIENT_DEFAULTS,
   kinesisClientSettings,
-  portableClientConfig,
   resolveKinesisTransport,
 } from './kinesis-client.js';
+export type { PortableCredentials, PortableKinesisConfig } from './kinesis-client-portable.js';
+export { portableClientConfig } from './kinesis-client-portable.js';
 export type { KinesisClientSettings } from './kinesis-client-settings.js';
 export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
 export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';

@@ -29,8 +29,10 @@ export {
 export type { PortableCredentials, PortableKinesisConfig } from './kinesis-client-portable.js';
 export { portableClientConfig } from './kinesis-client-portable.js';
 export type { KinesisClientSettings } from './kinesis-client-settings.js';
-export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
-export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';
+export { isAggregated, KPL_MAGIC } from './kpl.js';
+export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl-aggregate.js';
+export { Aggregator, aggregate, KPL_DEFAULT_MAX_BYTES } from './kpl-aggregate.js';
+export { deaggregate } from './kpl-deaggregate.js';
 export type { LogFn, Logger } from './logger.js';
 export { childLogger, silentLogger } from './logger.js';
 export {

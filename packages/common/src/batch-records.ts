@@ -8,7 +8,7 @@ import type { Codec } from './codecs.js';
 import type { SerializedError } from './errors.js';
 import { CodecError, ErrorCodes, ShardlineError, serializeError } from './errors.js';
 import type { BatchMessage, JsonBatchMessage } from './messages.js';
-import { unpackRecords } from './messages.js';
+import { unpackRecords } from './record-packing.js';
 import type { ShardRecord } from './types.js';
 
 /** One record of a received batch: a {@link ShardRecord}, or the raw bytes and the error that made it poison. */

@@ -1,7 +1,8 @@
 export type { BatchRecord, PoisonRecord, SplitBatch } from './batch-records.js';
 export { batchToRecords, splitBatch } from './batch-records.js';
+export { DEFAULT_MAX_PAYLOAD_BYTES } from './codec-encoding.js';
 export type { Codec, CodecName } from './codecs.js';
-export { codecs, DEFAULT_MAX_PAYLOAD_BYTES, resolveCodec } from './codecs.js';
+export { codecs, resolveCodec } from './codecs.js';
 export type { ErrorCode, SerializedError, ShardlineErrorOptions } from './errors.js';
 export {
   CodecError,
@@ -17,25 +18,29 @@ export {
   ShardlineOptionError,
   serializeError,
 } from './errors.js';
-export type {
-  KinesisClientOptions,
-  KinesisTransport,
-  PortableCredentials,
-  PortableKinesisConfig,
-} from './kinesis-client.js';
+export type { KinesisClientOptions, KinesisTransport } from './kinesis-client.js';
 export {
   createKinesisClient,
   isKinesisClient,
   KINESIS_CLIENT_DEFAULTS,
   kinesisClientSettings,
-  portableClientConfig,
   resolveKinesisTransport,
 } from './kinesis-client.js';
+export type { PortableCredentials, PortableKinesisConfig } from './kinesis-client-portable.js';
+export { portableClientConfig } from './kinesis-client-portable.js';
 export type { KinesisClientSettings } from './kinesis-client-settings.js';
-export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl.js';
-export { Aggregator, aggregate, deaggregate, isAggregated, KPL_DEFAULT_MAX_BYTES, KPL_MAGIC } from './kpl.js';
+export { isAggregated, KPL_MAGIC } from './kpl.js';
+export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl-aggregate.js';
+export { Aggregator, aggregate, KPL_DEFAULT_MAX_BYTES } from './kpl-aggregate.js';
+export { deaggregate } from './kpl-deaggregate.js';
 export type { LogFn, Logger } from './logger.js';
 export { childLogger, silentLogger } from './logger.js';
+export {
+  isCoordinatorMessage,
+  isWorkerMessage,
+  parseCoordinatorMessage,
+  parseWorkerMessage,
+} from './message-guards.js';
 export type {
   AckMessage,
   BatchMessage,
@@ -52,29 +57,15 @@ export type {
   LogMessage,
   PackedRecordMeta,
   PoisonRecordMessage,
-  RecordToPack,
   RevokeMessage,
   ShardEndMessage,
   StartedMessage,
   StopMessage,
   ThrottledMessage,
-  UnpackedRecord,
   WorkerMessage,
   WorkerMessageType,
 } from './messages.js';
-export {
-  assertNever,
-  batchSize,
-  isCoordinatorMessage,
-  isWorkerMessage,
-  PROTOCOL_VERSION,
-  packRecords,
-  parseCoordinatorMessage,
-  parseWorkerMessage,
-  recordData,
-  transferListOf,
-  unpackRecords,
-} from './messages.js';
+export { assertNever, PROTOCOL_VERSION } from './messages.js';
 export type {
   GaugeSample,
   GaugeSource,
@@ -85,6 +76,8 @@ export type {
   SourcedGauge,
 } from './metrics.js';
 export { addGaugeSource, collectGaugeSources, resolveMetricsOptions, sharedMetric } from './metrics.js';
+export type { RecordToPack, UnpackedRecord } from './record-packing.js';
+export { batchSize, packRecords, recordData, transferListOf, unpackRecords } from './record-packing.js';
 export type { BackoffMs, RetryContext, RetryOptions } from './retry.js';
 export {
   abortError,

@@ -638,9 +638,14 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
     beforeEach(() => {
       clock = sinon.useFakeTimers();
     });
-    afterEach(() => clock.restore());
+    afterEach(() => {
+      clock.restore();
+      sinon.restore();
+    });
 
     it('a handler retry waits for the gate: paused past its backoff, it runs only after resume', async () => {
+      // Full jitter drawn at its top: the retry comes 100 ms later, not in the same tick.
+      sinon.stub(Math, 'random').returns(0.999);
       let calls = 0;
       const d = delivery({
         handler: () => {
@@ -697,6 +702,8 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
     });
 
     it('another lane keeps its backoff: closing one lane does not cut the others short', async () => {
+      // Full jitter drawn at its top, so B's retry is due at 1000 ms, not in the same tick.
+      sinon.stub(Math, 'random').returns(0.999);
       const calls = new Map<string, number>();
       const d = delivery({
         handler: (b: RecordBatch<{ v: number }>) => {

@@ -359,6 +359,60 @@ describe('startCoordinator policies (kinesalite)', function () {
     expectExactlyOnceInOrder([...received, ...again], [...s.items.values()].flat());
   });
 
+  it('maxBufferedBytes bounds what a host holds of large records, whatever maxBufferedRecords allows; nothing lost', async () => {
+    // 2 shards x 120 records of about 4 KiB: 960 KiB waiting, a 64 KiB byte budget, records unbounded; the
+    // handler (10 records per 500 ms) is slower than the reads (5 calls/s of 10), so records pile up.
+    const name = `policies-${process.pid}-${streamNo++}`;
+    const { shards } = await kinesis.createStream(name, { shards: 2 });
+    const pad = 'x'.repeat(4_000);
+    const expected: Item[] = [];
+    for (const [n, shard] of shards.entries()) {
+      const list = keyedItems(120, 3).map((x) => ({ k: `s${n}-${x.k}`, i: x.i }));
+      expected.push(...list);
+      await putRaw(
+        name,
+        list.map((x) => encoder.encode(JSON.stringify({ ...x, pad }))),
+        shard.HashKeyRange!.StartingHashKey!,
+      );
+    }
+    const maxBufferedBytes = 64 * 1024;
+    const maxRecordsPerFetch = 10;
+    const received: Item[] = [];
+    let peakBytes = 0;
+    let peakRecords = 0;
+    const c = await start<Item & { pad: string }>({
+      streamName: name,
+      group: 'bytes',
+      maxBufferedRecords: 100_000,
+      maxBufferedBytes,
+      maxRecordsPerFetch,
+      handler: async (batch) => {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        for (const r of batch.records) received.push({ k: r.data.k, i: r.data.i });
+      },
+    });
+    const sampler = setInterval(() => {
+      const st = c.status();
+      peakBytes = Math.max(peakBytes, st.bufferedBytes);
+      peakRecords = Math.max(peakRecords, st.bufferedRecords);
+    }, 5);
+    try {
+      await waitFor(
+        () => received.length >= expected.length,
+        () => `${received.length} of ${expected.length}`,
+      );
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(peakBytes, 'bytes held at some point').to.be.greaterThan(0);
+    // The budget plus at most one response per reader (its size is known only once it came).
+    const oneResponse = maxRecordsPerFetch * 4_100;
+    expect(peakBytes, 'buffered bytes').to.be.at.most(maxBufferedBytes + 2 * oneResponse);
+    expect(peakRecords, 'the byte budget, not the record budget, bound it').to.be.below(40);
+    expect(c.status().bufferedBytes).to.equal(0);
+    expectExactlyOnceInOrder(received, expected);
+  });
+
   it('a crashed worker thread: its shards resume from where processing got to on a new thread', async () => {
     const s = await streamWith(2, 300);
     const received: Item[] = [];

@@ -260,6 +260,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       letGo: this.#letGo,
       failed: this.#failed,
       bufferedRecords: this.#ledger.bufferedRecords,
+      bufferedBytes: this.#ledger.bufferedBytes,
     });
   }
 

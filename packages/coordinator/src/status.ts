@@ -51,7 +51,10 @@ export interface CoordinatorStatus {
   shards: ShardStatus[];
   hosts: Array<{ hostId: string; shards: number; lastSeenAt: string }>;
   resharding: boolean;
+  /** Records fetched and not processed yet (bounded by `maxBufferedRecords`). */
   bufferedRecords: number;
+  /** Their data bytes as fetched (bounded by `maxBufferedBytes`, plus one response per reader). */
+  bufferedBytes: number;
 }
 
 /** A failure as the coordinator keeps it after the session ended. */
@@ -77,6 +80,7 @@ export interface StatusSource {
   /** Shards stopped here after a failure, and those cooling down after a fatal reader error. */
   failed: ReadonlyMap<string, RecordedFailure>;
   bufferedRecords: number;
+  bufferedBytes: number;
 }
 
 export function formatCheckpoint(c: Checkpoint | undefined): string | undefined {
@@ -151,5 +155,6 @@ export function buildStatus(s: StatusSource): CoordinatorStatus {
     })),
     resharding: s.topology.resharding(checkpointOf),
     bufferedRecords: s.bufferedRecords,
+    bufferedBytes: s.bufferedBytes,
   };
 }

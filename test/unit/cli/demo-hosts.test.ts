@@ -22,6 +22,7 @@ function host(hostId: string, shards: ShardStatus[]): CoordinatorStatus {
     hosts: [],
     resharding: false,
     bufferedRecords: 0,
+    bufferedBytes: 0,
   };
 }
 

@@ -241,8 +241,10 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
     // Ten 300-byte records: the bytes run out long before the records.
     a.received(10, 3_000, true);
     expect(ledger.bufferedRecords).to.equal(10);
+    expect(ledger.bufferedBytes).to.equal(3_000);
     sent.length = 0;
     a.release(10, 3_000);
+    expect(ledger.bufferedBytes).to.equal(0);
     // Processed: the byte debt (1,000 over) is forgiven and the share granted again.
     expect(sent.at(-1)).to.deep.include({ type: 'credit', bytes: 3_000 });
   });

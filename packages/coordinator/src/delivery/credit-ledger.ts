@@ -70,6 +70,13 @@ export class CreditLedger {
     return n;
   }
 
+  /** Record data bytes (as fetched) received from readers and not yet let go, across shards. */
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const account of this.#accounts.values()) n += account.bufferedBytes;
+    return n;
+  }
+
   /** How many readers the host expects to run at once (the allocation target). */
   expect(count: number): void {
     this.#expected = Math.max(1, count);

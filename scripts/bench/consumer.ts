@@ -35,16 +35,16 @@ const SELF = fileURLToPath(import.meta.url);
 const SHARDS = 4;
 const DRAIN_PER_SHARD = QUICK ? 2_500 : 25_000;
 const DRAIN_ROUNDS = QUICK ? 1 : 2;
-/** maxBufferedRecords giving each of the 4 readers credit for a full 10,000-record GetRecords. */
-const BIG_CREDIT = 2 * SHARDS * 10_000;
 const CEILING_SHARDS = 8;
 const CEILING_RECORDS_PER_RESPONSE = 10_000;
 const CEILING_WINDOW_MS = QUICK ? 3_000 : 12_000;
 const LATENCY_RATE = 500;
 const LATENCY_WINDOW_MS = QUICK ? 3_000 : 15_000;
 const LATENCY_IDLE_MS = [1_000, 200];
-const MEMORY_BUFFERS = [1_000, 10_000, 50_000];
-const MEMORY_PER_SHARD = QUICK ? 2_000 : 15_000;
+/** maxBufferedRecords per memory row; `undefined`: the defaults (100,000 records, maxBufferedBytes 64 MiB). */
+const MEMORY_BUFFERS: ReadonlyArray<number | undefined> = [1_000, 10_000, 50_000, undefined];
+/** 4 x 25,000 records of 1 KiB: about 98 MiB waiting, more than the default byte budget. */
+const MEMORY_PER_SHARD = QUICK ? 2_000 : 25_000;
 const MEMORY_RECORD_BYTES = 1_024;
 const MEMORY_WINDOW_MS = QUICK ? 3_000 : 8_000;
 /** The slow handler: this many milliseconds per 10 records (1,000 records/s per shard at most). */
@@ -103,11 +103,8 @@ interface DrainFigures {
   memory: number[];
   redis: number[];
   memorySteady: number[];
-  /** In-memory leases with credit for a full 10,000-record GetRecords per shard. */
-  memoryBigCredit: number[];
-  /** Records per batch (= per GetRecords call) on average, default credit and big credit. */
+  /** Records per batch (= per GetRecords call) on average. */
   batchSize: number;
-  batchSizeBigCredit: number;
   records: number;
 }
 
@@ -127,9 +124,7 @@ async function drain(kinesis: LocalKinesis): Promise<DrainFigures> {
     memory: [],
     redis: [],
     memorySteady: [],
-    memoryBigCredit: [],
     batchSize: 0,
-    batchSizeBigCredit: 0,
     records: total,
   };
   let run = 0;
@@ -194,12 +189,9 @@ async function drain(kinesis: LocalKinesis): Promise<DrainFigures> {
       figures.memorySteady.push(m.steady);
       figures.batchSize = m.batchSize;
       figures.redis.push((await libraryRun('redis')).rate);
-      const big = await libraryRun('memory', BIG_CREDIT);
-      figures.memoryBigCredit.push(big.rate);
-      figures.batchSizeBigCredit = big.batchSize;
       progress(
         `drain round ${round + 1}: raw ${fmt(figures.raw.at(-1)!)}/s, memory leases ${fmt(m.rate)}/s, ` +
-          `Redis leases ${fmt(figures.redis.at(-1)!)}/s, maxBufferedRecords ${fmt(BIG_CREDIT)} ${fmt(figures.memoryBigCredit.at(-1)!)}/s`,
+          `Redis leases ${fmt(figures.redis.at(-1)!)}/s`,
       );
     }
   } finally {
@@ -321,9 +313,8 @@ async function ceiling(): Promise<CeilingFigures> {
       group: 'ceiling',
       kinesis: config,
       workerThreads: 2,
-      // Credit for a full 10,000-record GetRecords per shard: the ceiling is then the library's, not the
-      // 5 calls/s per shard times the default 10,000 / shards records of credit.
-      maxBufferedRecords: CEILING_SHARDS * CEILING_RECORDS_PER_RESPONSE,
+      // The default budgets (100,000 records, 64 MiB) give each of the 8 readers credit for a full
+      // 10,000-record GetRecords.
       handler: (batch) => {
         libraryCount += batch.records.length;
       },
@@ -437,15 +428,17 @@ async function latency(kinesis: LocalKinesis, idleFetchIntervalMs: number): Prom
 interface MemoryChildConfig {
   kinesis: { endpoint: string; region: string; credentials: unknown };
   stream: string;
-  maxBufferedRecords: number;
+  /** Unset: the defaults. */
+  maxBufferedRecords?: number;
 }
 
 interface MemoryFigures {
-  maxBufferedRecords: number;
+  maxBufferedRecords?: number;
   rssStartMiB: number;
   rssPeakMiB: number;
   heapPeakMiB: number;
   bufferedPeak: number;
+  bufferedBytesPeak: number;
   handled: number;
 }
 
@@ -458,7 +451,7 @@ async function memoryChild(config: MemoryChildConfig): Promise<void> {
     streamName: config.stream,
     group: 'memory',
     kinesis: config.kinesis as CoordinatorOptions['kinesis'],
-    maxBufferedRecords: config.maxBufferedRecords,
+    ...(config.maxBufferedRecords === undefined ? {} : { maxBufferedRecords: config.maxBufferedRecords }),
     handler: async (batch) => {
       await sleep((batch.records.length / 10) * MEMORY_MS_PER_10);
       handled += batch.records.length;
@@ -467,24 +460,34 @@ async function memoryChild(config: MemoryChildConfig): Promise<void> {
   let rssPeak = 0;
   let heapPeak = 0;
   let bufferedPeak = 0;
+  let bufferedBytesPeak = 0;
   const sampler = setInterval(() => {
     const usage = process.memoryUsage();
     rssPeak = Math.max(rssPeak, mib(usage.rss));
     heapPeak = Math.max(heapPeak, mib(usage.heapUsed + usage.external + usage.arrayBuffers));
-    bufferedPeak = Math.max(bufferedPeak, coordinator.status().bufferedRecords);
+    const status = coordinator.status();
+    bufferedPeak = Math.max(bufferedPeak, status.bufferedRecords);
+    bufferedBytesPeak = Math.max(bufferedBytesPeak, status.bufferedBytes);
   }, 50);
   await sleep(MEMORY_WINDOW_MS);
   clearInterval(sampler);
   await coordinator.stop();
   const figures: MemoryFigures = {
-    maxBufferedRecords: config.maxBufferedRecords,
+    ...(config.maxBufferedRecords === undefined ? {} : { maxBufferedRecords: config.maxBufferedRecords }),
     rssStartMiB: rssStart,
     rssPeakMiB: rssPeak,
     heapPeakMiB: heapPeak,
     bufferedPeak,
+    bufferedBytesPeak,
     handled,
   };
   process.stdout.write(`${JSON.stringify(figures)}\n`);
+}
+
+function bufferSetting(maxBufferedRecords: number | undefined): string {
+  return maxBufferedRecords === undefined
+    ? 'defaults (maxBufferedRecords 100,000, maxBufferedBytes 64 MiB)'
+    : `maxBufferedRecords ${fmt(maxBufferedRecords)}`;
 }
 
 async function memory(kinesis: LocalKinesis): Promise<MemoryFigures[]> {
@@ -501,7 +504,7 @@ async function memory(kinesis: LocalKinesis): Promise<MemoryFigures[]> {
     const config: MemoryChildConfig = {
       kinesis: { endpoint: String(cfg.endpoint), region: String(cfg.region), credentials: cfg.credentials },
       stream,
-      maxBufferedRecords,
+      ...(maxBufferedRecords === undefined ? {} : { maxBufferedRecords }),
     };
     const child = spawn(process.execPath, [...process.execArgv, SELF, '--memory-child'], {
       env: { ...process.env, BENCH_MEMORY_CHILD: JSON.stringify(config) },
@@ -515,10 +518,10 @@ async function memory(kinesis: LocalKinesis): Promise<MemoryFigures[]> {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     children.delete(child);
     if (code !== 0 || result === undefined)
-      throw new Error(`memory child (maxBufferedRecords ${maxBufferedRecords}) failed: exit ${code}`);
+      throw new Error(`memory child (${bufferSetting(maxBufferedRecords)}) failed: exit ${code}`);
     out.push(result);
     progress(
-      `memory: maxBufferedRecords ${fmt(maxBufferedRecords)}: RSS ${result.rssStartMiB.toFixed(0)} -> peak ` +
+      `memory: ${bufferSetting(maxBufferedRecords)}: RSS ${result.rssStartMiB.toFixed(0)} -> peak ` +
         `${result.rssPeakMiB.toFixed(0)} MiB, buffered peak ${fmt(result.bufferedPeak)}`,
     );
   }
@@ -660,7 +663,7 @@ async function main(): Promise<void> {
     ),
     ...mem.map(
       (m) =>
-        `memory maxBufferedRecords ${fmt(m.maxBufferedRecords)}: RSS peak ${m.rssPeakMiB.toFixed(0)} MiB (start ${m.rssStartMiB.toFixed(0)}), buffered peak ${fmt(m.bufferedPeak)}`,
+        `memory ${bufferSetting(m.maxBufferedRecords)}: RSS peak ${m.rssPeakMiB.toFixed(0)} MiB (start ${m.rssStartMiB.toFixed(0)}), buffered peak ${fmt(m.bufferedPeak)}`,
     ),
     `cpu-heavy: main-thread handler ${fmt(cpu.mainThread)}/s, handlerModule (2 threads) ${fmt(cpu.handlerModule)}/s, ratio ${(cpu.handlerModule / cpu.mainThread).toFixed(2)}`,
   ];
@@ -683,22 +686,20 @@ async function main(): Promise<void> {
     '| --- | --- | --- | --- | --- |',
     `| drain ${SHARDS} shards x ${fmt(DRAIN_PER_SHARD)} records (~80-byte JSON), handler mode, in-memory leases | ${list(d.memory)} records/s (first to last record: ${list(d.memorySteady)}/s; ${fmt(d.batchSize)} records per batch, i.e. per GetRecords) | raw GetRecords loop ${list(d.raw)} records/s | ${(best(d.memory) / rawBest).toFixed(2)} | >= 0.9 |`,
     `| same, Redis leases | ${list(d.redis)} records/s | raw GetRecords loop | ${(best(d.redis) / rawBest).toFixed(2)} | >= 0.9 |`,
-    `| same, in-memory leases, maxBufferedRecords ${fmt(BIG_CREDIT)} (with the default 10,000 a reader's GetRecords asks for no more than its credit, where the raw loop asks for 10,000) | ${list(d.memoryBigCredit)} records/s (${fmt(d.batchSizeBigCredit)} records per batch) | raw GetRecords loop | ${(best(d.memoryBigCredit) / rawBest).toFixed(2)} | |`,
-    `| pipeline ceiling: ${CEILING_SHARDS} shards of a canned server answering GetRecords at once with up to ${fmt(CEILING_RECORDS_PER_RESPONSE)} records (\`{"i":n}\`, ~10 bytes, so the 2 MiB/s per shard byte limit never binds; the 5 calls/s per shard limit caps it at ${fmt(CEILING_SHARDS * 5 * CEILING_RECORDS_PER_RESPONSE)} records/s), ${CEILING_WINDOW_MS / 1_000} s window, workerThreads ${c.threads}, maxBufferedRecords ${fmt(CEILING_SHARDS * CEILING_RECORDS_PER_RESPONSE)} | ${fmt(c.library.recordsPerS)} records/s; process CPU ${c.library.cores.toFixed(2)} cores (${c.library.cpuUsPerRecord.toFixed(1)} µs per record), main thread ${pct(c.library.mainElu)} busy, so the worker threads (and GC, libuv) about ${Math.max(0, c.library.cores - c.library.mainElu).toFixed(2)} cores; server ${c.library.serverCores.toFixed(2)} cores | raw loop on one thread against the same server: ${fmt(c.raw.recordsPerS)} records/s, ${c.raw.cores.toFixed(2)} cores (${c.raw.cpuUsPerRecord.toFixed(1)} µs per record), main thread ${pct(c.raw.mainElu)} busy | ${(c.library.recordsPerS / c.raw.recordsPerS).toFixed(2)} | (ceiling) |`,
+    `| pipeline ceiling: ${CEILING_SHARDS} shards of a canned server answering GetRecords at once with up to ${fmt(CEILING_RECORDS_PER_RESPONSE)} records (\`{"i":n}\`, ~10 bytes, so the 2 MiB/s per shard byte limit never binds; the 5 calls/s per shard limit caps it at ${fmt(CEILING_SHARDS * 5 * CEILING_RECORDS_PER_RESPONSE)} records/s), ${CEILING_WINDOW_MS / 1_000} s window, workerThreads ${c.threads}, other options default | ${fmt(c.library.recordsPerS)} records/s; process CPU ${c.library.cores.toFixed(2)} cores (${c.library.cpuUsPerRecord.toFixed(1)} µs per record), main thread ${pct(c.library.mainElu)} busy, so the worker threads (and GC, libuv) about ${Math.max(0, c.library.cores - c.library.mainElu).toFixed(2)} cores; server ${c.library.serverCores.toFixed(2)} cores | raw loop on one thread against the same server: ${fmt(c.raw.recordsPerS)} records/s, ${c.raw.cores.toFixed(2)} cores (${c.raw.cpuUsPerRecord.toFixed(1)} µs per record), main thread ${pct(c.raw.mainElu)} busy | ${(c.library.recordsPerS / c.raw.recordsPerS).toFixed(2)} | (ceiling) |`,
     ...lat.map(
       (l) =>
         `| put-to-handler latency at ${LATENCY_RATE} records/s (PutRecords of 10 every 20 ms, stamped just before sending; ${LATENCY_WINDOW_MS / 1_000} s), idleFetchIntervalMs ${fmt(l.idleFetchIntervalMs)} | ${L(l)} | | | |`,
     ),
     ...mem.map(
       (m) =>
-        `| RSS with a slow handler (${MEMORY_MS_PER_10} ms per 10 records), ${SHARDS} x ${fmt(MEMORY_PER_SHARD)} records of ${fmt(MEMORY_RECORD_BYTES)} bytes waiting, maxBufferedRecords ${fmt(m.maxBufferedRecords)}, ${MEMORY_WINDOW_MS / 1_000} s | peak ${m.rssPeakMiB.toFixed(0)} MiB (heap + buffers peak ${m.heapPeakMiB.toFixed(0)} MiB); buffered records peak ${fmt(m.bufferedPeak)}; ${fmt(m.handled)} handled | RSS after start-up ${m.rssStartMiB.toFixed(0)} MiB | | grows with maxBufferedRecords, bounded |`,
+        `| RSS with a slow handler (${MEMORY_MS_PER_10} ms per 10 records), ${SHARDS} x ${fmt(MEMORY_PER_SHARD)} records of ${fmt(MEMORY_RECORD_BYTES)} bytes waiting, ${bufferSetting(m.maxBufferedRecords)}, ${MEMORY_WINDOW_MS / 1_000} s | peak ${m.rssPeakMiB.toFixed(0)} MiB (heap + buffers peak ${m.heapPeakMiB.toFixed(0)} MiB); buffered peak ${fmt(m.bufferedPeak)} records, ${(m.bufferedBytesPeak / 1024 / 1024).toFixed(1)} MiB of data; ${fmt(m.handled)} handled | RSS after start-up ${m.rssStartMiB.toFixed(0)} MiB | | grows with the budgets, bounded |`,
     ),
     `| CPU-heavy handler (${cpu.usPerRecord.toFixed(0)} µs of pure-JS work per record), ${fmt(cpu.records)} records, handlerModule in the worker threads (workerThreads 2) | ${fmt(cpu.handlerModule)} records/s, ${cpu.moduleCores.toFixed(2)} cores busy | the same function in a handler on the main thread (workerThreads 2): ${fmt(cpu.mainThread)} records/s, ${cpu.mainCores.toFixed(2)} cores busy (one thread alone: ${fmt(1e6 / cpu.usPerRecord)} records/s) | ${(cpu.handlerModule / cpu.mainThread).toFixed(2)} | > 1 (up to the cores free) |`,
     '',
-    `Drain: with fetchRatePerShard 5, a reader gets at most 5 x its batch size records/s; at ${fmt(d.batchSize)} records per ` +
-      `batch (the reader asks GetRecords for no more than its credit, a share of maxBufferedRecords) that caps ${SHARDS} shards at ` +
-      `${fmt(5 * d.batchSize * SHARDS)} records/s, whatever Kinesis could serve; the raw loop asks for 10,000 per call. ` +
-      'Each memory row runs in its own child process (a fresh heap). The latency rows include up to one idle fetch interval ' +
+    `Drain: kinesalite answers slower than either consumer reads, so these rows are bound by the emulator (both sides wait on ` +
+      `it; ${fmt(d.batchSize)} records per batch, i.e. per GetRecords, for the library); the Consumer-bound section measures the ` +
+      'consumers against an endpoint that costs nothing. Each memory row runs in its own child process (a fresh heap). The latency rows include up to one idle fetch interval ' +
       'whenever a GetRecords comes back empty, and the 200 ms spacing of the 5 calls/s per shard. The ceiling row shows what ' +
       'the library costs per record when Kinesis costs nothing: the canned server runs in its own process; "cores" counts ' +
       'every thread of the consumer process (process.cpuUsage), the worker threads being the part the main thread does not account for. ' +

@@ -106,5 +106,7 @@ export {
 } from './routing.js';
 export type { Clock, RateLimiterOptions, TokenBucketOptions } from './token-bucket.js';
 export { RateLimiter, TokenBucket } from './token-bucket.js';
+export type { TypedEventListener, TypedEventsOptions } from './typed-events.js';
+export { TypedEvents } from './typed-events.js';
 export type { KinesisRecordInput, ShardPosition, ShardRecord } from './types.js';
 export { SHARD_END } from './types.js';

@@ -7,7 +7,7 @@ import { COORDINATOR_METRIC_NAMES } from '@shardline/coordinator';
 import { PRODUCER_METRIC_NAMES } from '@shardline/producer';
 import { getFreePort, type TestRedis, useTestRedis } from '@shardline/testing';
 import { expect } from 'chai';
-import type { DemoResult } from '../../packages/cli/src/commands/demo.js';
+import type { DemoResult } from '../../packages/cli/src/demo/result.js';
 import {
   type Child,
   exited,

@@ -1,6 +1,6 @@
 /**
  * The Kinesis calls the commands share: the client from the global options, the stream check,
- * paginated ListStreams and ListShards.
+ * paginated ListStreams (ListShards is `listAllShards` of @shardline/common).
  */
 import { isIP } from 'node:net';
 import type {
@@ -9,7 +9,7 @@ import type {
   Shard,
   StreamDescriptionSummary,
 } from '@aws-sdk/client-kinesis';
-import { DescribeStreamSummaryCommand, ListShardsCommand, ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { DescribeStreamSummaryCommand, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { CliError, EXIT_CODES } from './exit.js';
 
 /** The global options every command gets. */
@@ -155,32 +155,6 @@ export async function listAllStreams(client: KinesisClient, signal?: AbortSignal
     nextToken = out.NextToken;
   }
   return names;
-}
-
-/** Every shard of the stream, open and closed, following NextToken. */
-export async function listAllShards(
-  client: KinesisClient,
-  stream: string,
-  signal?: AbortSignal,
-): Promise<Shard[]> {
-  const shards: Shard[] = [];
-  const seen = new Set<string>();
-  let nextToken: string | undefined;
-  for (;;) {
-    // StreamName and NextToken are exclusive in ListShards.
-    const out = await client.send(
-      new ListShardsCommand(nextToken === undefined ? { StreamName: stream } : { NextToken: nextToken }),
-      { abortSignal: signal },
-    );
-    for (const shard of out.Shards ?? []) {
-      if (shard.ShardId === undefined || seen.has(shard.ShardId)) continue;
-      seen.add(shard.ShardId);
-      shards.push(shard);
-    }
-    if (out.NextToken === undefined || out.NextToken === nextToken || (out.Shards ?? []).length === 0) break;
-    nextToken = out.NextToken;
-  }
-  return shards;
 }
 
 /** The parents of a shard (two after a merge). */

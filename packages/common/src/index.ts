@@ -33,6 +33,13 @@ export { isAggregated, KPL_MAGIC } from './kpl.js';
 export type { AggregatedRecord, AggregateOptions, UserRecord } from './kpl-aggregate.js';
 export { Aggregator, aggregate, KPL_DEFAULT_MAX_BYTES } from './kpl-aggregate.js';
 export { deaggregate } from './kpl-deaggregate.js';
+export type {
+  ListAllShardsOptions,
+  ListShardsPage,
+  ListShardsPageContext,
+  ListShardsPageOutput,
+} from './list-shards.js';
+export { isExpiredNextToken, LIST_SHARDS_DEFAULTS, listAllShards } from './list-shards.js';
 export type { LogFn, Logger } from './logger.js';
 export { childLogger, silentLogger } from './logger.js';
 export {
@@ -99,5 +106,7 @@ export {
 } from './routing.js';
 export type { Clock, RateLimiterOptions, TokenBucketOptions } from './token-bucket.js';
 export { RateLimiter, TokenBucket } from './token-bucket.js';
+export type { TypedEventListener, TypedEventsOptions } from './typed-events.js';
+export { TypedEvents } from './typed-events.js';
 export type { KinesisRecordInput, ShardPosition, ShardRecord } from './types.js';
 export { SHARD_END } from './types.js';

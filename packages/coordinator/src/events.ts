@@ -3,11 +3,11 @@
  *
  * Listeners are the user's code running on the coordinator thread, in the middle of lease and shard
  * bookkeeping: one that throws (or returns a promise that rejects) is logged and skipped, never allowed
- * to break the coordinator or the other listeners.
+ * to break the coordinator or the other listeners (the rules of `TypedEvents` in @shardline/common).
  */
 
 import type { Logger, ShardlineError } from '@shardline/common';
-import { ShardlineOptionError, serializeError } from '@shardline/common';
+import { TypedEvents } from '@shardline/common';
 
 /** Why this host no longer holds a lease it was reading. */
 export type LeaseLostReason =
@@ -114,107 +114,18 @@ export const COORDINATOR_EVENT_NAMES: readonly CoordinatorEventName[] = Object.f
   'warning',
 ]);
 
-const KNOWN = new Set<string>(COORDINATOR_EVENT_NAMES);
-
 /** The subscription side, as `startCoordinator()`'s result exposes it. */
 export interface CoordinatorEventSource {
   on<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void;
   once<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void;
 }
 
-interface Subscription {
-  listener: (payload: never) => unknown;
-  once: boolean;
-}
-
 /**
- * A typed, synchronous event emitter. Unlike Node's EventEmitter, an `error` event with no listener is
- * not thrown (the coordinator logs errors itself), and a throwing listener is logged, not propagated.
+ * The coordinator's emitter: the shared {@link TypedEvents} rules over {@link CoordinatorEventMap}
+ * (an `error` event with no listener is not thrown: the coordinator logs errors itself).
  */
-export class CoordinatorEvents implements CoordinatorEventSource {
-  readonly #logger: Logger;
-  readonly #subscriptions = new Map<CoordinatorEventName, Subscription[]>();
-
+export class CoordinatorEvents extends TypedEvents<CoordinatorEventMap> implements CoordinatorEventSource {
   constructor(logger: Logger) {
-    this.#logger = logger;
-  }
-
-  /**
-   * Calls `listener` for every `event` until the returned function is called (idempotent).
-   * @throws ShardlineOptionError for an unknown event name or a listener that is not a function.
-   */
-  on<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void {
-    return this.#subscribe(event, listener, false);
-  }
-
-  /** Like {@link on}, for the next `event` only. */
-  once<E extends CoordinatorEventName>(event: E, listener: CoordinatorEventListener<E>): () => void {
-    return this.#subscribe(event, listener, true);
-  }
-
-  listenerCount(event: CoordinatorEventName): number {
-    return this.#subscriptions.get(event)?.length ?? 0;
-  }
-
-  /**
-   * Calls the listeners of `event` in subscription order. Listeners added meanwhile wait for the next
-   * emit; listeners removed meanwhile are skipped. Never throws.
-   */
-  emit<E extends CoordinatorEventName>(event: E, payload: CoordinatorEventMap[E]): void {
-    const list = this.#subscriptions.get(event);
-    if (list === undefined || list.length === 0) return;
-    for (const subscription of [...list]) {
-      if (!list.includes(subscription)) continue;
-      if (subscription.once) this.#remove(event, subscription);
-      let result: unknown;
-      try {
-        result = (subscription.listener as CoordinatorEventListener<E>)(payload);
-      } catch (error) {
-        this.#listenerFailed(event, error);
-        continue;
-      }
-      if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
-        Promise.resolve(result).catch((error: unknown) => this.#listenerFailed(event, error));
-      }
-    }
-  }
-
-  /** Drops every listener (the coordinator calls it once stopped). */
-  clear(): void {
-    this.#subscriptions.clear();
-  }
-
-  #subscribe(event: CoordinatorEventName, listener: (payload: never) => unknown, once: boolean): () => void {
-    if (typeof event !== 'string' || !KNOWN.has(event)) {
-      throw new ShardlineOptionError(
-        'event',
-        `must be one of ${COORDINATOR_EVENT_NAMES.map((n) => `'${n}'`).join(', ')} (got ${JSON.stringify(event)})`,
-      );
-    }
-    if (typeof listener !== 'function') {
-      throw new ShardlineOptionError('listener', `must be a function (got ${typeof listener})`);
-    }
-    const subscription: Subscription = { listener, once };
-    let list = this.#subscriptions.get(event);
-    if (list === undefined) {
-      list = [];
-      this.#subscriptions.set(event, list);
-    }
-    list.push(subscription);
-    return () => this.#remove(event, subscription);
-  }
-
-  #remove(event: CoordinatorEventName, subscription: Subscription): void {
-    const list = this.#subscriptions.get(event);
-    const index = list?.indexOf(subscription) ?? -1;
-    if (list !== undefined && index >= 0) list.splice(index, 1);
-  }
-
-  #listenerFailed(event: CoordinatorEventName, error: unknown): void {
-    try {
-      this.#logger.error({ event, err: serializeError(error) }, `a '${event}' event listener threw`);
-    } catch {
-      // A logger that throws too has nowhere left to report to.
-    }
+    super(COORDINATOR_EVENT_NAMES, { logger });
   }
 }

@@ -1,9 +1,7 @@
 /**
- * Shard discovery: every shard of the stream (open and closed) by paginated ListShards, by stream
- * name or ARN, retried on throttling and transient errors.
- *
- * Emulator quirks handled: kinesis-mock paginates (with a NextToken the request must name neither
- * the stream nor its ARN); kinesalite ignores pagination and omits StreamARN.
+ * Shard discovery: every shard of the stream (open and closed) by paginated ListShards (the shared
+ * `listAllShards` pager of @shardline/common), by stream name or ARN, each page retried on throttling
+ * and transient errors.
  *
  * An endpoint that never answers (every request refused, reset or timed out) is given up on after the
  * client's `connectTimeoutMs`, not after the retries: a dead endpoint must not hold startCoordinator()
@@ -17,7 +15,7 @@ import type {
   Shard,
 } from '@aws-sdk/client-kinesis';
 import { ListShardsCommand } from '@aws-sdk/client-kinesis';
-import type { BackoffMs, Logger } from '@shardline/common';
+import type { BackoffMs, ListShardsPageOutput, Logger } from '@shardline/common';
 import {
   classifyAwsError,
   ErrorCodes,
@@ -25,6 +23,8 @@ import {
   KINESIS_CLIENT_DEFAULTS,
   KinesisError,
   kinesisClientSettings,
+  LIST_SHARDS_DEFAULTS,
+  listAllShards,
   networkErrorCode,
   retry,
   rootCause,
@@ -108,9 +108,9 @@ export const SHARD_DISCOVERY_DEFAULTS = Object.freeze({
   pageSize: 1_000,
   retry: Object.freeze({ retries: 8, backoffMs: Object.freeze({ initial: 100, max: 5_000 }) }),
   /** Listings restarted after an expired NextToken (valid 300 s) before giving up. */
-  maxRestarts: 3,
+  maxRestarts: LIST_SHARDS_DEFAULTS.maxRestarts,
   /** A bound against a server that keeps answering with new tokens. */
-  maxPages: 10_000,
+  maxPages: LIST_SHARDS_DEFAULTS.maxPages,
 });
 
 /** Errors retried while listing: ResourceInUse is a stream still being created. */
@@ -144,11 +144,6 @@ interface ListingTries {
   requests: number;
   answered: boolean;
   lastError?: unknown;
-}
-
-function isExpiredToken(error: unknown): boolean {
-  const name = (error as { name?: unknown } | null)?.name;
-  return name === 'ExpiredNextTokenException';
 }
 
 function malformed(message: string, details: Record<string, unknown>): ShardlineError {
@@ -195,7 +190,7 @@ export function toShardInfo(shard: Shard): ShardInfo {
 /** Lists a stream's shards; the coordinator calls {@link ShardDiscovery.list} at start and on every sync. */
 export class ShardDiscovery {
   readonly #api: ListShardsApi;
-  readonly #first: ListShardsCommandInput;
+  readonly #stream: { streamName?: string; streamArn?: string };
   readonly #pageSize: number;
   readonly #retry: { retries: number; backoffMs: BackoffMs };
   readonly #connectTimeoutMs: number;
@@ -245,9 +240,9 @@ export class ShardDiscovery {
       );
     }
     this.#api = options.api;
-    this.#first = {};
-    if (streamName !== undefined) this.#first.StreamName = streamName;
-    if (streamArn !== undefined) this.#first.StreamARN = streamArn;
+    this.#stream = {};
+    if (streamName !== undefined) this.#stream.streamName = streamName;
+    if (streamArn !== undefined) this.#stream.streamArn = streamArn;
     this.stream = named;
     this.#pageSize = pageSize;
     this.#retry = retryOptions;
@@ -274,68 +269,50 @@ export class ShardDiscovery {
    * when the endpoint never answered (see `connectTimeoutMs`); `ERR_ABORTED` when `signal` aborts.
    */
   async list(signal?: AbortSignal): Promise<ShardInfo[]> {
-    for (let restart = 0; ; restart++) {
-      try {
-        return await this.#listOnce(signal);
-      } catch (error) {
-        // A NextToken lives 300 s; a listing slowed down by long retries starts over.
-        if (!isExpiredToken(error) || restart >= SHARD_DISCOVERY_DEFAULTS.maxRestarts) {
-          throw classifyAwsError(error, 'ListShards');
-        }
-        this.#logger.debug(
-          { stream: this.stream, restart: restart + 1 },
-          'ListShards NextToken expired: listing again',
-        );
-      }
+    let tries = this.#freshTries();
+    let shards: Shard[];
+    try {
+      shards = await listAllShards((input, s) => this.#api.listShards(input, s), {
+        ...this.#stream,
+        maxResults: this.#pageSize,
+        signal,
+        maxRestarts: SHARD_DISCOVERY_DEFAULTS.maxRestarts,
+        maxPages: SHARD_DISCOVERY_DEFAULTS.maxPages,
+        // Each page is retried on its own; each listing (the first, and every restart after an expired
+        // NextToken) gets its own deadline for an endpoint that never answered.
+        pageRetry: (call, { page }) => {
+          if (page === 0) tries = this.#freshTries();
+          return retry(({ attempt, bail }) => this.#attempt(call, signal, tries, attempt, bail), {
+            retries: this.#retry.retries,
+            backoffMs: this.#retry.backoffMs,
+            shouldRetry,
+            // While nothing answers, no wait runs past the deadline: the listing gives up on time.
+            sleep: (ms, s) => this.#sleep(Math.min(ms, this.#untilDeadline(tries)), s),
+            random: this.#random,
+            ...(signal === undefined ? {} : { signal }),
+            onRetry: (error, attempt, delayMs) =>
+              this.#logger.debug(
+                {
+                  stream: this.stream,
+                  attempt: attempt + 1,
+                  delayMs: Math.round(delayMs),
+                  err: errorName(error),
+                },
+                'ListShards failed: retrying',
+              ),
+          });
+        },
+        onRestart: (restart) =>
+          this.#logger.debug({ stream: this.stream, restart }, 'ListShards NextToken expired: listing again'),
+      });
+    } catch (error) {
+      throw classifyAwsError(error, 'ListShards');
     }
+    return shards.map(toShardInfo);
   }
 
-  async #listOnce(signal: AbortSignal | undefined): Promise<ShardInfo[]> {
-    const tries: ListingTries = { startedAt: this.#now(), attempts: 0, requests: 0, answered: false };
-    const byId = new Map<string, ShardInfo>();
-    const seenTokens = new Set<string>();
-    let nextToken: string | undefined;
-    for (let page = 0; ; page++) {
-      if (page >= SHARD_DISCOVERY_DEFAULTS.maxPages) {
-        throw malformed(`more than ${SHARD_DISCOVERY_DEFAULTS.maxPages} pages`, { stream: this.stream });
-      }
-      // With a NextToken the request must name neither the stream nor its ARN: the token says which.
-      const input: ListShardsCommandInput =
-        nextToken === undefined
-          ? { ...this.#first, MaxResults: this.#pageSize }
-          : { NextToken: nextToken, MaxResults: this.#pageSize };
-      const output = await retry(({ attempt, bail }) => this.#attempt(input, signal, tries, attempt, bail), {
-        retries: this.#retry.retries,
-        backoffMs: this.#retry.backoffMs,
-        shouldRetry,
-        // While nothing answers, no wait runs past the deadline: the listing gives up on time.
-        sleep: (ms, s) => this.#sleep(Math.min(ms, this.#untilDeadline(tries)), s),
-        random: this.#random,
-        ...(signal === undefined ? {} : { signal }),
-        onRetry: (error, attempt, delayMs) =>
-          this.#logger.debug(
-            {
-              stream: this.stream,
-              attempt: attempt + 1,
-              delayMs: Math.round(delayMs),
-              err: errorName(error),
-            },
-            'ListShards failed: retrying',
-          ),
-      });
-      for (const shard of output?.Shards ?? []) {
-        const info = toShardInfo(shard);
-        if (!byId.has(info.shardId)) byId.set(info.shardId, info);
-      }
-      const token = output?.NextToken;
-      if (typeof token !== 'string' || token.length === 0) break;
-      if (seenTokens.has(token)) {
-        throw malformed('the same NextToken came back twice', { stream: this.stream });
-      }
-      seenTokens.add(token);
-      nextToken = token;
-    }
-    return [...byId.values()];
+  #freshTries(): ListingTries {
+    return { startedAt: this.#now(), attempts: 0, requests: 0, answered: false };
   }
 
   /** Milliseconds left before the listing gives up on an endpoint that never answered (Infinity: none). */
@@ -349,12 +326,12 @@ export class ShardDiscovery {
    * answers, running out of time or of retries ends the listing with {@link ShardDiscovery.#unreachable}.
    */
   async #attempt(
-    input: ListShardsCommandInput,
+    call: (signal?: AbortSignal) => Promise<ListShardsPageOutput>,
     signal: AbortSignal | undefined,
     tries: ListingTries,
     attempt: number,
     bail: (error: unknown) => never,
-  ): Promise<ListShardsCommandOutput> {
+  ): Promise<ListShardsPageOutput> {
     const left = this.#untilDeadline(tries);
     if (left === 0) bail(this.#unreachable(tries));
     tries.attempts++;
@@ -370,7 +347,7 @@ export class ShardDiscovery {
       attemptSignal = signal === undefined ? deadline.signal : AbortSignal.any([signal, deadline.signal]);
     }
     try {
-      const output = await this.#api.listShards(input, attemptSignal);
+      const output = await call(attemptSignal);
       tries.requests++;
       tries.answered = true;
       return output;

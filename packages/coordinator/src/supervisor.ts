@@ -63,6 +63,8 @@ export interface SupervisorOptions {
    * and the user's handler in the same thread.
    */
   module?: ModuleTaskSettings;
+  /** @internal tests: the worker file the pool runs instead (a tiny task that plays a reader). */
+  filename?: string;
 }
 
 /** The worker pool. */
@@ -76,9 +78,10 @@ export class Supervisor {
     this.#logger = options.logger;
     this.#module = options.module;
     const filename =
-      options.module !== undefined
+      options.filename ??
+      (options.module !== undefined
         ? fileURLToPath(new URL('./module-worker.js', import.meta.url))
-        : createRequire(import.meta.url).resolve('@shardline/shard-worker/worker');
+        : createRequire(import.meta.url).resolve('@shardline/shard-worker/worker'));
     this.#pool = new Piscina({
       filename,
       // Every thread from the start: piscina marks its initial threads ready at once, so its least-busy
@@ -223,8 +226,8 @@ export class CrashGuard {
   readonly #now: () => number;
 
   constructor(
-    max = SUPERVISOR_DEFAULTS.maxCrashes,
-    windowMs = SUPERVISOR_DEFAULTS.crashWindowMs,
+    max: number = SUPERVISOR_DEFAULTS.maxCrashes,
+    windowMs: number = SUPERVISOR_DEFAULTS.crashWindowMs,
     now: () => number = () => performance.now(),
   ) {
     this.#max = max;

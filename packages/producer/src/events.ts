@@ -1,8 +1,8 @@
 /**
  * The producer's events and status types, and the emitter behind `Producer.on()`: a listener that throws
- * is logged, never fatal to the data path.
+ * is logged, never fatal to the data path; an unknown event name is refused.
  */
-import { ErrorCodes, type Logger, ShardlineError } from '@shardline/common';
+import { type Logger, type ShardlineError, TypedEvents } from '@shardline/common';
 
 /** Events of a {@link Producer}. */
 export interface ProducerEvents {
@@ -65,39 +65,18 @@ export interface ProducerStatus {
   closed: boolean;
 }
 
-export class ProducerEmitter {
-  readonly #listeners: { [K in ProducerEventName]?: Set<(event: ProducerEvents[K]) => void> } = {};
-  readonly #logger: Logger;
+/** Every event name, for validating names given by JavaScript callers. */
+const PRODUCER_EVENT_NAMES: readonly ProducerEventName[] = Object.freeze([
+  'put',
+  'retry',
+  'throttled',
+  'error',
+  'shards.refreshed',
+]);
 
+/** The emitter behind `Producer.on()`: the shared {@link TypedEvents} rules over {@link ProducerEvents}. */
+export class ProducerEmitter extends TypedEvents<ProducerEvents> {
   constructor(logger: Logger) {
-    this.#logger = logger;
-  }
-
-  /** Subscribes to an event; returns the unsubscribe function. */
-  on<K extends ProducerEventName>(event: K, listener: (event: ProducerEvents[K]) => void): () => void {
-    if (typeof listener !== 'function') {
-      throw new ShardlineError(ErrorCodes.INVALID_OPTION, `listener for '${event}' must be a function`);
-    }
-    let set = this.#listeners[event] as Set<(e: ProducerEvents[K]) => void> | undefined;
-    if (set === undefined) {
-      set = new Set();
-      (this.#listeners as Record<string, unknown>)[event] = set;
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-    };
-  }
-
-  emit<K extends ProducerEventName>(event: K, payload: ProducerEvents[K]): void {
-    const set = this.#listeners[event] as Set<(e: ProducerEvents[K]) => void> | undefined;
-    if (set === undefined || set.size === 0) return;
-    for (const listener of set) {
-      try {
-        listener(payload);
-      } catch (error) {
-        this.#logger.error({ err: error, event }, 'producer: event listener threw');
-      }
-    }
+    super(PRODUCER_EVENT_NAMES, { logger, label: 'producer' });
   }
 }

@@ -225,7 +225,11 @@ export class Producer<T = unknown> {
     return this.#closing;
   }
 
-  /** Subscribes to an event; returns the unsubscribe function. A listener that throws is logged. */
+  /**
+   * Subscribes to an event; returns the unsubscribe function (idempotent). A listener that throws, or
+   * whose promise rejects, is logged.
+   * @throws ShardlineOptionError for an unknown event name or a listener that is not a function.
+   */
   on<K extends ProducerEventName>(event: K, listener: (event: ProducerEvents[K]) => void): () => void {
     return this.#events.on(event, listener);
   }

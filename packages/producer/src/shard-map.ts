@@ -6,15 +6,11 @@
  */
 // Time comes from the global `performance` (not an import from node:perf_hooks) so that fake timers
 // installed by tests drive the refresh timers here as they do elsewhere in the producer.
-import {
-  type KinesisClient,
-  ListShardsCommand,
-  type ListShardsCommandInput,
-  type Shard,
-} from '@aws-sdk/client-kinesis';
+import type { KinesisClient, Shard } from '@aws-sdk/client-kinesis';
 import {
   isRetriable,
   type Logger,
+  listAllShards,
   partitionKeyToHashKey,
   RateLimiter,
   retry,
@@ -239,23 +235,14 @@ export class ShardMap {
 
   async #listOpenShards(): Promise<Shard[]> {
     const { options, client, signal } = this.#deps;
-    const open: Shard[] = [];
-    let nextToken: string | undefined;
-    do {
-      const input: ListShardsCommandInput =
-        nextToken !== undefined
-          ? { NextToken: nextToken }
-          : options.streamArn !== undefined
-            ? { StreamARN: options.streamArn }
-            : { StreamName: options.streamName };
-      const out = await client.send(new ListShardsCommand(input), { abortSignal: signal });
-      for (const shard of out.Shards ?? []) {
-        // kinesalite ignores ShardFilter, so closed shards are filtered here for both engines.
-        if (shard.SequenceNumberRange?.EndingSequenceNumber === undefined) open.push(shard);
-      }
-      nextToken = out.NextToken;
-    } while (nextToken !== undefined);
-    return open;
+    const shards = await listAllShards(
+      client,
+      options.streamArn !== undefined
+        ? { streamArn: options.streamArn, signal }
+        : { streamName: options.streamName, signal },
+    );
+    // No ShardFilter: kinesalite ignores it, so closed shards are filtered here for both engines.
+    return shards.filter((shard) => shard.SequenceNumberRange?.EndingSequenceNumber === undefined);
   }
 
   #apply(router: ShardRouter, open: Shard[], reason: RefreshReason): void {

@@ -9,12 +9,10 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type {
-  KinesisClient,
   SubscribeToShardCommandInput,
   SubscribeToShardEvent,
   SubscribeToShardEventStream,
 } from '@aws-sdk/client-kinesis';
-import { ListShardsCommand, SubscribeToShardCommand } from '@aws-sdk/client-kinesis';
 import {
   backoffDelay,
   classifyAwsError,
@@ -24,9 +22,10 @@ import {
   ShardlineError,
   ShardlineOptionError,
 } from '@shardline/common';
-import type { CallOptions } from './client.js';
-import type { IteratorStart, ResolvedShardReaderOptions, ShardReaderOptions } from './options.js';
-import { resolveShardReaderOptions } from './options.js';
+import type { ShardEndProbe, SubscribeClient } from './fan-out-clients.js';
+import type { FanOutReaderOptions } from './fan-out-options.js';
+import { resolveFanOutReaderOptions } from './fan-out-options.js';
+import type { IteratorStart, ResolvedShardReaderOptions } from './options.js';
 import { describeStart, isPort, ReaderPort } from './reader-port.js';
 import type { SkipThrough } from './records.js';
 import { unpackResponse } from './records.js';
@@ -39,82 +38,6 @@ import type {
 } from './shard-reader.js';
 import { systemClock } from './shard-reader.js';
 
-/** What the reader reads from a SubscribeToShard answer: the event stream. */
-export interface SubscribeToShardResult {
-  EventStream?: AsyncIterable<SubscribeToShardEventStream> | undefined;
-}
-
-/**
- * SubscribeToShard, shaped like the SDK command. Errors (of the call, or thrown by the event stream
- * when the service sends an exception event) are thrown as the SDK throws them, classified by `name`.
- * The reader aborts `abortSignal` to end a subscription (renewal, stop).
- */
-export interface SubscribeClient {
-  subscribeToShard(
-    input: SubscribeToShardCommandInput,
-    options?: CallOptions,
-  ): Promise<SubscribeToShardResult>;
-}
-
-/**
- * The real {@link SubscribeClient} over a KinesisClient built by `createKinesisClient` with
- * `maxAttempts: 1` (the reader's backoff handles throttling) and, on AWS, the `'http2'` transport.
- */
-export function kinesisSubscribeClient(client: KinesisClient): SubscribeClient {
-  return {
-    subscribeToShard: (input, options) =>
-      client.send(
-        new SubscribeToShardCommand(input),
-        options?.abortSignal === undefined ? undefined : { abortSignal: options.abortSignal },
-      ),
-  };
-}
-
-/** Whether a shard is closed, and its children: for services that send no ChildShards (kinesis-mock). */
-export interface ShardEndProbe {
-  shardEnd(shardId: string, options?: CallOptions): Promise<{ closed: boolean; childShardIds: string[] }>;
-}
-
-/** A {@link ShardEndProbe} over ListShards (the stream by name or ARN). */
-export function kinesisShardEndProbe(
-  client: KinesisClient,
-  stream: { streamName?: string | undefined; streamArn?: string | undefined },
-): ShardEndProbe {
-  return {
-    async shardEnd(shardId, options) {
-      const send = options?.abortSignal === undefined ? undefined : { abortSignal: options.abortSignal };
-      let closed = false;
-      const childShardIds: string[] = [];
-      let token: string | undefined;
-      do {
-        const page = await client.send(
-          new ListShardsCommand(
-            token !== undefined
-              ? { NextToken: token }
-              : stream.streamArn !== undefined
-                ? { StreamARN: stream.streamArn }
-                : { StreamName: stream.streamName },
-          ),
-          send,
-        );
-        for (const shard of page.Shards ?? []) {
-          if (shard.ShardId === shardId) {
-            closed = shard.SequenceNumberRange?.EndingSequenceNumber !== undefined;
-          }
-          if (
-            shard.ShardId !== undefined &&
-            (shard.ParentShardId === shardId || shard.AdjacentParentShardId === shardId)
-          ) {
-            childShardIds.push(shard.ShardId);
-          }
-        }
-        token = page.NextToken;
-      } while (token !== undefined);
-      return { closed, childShardIds };
-    },
-  };
-}
-
 /** Collaborators of a {@link FanOutReader} besides the clock and jitter of {@link ShardReaderDeps}. */
 export interface FanOutReaderDeps extends ShardReaderDeps {
   /**
@@ -125,32 +48,6 @@ export interface FanOutReaderDeps extends ShardReaderDeps {
   shardEndProbe?: ShardEndProbe;
 }
 
-/** Options of a {@link FanOutReader}: those of a shard reader (GetRecords pacing ignored), plus the consumer. */
-export interface FanOutReaderOptions extends ShardReaderOptions {
-  /** The registered stream consumer's ARN (RegisterStreamConsumer / DescribeStreamConsumer). */
-  consumerArn: string;
-  /**
-   * How long one subscription is kept before the reader renews it. AWS ends a subscription after
-   * 5 minutes; renewing a little earlier keeps the reader in charge of when the gap happens.
-   * @defaultValue 270_000
-   */
-  subscriptionRenewMs?: number;
-  /**
-   * Least time between two shard-end checks ({@link FanOutReaderDeps.shardEndProbe}) of an idle shard.
-   * @defaultValue 10_000
-   */
-  shardEndCheckIntervalMs?: number;
-}
-
-/** Defaults of what {@link FanOutReaderOptions} adds. */
-export const FAN_OUT_READER_DEFAULTS = Object.freeze({
-  subscriptionRenewMs: 270_000,
-  shardEndCheckIntervalMs: 10_000,
-});
-
-/** AWS ends a subscription after this long: renewing later than that is never needed. */
-const MAX_SUBSCRIPTION_MS = 300_000;
-const CONSUMER_ARN = /^arn:[^:]+:kinesis:[^:]*:[^:]*:stream\/[^/]+\/consumer\/[^:]+:[0-9]+$/;
 /** How far before a LATEST start a re-subscription starts, should the first subscription fail. */
 const LATEST_SKEW_MARGIN_MS = 5_000;
 
@@ -216,35 +113,12 @@ export class FanOutReader {
     if (typeof client !== 'object' || client === null || typeof client.subscribeToShard !== 'function') {
       throw new ShardlineOptionError('client', 'must have subscribeToShard(input)');
     }
-    const { consumerArn, subscriptionRenewMs, shardEndCheckIntervalMs, ...readerOptions } = (options ??
-      {}) as FanOutReaderOptions;
-    this.options = resolveShardReaderOptions(readerOptions);
-    if (typeof consumerArn !== 'string' || !CONSUMER_ARN.test(consumerArn)) {
-      throw new ShardlineOptionError(
-        'consumerArn',
-        `must be a stream consumer ARN (arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/NAME:TIMESTAMP; got ${
-          typeof consumerArn === 'string' ? `'${consumerArn}'` : String(consumerArn)
-        })`,
-      );
-    }
-    const renew = subscriptionRenewMs ?? FAN_OUT_READER_DEFAULTS.subscriptionRenewMs;
-    if (typeof renew !== 'number' || !Number.isFinite(renew) || renew < 1 || renew > MAX_SUBSCRIPTION_MS) {
-      throw new ShardlineOptionError(
-        'subscriptionRenewMs',
-        `must be a number from 1 to ${MAX_SUBSCRIPTION_MS} (a subscription lasts 5 minutes; got ${String(renew)})`,
-      );
-    }
-    const check = shardEndCheckIntervalMs ?? FAN_OUT_READER_DEFAULTS.shardEndCheckIntervalMs;
-    if (typeof check !== 'number' || !Number.isFinite(check) || check < 0) {
-      throw new ShardlineOptionError(
-        'shardEndCheckIntervalMs',
-        `must be a number of milliseconds >= 0 (got ${String(check)})`,
-      );
-    }
-    this.shardEndCheckIntervalMs = check;
+    const resolved = resolveFanOutReaderOptions(options);
+    this.options = resolved.reader;
+    this.shardEndCheckIntervalMs = resolved.shardEndCheckIntervalMs;
     this.#probe = deps.shardEndProbe;
-    this.consumerArn = consumerArn;
-    this.subscriptionRenewMs = renew;
+    this.consumerArn = resolved.consumerArn;
+    this.subscriptionRenewMs = resolved.subscriptionRenewMs;
     this.shardId = this.options.shardId;
     this.#client = client;
     this.#clock = deps.clock ?? systemClock;

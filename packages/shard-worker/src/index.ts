@@ -1,19 +1,12 @@
 export type { CallOptions, GetRecordsClient, GetRecordsResult, GetShardIteratorResult } from './client.js';
 export { kinesisGetRecordsClient } from './client.js';
 export { connectShardReaderControl } from './control.js';
-export type {
-  FanOutReaderDeps,
-  FanOutReaderOptions,
-  ShardEndProbe,
-  SubscribeClient,
-  SubscribeToShardResult,
-} from './fan-out-reader.js';
-export {
-  FAN_OUT_READER_DEFAULTS,
-  FanOutReader,
-  kinesisShardEndProbe,
-  kinesisSubscribeClient,
-} from './fan-out-reader.js';
+export type { ShardEndProbe, SubscribeClient, SubscribeToShardResult } from './fan-out-clients.js';
+export { kinesisShardEndProbe, kinesisSubscribeClient } from './fan-out-clients.js';
+export type { FanOutReaderOptions } from './fan-out-options.js';
+export { FAN_OUT_READER_DEFAULTS } from './fan-out-options.js';
+export type { FanOutReaderDeps } from './fan-out-reader.js';
+export { FanOutReader } from './fan-out-reader.js';
 export type {
   BatchEncoding,
   InitialPosition,

@@ -23,7 +23,8 @@ import {
 import { expose } from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { kinesisGetRecordsClient } from './client.js';
-import { FanOutReader, kinesisShardEndProbe, kinesisSubscribeClient } from './fan-out-reader.js';
+import { kinesisShardEndProbe, kinesisSubscribeClient } from './fan-out-clients.js';
+import { FanOutReader } from './fan-out-reader.js';
 import type { ShardReaderOptions } from './options.js';
 import type { ShardReaderOutcome, ShardReaderStatus } from './shard-reader.js';
 import { ShardReader } from './shard-reader.js';

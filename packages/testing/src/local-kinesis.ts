@@ -9,14 +9,13 @@ import {
   DescribeStreamSummaryCommand,
   KinesisClient,
   type KinesisClientConfig,
-  ListShardsCommand,
-  type ListShardsCommandInput,
   type Shard,
 } from '@aws-sdk/client-kinesis';
 import {
   childLogger,
   ErrorCodes,
   type Logger,
+  listAllShards,
   ShardlineError,
   ShardlineOptionError,
   silentLogger,
@@ -346,17 +345,7 @@ class RunningLocalKinesis implements LocalKinesis {
   async listShards(name: string): Promise<Shard[]> {
     this.#assertRunning('listShards');
     validateStreamName(name);
-    const shards: Shard[] = [];
-    let nextToken: string | undefined;
-    do {
-      // With a NextToken the request must not name the stream.
-      const input: ListShardsCommandInput =
-        nextToken === undefined ? { StreamName: name } : { NextToken: nextToken };
-      const page = await this.#adminClient().send(new ListShardsCommand(input));
-      shards.push(...(page.Shards ?? []));
-      nextToken = page.NextToken;
-    } while (nextToken !== undefined);
-    return shards;
+    return listAllShards(this.#adminClient(), { streamName: name });
   }
 
   async waitForStreamActive(name: string, timeoutMs?: number): Promise<void> {

@@ -606,6 +606,21 @@ describe('producer (unit, fake time)', () => {
       expect(producer.status().shards).to.equal(5);
     });
 
+    it('on() refuses an unknown event name, listing the producer events, and a listener that is no function', () => {
+      const producer = make();
+      let error: ShardlineError | undefined;
+      try {
+        producer.on('puts' as never, () => {});
+      } catch (e) {
+        error = e as ShardlineError;
+      }
+      expect(error?.code).to.equal(ErrorCodes.INVALID_OPTION);
+      expect(error?.message).to.equal(
+        `event must be one of 'put', 'retry', 'throttled', 'error', 'shards.refreshed' (got "puts")`,
+      );
+      expect(() => producer.on('put', 'x' as never)).to.throw(/^listener must be a function \(got string\)$/);
+    });
+
     it('on() returns an unsubscribe; a throwing listener is logged, not fatal', async () => {
       const logged: unknown[] = [];
       const logger: Logger = { ...silentLogger, error: (...args: unknown[]) => void logged.push(args) };

@@ -3,22 +3,24 @@
  * (kinesis-mock), a Producer writing keyed records, a Coordinator reading them with worker threads
  * (Redis leases when a Redis answers), a shard split half-way, and a tally that holds or fails the run.
  * With --hosts N the coordinators are N child processes sharing the Redis leases (demo/hosts.ts), and
- * --kill-one SIGKILLs one of them part-way to show failover.
+ * --kill-one SIGKILLs one of them part-way to show failover. This file runs the phases; the parts
+ * are in ../demo/ (hosts, live view, metrics, Redis, split, result and report).
  */
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
-import { type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { sleep } from '@shardline/common';
 import { type Coordinator, startCoordinator } from '@shardline/coordinator';
 import { Producer } from '@shardline/producer';
-import { type LocalKinesis, pingRedis, REDIS_DEFAULTS, startLocalKinesis } from '@shardline/testing';
-import { Redis } from 'ioredis';
-import { Gauge, Registry } from 'prom-client';
+import { type LocalKinesis, startLocalKinesis } from '@shardline/testing';
+import { Registry } from 'prom-client';
 import type { CommandContext } from '../context.js';
-import { type DemoShardView, HostGroup, type HostSummary, mergeShardViews } from '../demo/hosts.js';
+import { type DemoShardView, HostGroup, mergeShardViews } from '../demo/hosts.js';
 import { LiveView, type ProgressSnapshot } from '../demo/live-view.js';
-import { closeMetrics, serveMetrics } from '../demo/metrics.js';
+import { closeMetrics, demoGauges, serveMetrics } from '../demo/metrics.js';
+import { deleteRedisKeys, demoRedisUrl, findRedis } from '../demo/redis.js';
 import { achievedRate, humanReport, rateText } from '../demo/report.js';
+import { demoResult, type FailoverInfo, type SplitInfo } from '../demo/result.js';
+import { planSplit, splitShard } from '../demo/split.js';
 import { DeliveryTally, type DemoItem } from '../demo/tally.js';
 import { CliError, EXIT_CODES } from '../exit.js';
 import { toJson } from '../output.js';
@@ -68,105 +70,6 @@ export const DEMO_DEFAULTS = Object.freeze({
   killWaitMs: 10_000,
 });
 
-interface SplitInfo {
-  parent: string;
-  hashKey: string;
-  children: string[];
-}
-
-interface ShardSummary {
-  shardId: string;
-  state: string;
-  parentShardIds: string[];
-  recordsDelivered: number;
-  checkpoint?: string;
-}
-
-/** --kill-one: which host died, when, and who took its shards. */
-export interface FailoverInfo {
-  hostId: string;
-  /** ms after the demo started. */
-  killedAtMs: number;
-  /** The shards it was reading. */
-  shards: string[];
-  takenOver: Array<{ shardId: string; by: string; afterMs: number }>;
-}
-
-/** The tally `--json` prints. */
-export interface DemoResult {
-  ok: boolean;
-  reason?: string;
-  stream: string;
-  leases: { store: 'redis' | 'memory'; url?: string; keyPrefix?: string };
-  requested: number;
-  produced: number;
-  /**
-   * Records per second: `requested` is --rate, `achieved` what was acknowledged per second of
-   * production (the split's pause excluded). Below the request when the local Kinesis, or this
-   * machine, cannot keep up.
-   */
-  rate: { requested: number; achieved: number };
-  failedPuts: number;
-  consumed: { unique: number; duplicates: number; total: number };
-  lost: number;
-  orderKept: boolean;
-  outOfOrder: number;
-  keys: number;
-  split?: SplitInfo;
-  shards: ShardSummary[];
-  /** With --hosts: what each host handled (redeliveries included). */
-  hosts?: HostSummary[];
-  failover?: FailoverInfo;
-  metrics?: { url: string };
-  durationMs: number;
-}
-
-/** The Redis URL to use for leases, or undefined: REDIS_URL, else the default local server, if it answers. */
-async function findRedis(ctx: CommandContext, required: boolean): Promise<string | undefined> {
-  const url = ctx.io.env.REDIS_URL || REDIS_DEFAULTS.defaultUrl;
-  if (await pingRedis(url, DEMO_DEFAULTS.redisProbeMs)) return url;
-  if (!required) ctx.warn(`demo: no Redis answered at ${url}: leases in memory`);
-  return undefined;
-}
-
-/** Deletes the demo's keys (SCAN, not KEYS: never blocks a shared server). */
-async function deleteRedisKeys(url: string, keyPrefix: string): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 2, connectTimeout: 2_000, retryStrategy: () => null });
-  redis.on('error', () => {});
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyPrefix}:*`, 'COUNT', 1_000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
-
-function summarize(shards: readonly DemoShardView[]): ShardSummary[] {
-  return shards.map((s) => ({
-    shardId: s.shardId,
-    state: s.state,
-    parentShardIds: s.parentShardIds,
-    recordsDelivered: s.recordsDelivered,
-    ...(s.checkpoint === undefined ? {} : { checkpoint: s.checkpoint }),
-  }));
-}
-
-/** The first open shard (lowest id): the one split. */
-function shardToSplit(shards: readonly Shard[]): Shard {
-  const open = shards
-    .filter((s) => s.SequenceNumberRange?.EndingSequenceNumber === undefined)
-    .sort((a, b) => (a.ShardId ?? '').localeCompare(b.ShardId ?? ''));
-  const shard = open[0];
-  if (shard?.ShardId === undefined || shard.HashKeyRange === undefined) {
-    throw new Error('the demo stream has no open shard to split');
-  }
-  return shard;
-}
-
 /** Checks the option combinations before anything starts (usage errors: exit 2). */
 function checkCombinations(options: DemoOptions): void {
   if (options.killOne === true && options.hosts < 2) {
@@ -180,32 +83,6 @@ function checkCombinations(options: DemoOptions): void {
       `--hosts ${options.hosts} needs Redis leases (the hosts are separate processes): drop --no-redis`,
       EXIT_CODES.USAGE,
     );
-  }
-}
-
-/** The demo's own gauges, so /metrics shows the run even before the library's metrics. */
-function demoGauges(
-  registry: Registry,
-  read: () => { produced: number; unique: number; duplicates: number },
-): void {
-  const gauges: Array<[string, string, (v: ReturnType<typeof read>) => number]> = [
-    ['shardline_demo_produced_records', 'Records the demo producer got acknowledged', (v) => v.produced],
-    ['shardline_demo_consumed_records', 'Distinct records the demo consumers delivered', (v) => v.unique],
-    [
-      'shardline_demo_duplicate_records',
-      'Redeliveries (at-least-once) seen by the demo',
-      (v) => v.duplicates,
-    ],
-  ];
-  for (const [name, help, pick] of gauges) {
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(pick(read()));
-      },
-    });
   }
 }
 
@@ -246,10 +123,10 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
 
   // Everything that can be refused is checked before the local Kinesis starts.
   if (options.redis) {
-    redisUrl = await findRedis(ctx, multiHost);
+    redisUrl = await findRedis(ctx, multiHost, DEMO_DEFAULTS.redisProbeMs);
     if (redisUrl === undefined && multiHost) {
       throw new CliError(
-        `--hosts ${options.hosts} needs a Redis: none answered at ${ctx.io.env.REDIS_URL || REDIS_DEFAULTS.defaultUrl} (set REDIS_URL)`,
+        `--hosts ${options.hosts} needs a Redis: none answered at ${demoRedisUrl(ctx)} (set REDIS_URL)`,
         EXIT_CODES.USAGE,
       );
     }
@@ -458,30 +335,9 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
       await produce(0, half);
     }
     if (!signal.aborted) {
-      const shard = shardToSplit(await local.listShards(stream));
-      const start = BigInt(shard.HashKeyRange!.StartingHashKey!);
-      const end = BigInt(shard.HashKeyRange!.EndingHashKey!);
-      const hashKey = ((start + end) / 2n + 1n).toString();
-      split = { parent: shard.ShardId!, hashKey, children: [] };
-      say(`demo: ${produced} records produced: splitting ${shard.ShardId} at hash key ${hashKey}`);
-      const client = local.client();
-      try {
-        await client.send(
-          new SplitShardCommand({
-            StreamName: stream,
-            ShardToSplit: shard.ShardId!,
-            NewStartingHashKey: hashKey,
-          }),
-          { abortSignal: signal },
-        );
-      } finally {
-        client.destroy();
-      }
-      await local.waitForStreamActive(stream);
-      split.children = (await local.listShards(stream))
-        .filter((s) => s.ParentShardId === split!.parent || s.AdjacentParentShardId === split!.parent)
-        .map((s) => s.ShardId!)
-        .sort();
+      split = planSplit(await local.listShards(stream));
+      say(`demo: ${produced} records produced: splitting ${split.parent} at hash key ${split.hashKey}`);
+      split.children = await splitShard(local, stream, split, signal);
     }
     await produce(half, options.records);
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
@@ -539,38 +395,26 @@ export async function demoCommand(ctx: CommandContext, options: DemoOptions): Pr
     }
   }
 
-  const lost = Math.max(0, produced - tally.unique);
-  const problems: string[] = [];
-  if (reason !== undefined) problems.push(reason);
-  if (failedPuts > 0)
-    problems.push(`${failedPuts} puts failed (${(firstPutError as Error | undefined)?.message})`);
-  if (lost > 0 && reason === undefined) problems.push(`${lost} records lost`);
-  if (tally.unique > produced)
-    problems.push(`${tally.unique - produced} records consumed that were not produced`);
-  if (tally.outOfOrder > 0) problems.push(`per-key order broken: ${tally.examples.join('; ')}`);
-  if (tally.invalid > 0) problems.push(`${tally.invalid} records were not demo records`);
-  if (hostFailures.length > 0) problems.push(`hosts failed: ${hostFailures.join('; ')}`);
-  const result: DemoResult = {
-    ok: problems.length === 0,
-    ...(problems.length === 0 ? {} : { reason: problems.join('; ') }),
+  const result = demoResult({
     stream,
-    leases: redisUrl === undefined ? { store: 'memory' } : { store: 'redis', url: redisUrl, keyPrefix },
+    redisUrl,
+    keyPrefix,
     requested: options.records,
+    requestedRate: options.rate,
+    achievedRate: achievedRate(produced, producingMs),
     produced,
-    rate: { requested: options.rate, achieved: achievedRate(produced, producingMs) },
     failedPuts,
-    consumed: { unique: tally.unique, duplicates: tally.duplicates, total: tally.unique + tally.duplicates },
-    lost,
-    orderKept: tally.outOfOrder === 0,
-    outOfOrder: tally.outOfOrder,
-    keys: tally.keys,
-    ...(split === undefined ? {} : { split }),
-    shards: summarize(finalShards),
-    ...(hostGroup === undefined ? {} : { hosts: hostGroup.summaries() }),
-    ...(failover === undefined ? {} : { failover }),
-    ...(metricsUrl === undefined ? {} : { metrics: { url: metricsUrl } }),
+    firstPutError,
+    tally,
+    reason,
+    hostFailures,
+    split,
+    shards: finalShards,
+    hosts: hostGroup?.summaries(),
+    failover,
+    metricsUrl,
     durationMs: elapsed(),
-  };
+  });
   await ctx.out(ctx.globals.json === true ? `${toJson(result)}\n` : humanReport(result));
   if (!result.ok) ctx.warn(`demo failed: ${result.reason}`);
   return result.ok ? EXIT_CODES.OK : EXIT_CODES.FAILURE;

@@ -1,6 +1,7 @@
 import type { Shard } from '@aws-sdk/client-kinesis';
+import { listAllShards } from '@shardline/common';
 import type { CommandContext } from '../context.js';
-import { describeStreamSummary, isOpen, listAllShards, parentsOf } from '../kinesis.js';
+import { describeStreamSummary, isOpen, parentsOf } from '../kinesis.js';
 import { table, toJson } from '../output.js';
 
 /** One shard as `describe --json` prints it. */
@@ -34,7 +35,7 @@ function describeShard(shard: Shard): ShardDescription {
 export async function describeCommand(ctx: CommandContext, stream: string): Promise<number> {
   const client = ctx.client();
   const summary = await describeStreamSummary(client, stream, ctx.signal);
-  const shards = (await listAllShards(client, stream, ctx.signal)).map(describeShard);
+  const shards = (await listAllShards(client, { streamName: stream, signal: ctx.signal })).map(describeShard);
   const description = {
     streamName: summary.StreamName ?? stream,
     streamArn: summary.StreamARN,

@@ -9,7 +9,7 @@ import {
   type GetShardIteratorCommandInput,
   type KinesisClient,
 } from '@aws-sdk/client-kinesis';
-import { ErrorCodes, SHARD_END, sleep } from '@shardline/common';
+import { ErrorCodes, listAllShards, SHARD_END, sleep } from '@shardline/common';
 import {
   type Checkpoint,
   type LeaseGroupSnapshot,
@@ -19,7 +19,6 @@ import {
 } from '@shardline/coordinator';
 import type { CommandContext } from '../context.js';
 import { CliError, EXIT_CODES } from '../exit.js';
-import { listAllShards } from '../kinesis.js';
 import { table, toJson } from '../output.js';
 
 /** `shardline status` options (after commander's parsing). */
@@ -182,7 +181,9 @@ async function collect(
 ): Promise<StatusReport> {
   const client = ctx.client();
   // The stream first: a missing stream is exit 3 whatever Redis holds.
-  const streamShards = new Set((await listAllShards(client, stream, ctx.signal)).map((s) => s.ShardId));
+  const streamShards = new Set(
+    (await listAllShards(client, { streamName: stream, signal: ctx.signal })).map((s) => s.ShardId),
+  );
   let snapshot: LeaseGroupSnapshot;
   try {
     snapshot = await readLeaseGroup({

@@ -11,6 +11,7 @@ import {
   assertNever,
   batchToRecords,
   deserializeError,
+  listAllShards,
   PROTOCOL_VERSION,
   parseWorkerMessage,
   resolveCodec,
@@ -19,7 +20,7 @@ import type { InitialPosition } from '@shardline/shard-worker';
 import { kinesisGetRecordsClient, ShardReader } from '@shardline/shard-worker';
 import type { CommandContext } from '../context.js';
 import { CliError, EXIT_CODES, toCliError } from '../exit.js';
-import { describeStreamSummary, isOpen, listAllShards, parentsOf } from '../kinesis.js';
+import { describeStreamSummary, isOpen, parentsOf } from '../kinesis.js';
 import { toJson } from '../output.js';
 
 export type TailFrom = 'trim-horizon' | 'latest' | 'timestamp';
@@ -124,7 +125,10 @@ class Tail {
     if (this.#ctx.signal.aborted) return EXIT_CODES.INTERRUPTED;
     this.#ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const shards = await listAllShards(this.#ctx.client(), this.#stream, this.#ctx.signal);
+      const shards = await listAllShards(this.#ctx.client(), {
+        streamName: this.#stream,
+        signal: this.#ctx.signal,
+      });
       for (const shard of shards) {
         const id = shard.ShardId!;
         this.#shards.set(id, shard);
@@ -264,7 +268,10 @@ class Tail {
 
   /** After a shard end: the children may not have existed when the tail started. */
   async #discoverChildren(): Promise<void> {
-    const shards = await listAllShards(this.#ctx.client(), this.#stream, this.#ctx.signal);
+    const shards = await listAllShards(this.#ctx.client(), {
+      streamName: this.#stream,
+      signal: this.#ctx.signal,
+    });
     for (const shard of shards) {
       const id = shard.ShardId!;
       if (this.#states.has(id)) continue;

@@ -4,7 +4,7 @@
  * (each host's series carry a `host` label, so they stay apart).
  */
 import { createServer, type Server } from 'node:http';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import { AggregatorRegistry, Gauge, type Registry } from 'prom-client';
 
 /** Where the metrics come from: the local registry, plus the hosts' `getMetricsAsJSON()` arrays. */
 export interface MetricsSource {
@@ -53,4 +53,30 @@ export function closeMetrics(server: Server): Promise<void> {
     server.close(() => resolve());
     server.closeAllConnections();
   });
+}
+
+/** The demo's own gauges, so /metrics shows the run even before the library's metrics. */
+export function demoGauges(
+  registry: Registry,
+  read: () => { produced: number; unique: number; duplicates: number },
+): void {
+  const gauges: Array<[string, string, (v: ReturnType<typeof read>) => number]> = [
+    ['shardline_demo_produced_records', 'Records the demo producer got acknowledged', (v) => v.produced],
+    ['shardline_demo_consumed_records', 'Distinct records the demo consumers delivered', (v) => v.unique],
+    [
+      'shardline_demo_duplicate_records',
+      'Redeliveries (at-least-once) seen by the demo',
+      (v) => v.duplicates,
+    ],
+  ];
+  for (const [name, help, pick] of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(pick(read()));
+      },
+    });
+  }
 }

@@ -2,8 +2,9 @@
  * The demo's tally as text, and the production rate it reached beside the one asked for (`--rate`):
  * a local Kinesis on a busy machine may not keep up, and a demo that ran slower than asked says so.
  */
-import type { DemoResult } from '../commands/demo.js';
+
 import { table } from '../output.js';
+import type { DemoResult } from './result.js';
 
 /** Below this share of --rate, the tally says that the rate was not reached and why. */
 const SLOW_SHARE = 0.9;

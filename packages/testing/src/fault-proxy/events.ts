@@ -1,7 +1,4 @@
 /** What the FaultProxy counts and the events it emits. */
-import type { Logger } from '@shardline/common';
-import { ShardlineOptionError } from '@shardline/common';
-import { describe } from './options.js';
 
 /** Counts since start or the last {@link FaultProxy.resetCounters}. */
 export interface FaultProxyCounters {
@@ -62,43 +59,4 @@ export const EMPTY_COUNTERS = (): FaultProxyCounters => ({
 
 export function increment(record: Record<string, number>, key: string): void {
   record[key] = (record[key] ?? 0) + 1;
-}
-
-/** The `request` listeners of a proxy. */
-export class RequestListeners {
-  readonly #listeners = new Set<(event: FaultProxyRequestEvent) => void>();
-  readonly #logger: Logger;
-
-  constructor(logger: Logger) {
-    this.#logger = logger;
-  }
-
-  get size(): number {
-    return this.#listeners.size;
-  }
-
-  /** Adds a listener; returns the unsubscribe function. @throws ShardlineOptionError naming `event` or `listener`. */
-  subscribe(event: unknown, listener: unknown): () => void {
-    if (event !== 'request')
-      throw new ShardlineOptionError('event', `must be 'request' (got ${describe(event)})`);
-    if (typeof listener !== 'function') {
-      throw new ShardlineOptionError('listener', `must be a function (got ${describe(listener)})`);
-    }
-    const added = listener as (event: FaultProxyRequestEvent) => void;
-    this.#listeners.add(added);
-    return () => {
-      this.#listeners.delete(added);
-    };
-  }
-
-  /** Calls every listener; one that throws is logged and does not affect the request or the others. */
-  emit(payload: FaultProxyRequestEvent): void {
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(payload);
-      } catch (error) {
-        this.#logger.error({ err: error }, 'fault proxy: a request listener threw');
-      }
-    }
-  }
 }

@@ -22,6 +22,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { KinesisClientConfig } from '@aws-sdk/client-kinesis';
+import { TypedEvents } from '@shardline/common';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import {
   EMPTY_COUNTERS,
@@ -29,7 +30,6 @@ import {
   type FaultProxyEvents,
   type FaultProxyRequestEvent,
   increment,
-  RequestListeners,
 } from './events.js';
 import { applyLimits, type LimitsOptions, resolveLimits, ShardLimiter } from './limits.js';
 import {
@@ -80,7 +80,7 @@ export class FaultProxy {
   readonly #rules: ActiveRule[] = [];
   readonly #iterators: IteratorShards;
   readonly #shardMaps: ShardMapCache;
-  readonly #listeners: RequestListeners;
+  readonly #listeners: TypedEvents<FaultProxyEvents>;
   readonly #sleeps = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   /** Responses still streaming to the client (event streams), with their operation. */
   readonly #openStreams = new Map<http.ServerResponse, string | undefined>();
@@ -95,7 +95,10 @@ export class FaultProxy {
     this.#options = options;
     this.#server = server;
     this.endpoint = endpoint;
-    this.#listeners = new RequestListeners(options.logger);
+    this.#listeners = new TypedEvents<FaultProxyEvents>(['request'], {
+      logger: options.logger,
+      label: 'fault proxy',
+    });
     this.#iterators = new IteratorShards(options.now);
     this.#contextSources = {
       iterators: this.#iterators,
@@ -219,7 +222,7 @@ export class FaultProxy {
     event: E,
     listener: (payload: FaultProxyEvents[E]) => void,
   ): () => void {
-    return this.#listeners.subscribe(event, listener);
+    return this.#listeners.on(event, listener);
   }
 
   /**
@@ -438,7 +441,7 @@ export class FaultProxy {
     ctx: RequestContext,
     fields: Omit<FaultProxyRequestEvent, 'at' | 'operation' | 'streamName' | 'shardIds'>,
   ): void {
-    if (this.#listeners.size === 0) return;
+    if (this.#listeners.listenerCount() === 0) return;
     const shardIds = ctx.direct ?? [
       ...new Set((ctx.entryShardsKnown ?? []).filter((s): s is string => s !== undefined)),
     ];
@@ -449,8 +452,8 @@ export class FaultProxy {
     event: Omit<FaultProxyRequestEvent, 'at' | 'streamName'> & { stream: StreamRef | undefined },
     at: number = this.#options.now(),
   ): void {
-    if (this.#listeners.size === 0) return;
+    if (this.#listeners.listenerCount() === 0) return;
     const { stream, ...rest } = event;
-    this.#listeners.emit({ at, ...rest, streamName: stream?.streamName });
+    this.#listeners.emit('request', { at, ...rest, streamName: stream?.streamName });
   }
 }

@@ -5,7 +5,13 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type { Logger, ShardHashRange } from '@shardline/common';
+import type { ListShardsCommandInput, Shard } from '@aws-sdk/client-kinesis';
+import {
+  type ListShardsPageOutput,
+  type Logger,
+  listAllShards,
+  type ShardHashRange,
+} from '@shardline/common';
 import type { ShardLimiter } from './limits.js';
 import type { EntryFailure, RequestContext } from './matching.js';
 import { type IteratorShards, openShardRanges, type StreamRef, streamKey } from './shards.js';
@@ -275,46 +281,52 @@ export class Upstream {
   }
 
   /**
-   * ListShards on the upstream, following NextToken (kinesis-mock pages, kinesalite does not), by stream
-   * name (kinesalite does not take StreamARN), with the credentials of the client that last named the
+   * ListShards on the upstream, all pages (kinesis-mock pages, kinesalite does not), by stream name
+   * (kinesalite does not take StreamARN), with the credentials of the client that last named the
    * stream. The signature does not match the body: emulators only check that one is present.
    */
   async fetchShardRanges(ref: StreamRef): Promise<ShardHashRange[]> {
-    const ranges: ShardHashRange[] = [];
-    let nextToken: string | undefined;
+    const shards = await listAllShards((input) => this.#listShardsPage(ref, input), {
+      streamName: ref.streamName,
+    });
+    return openShardRanges(shards);
+  }
+
+  /** One ListShards call on the upstream; an error answer is thrown with its `__type` as `name`. */
+  async #listShardsPage(ref: StreamRef, input: ListShardsCommandInput): Promise<ListShardsPageOutput> {
+    const body = Buffer.from(JSON.stringify(input));
     const region = ref.scope === '' ? 'us-east-1' : ref.scope;
-    for (let page = 0; page < 1_000; page++) {
-      const body = Buffer.from(
-        JSON.stringify(nextToken === undefined ? { StreamName: ref.streamName } : { NextToken: nextToken }),
+    const date = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
+    const auth = this.#sources.authByStream.get(streamKey(ref)) ?? {
+      date,
+      authorization:
+        `AWS4-HMAC-SHA256 Credential=${this.#sources.accountId}/${date.slice(0, 8)}/${region}/kinesis/aws4_request, ` +
+        'SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0',
+    };
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': AMZ_JSON_1_1,
+      'x-amz-target': 'Kinesis_20131202.ListShards',
+      'x-amz-date': auth.date,
+      authorization: auth.authorization,
+      host: this.#sources.target.host,
+      'content-length': body.length,
+    };
+    const upstream = await this.#sendUpstream('POST', '/', headers, body);
+    const answer = await readAll(upstream);
+    const parsed = parseJsonObject(answer);
+    if (upstream.statusCode !== 200 || parsed === undefined) {
+      const error = new Error(
+        `ListShards ${ref.streamName}: HTTP ${upstream.statusCode} ${answer.toString('utf8', 0, 200)}`,
       );
-      const date = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
-      const auth = this.#sources.authByStream.get(streamKey(ref)) ?? {
-        date,
-        authorization:
-          `AWS4-HMAC-SHA256 Credential=${this.#sources.accountId}/${date.slice(0, 8)}/${region}/kinesis/aws4_request, ` +
-          'SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0',
-      };
-      const headers: http.OutgoingHttpHeaders = {
-        'content-type': AMZ_JSON_1_1,
-        'x-amz-target': 'Kinesis_20131202.ListShards',
-        'x-amz-date': auth.date,
-        authorization: auth.authorization,
-        host: this.#sources.target.host,
-        'content-length': body.length,
-      };
-      const upstream = await this.#sendUpstream('POST', '/', headers, body);
-      const answer = await readAll(upstream);
-      const parsed = upstream.statusCode === 200 ? parseJsonObject(answer) : undefined;
-      if (parsed === undefined) {
-        throw new Error(
-          `ListShards ${ref.streamName}: HTTP ${upstream.statusCode} ${answer.toString('utf8', 0, 200)}`,
-        );
-      }
-      ranges.push(...openShardRanges(parsed.Shards));
-      nextToken =
-        typeof parsed.NextToken === 'string' && parsed.NextToken.length > 0 ? parsed.NextToken : undefined;
-      if (nextToken === undefined) return ranges;
+      // awsJson names the error in __type, possibly behind a namespace: `...#ExpiredNextTokenException`.
+      const type = parsed?.__type;
+      if (typeof type === 'string' && type.length > 0) error.name = type.slice(type.lastIndexOf('#') + 1);
+      throw error;
     }
-    return ranges;
+    const token = parsed.NextToken;
+    return {
+      Shards: Array.isArray(parsed.Shards) ? (parsed.Shards as Shard[]) : [],
+      NextToken: typeof token === 'string' && token.length > 0 ? token : undefined,
+    };
   }
 }

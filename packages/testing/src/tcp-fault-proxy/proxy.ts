@@ -16,7 +16,7 @@
  * connection. How each fault behaves is described on {@link TcpFaultProxy}.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { ShardlineOptionError } from '@shardline/common';
+import { ShardlineOptionError, TypedEvents } from '@shardline/common';
 import { ProxiedConnection, type TcpCloseReason } from './connection.js';
 import {
   describe,
@@ -187,8 +187,6 @@ function snapshot(c: ProxiedConnection): TcpProxyConnection {
   });
 }
 
-type Listeners = { [E in keyof TcpFaultProxyEvents]: Set<(payload: TcpFaultProxyEvents[E]) => void> };
-
 class RunningTcpFaultProxy implements TcpFaultProxy {
   readonly host: string;
   readonly port: number;
@@ -196,7 +194,7 @@ class RunningTcpFaultProxy implements TcpFaultProxy {
   readonly #options: ResolvedTcpFaultProxyOptions;
   readonly #server: Server;
   readonly #connections = new Map<number, ProxiedConnection>();
-  readonly #listeners: Listeners = { connection: new Set(), close: new Set() };
+  readonly #events: TypedEvents<TcpFaultProxyEvents>;
   readonly #counters: TcpFaultProxyCounters = {
     accepted: 0,
     refused: 0,
@@ -216,6 +214,10 @@ class RunningTcpFaultProxy implements TcpFaultProxy {
     this.host = host;
     this.port = port;
     this.target = options.target;
+    this.#events = new TypedEvents<TcpFaultProxyEvents>(['connection', 'close'], {
+      logger: options.logger,
+      label: 'tcp fault proxy',
+    });
     server.on('connection', (socket: Socket) => this.#accept(socket));
     server.on('error', (error) => options.logger.error({ err: error }, 'tcp fault proxy: server error'));
   }
@@ -295,17 +297,7 @@ class RunningTcpFaultProxy implements TcpFaultProxy {
     event: E,
     listener: (payload: TcpFaultProxyEvents[E]) => void,
   ): () => void {
-    const listeners = this.#listeners[event] as Set<(payload: TcpFaultProxyEvents[E]) => void> | undefined;
-    if (listeners === undefined) {
-      throw new ShardlineOptionError('event', `must be 'connection' or 'close' (got ${describe(event)})`);
-    }
-    if (typeof listener !== 'function') {
-      throw new ShardlineOptionError('listener', `must be a function (got ${describe(listener)})`);
-    }
-    listeners.add(listener);
-    return () => {
-      listeners.delete(listener);
-    };
+    return this.#events.on(event, listener);
   }
 
   stop(): Promise<void> {
@@ -355,7 +347,7 @@ class RunningTcpFaultProxy implements TcpFaultProxy {
           this.#counters.closed++;
           const reason = c.reason;
           logger.debug({ connection: c.id, reason }, 'tcp fault proxy: connection closed');
-          this.#emit('close', { ...snapshot(c), reason });
+          this.#events.emit('close', { ...snapshot(c), reason });
         },
         refused: (c, error) => {
           this.#counters.refused++;
@@ -373,18 +365,7 @@ class RunningTcpFaultProxy implements TcpFaultProxy {
       { connection: connection.id, client: `${connection.clientAddress}:${connection.clientPort}` },
       'tcp fault proxy: connection accepted',
     );
-    this.#emit('connection', snapshot(connection));
-  }
-
-  #emit<E extends keyof TcpFaultProxyEvents>(event: E, payload: TcpFaultProxyEvents[E]): void {
-    const listeners = this.#listeners[event] as Set<(payload: TcpFaultProxyEvents[E]) => void>;
-    for (const listener of [...listeners]) {
-      try {
-        listener(payload);
-      } catch (error) {
-        this.#options.logger.error({ err: error, event }, 'tcp fault proxy: a listener threw');
-      }
-    }
+    this.#events.emit('connection', snapshot(connection));
   }
 }
 

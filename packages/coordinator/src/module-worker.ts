@@ -25,6 +25,7 @@ import {
   serializeError,
 } from '@shardline/common';
 import type { ShardReaderOutcome, ShardReaderTask } from '@shardline/shard-worker';
+import { exposeShardReaderControl, openShardReaderControl } from '@shardline/shard-worker';
 import shardReaderTask from '@shardline/shard-worker/worker';
 import { FailurePolicy } from './delivery/failure-policy.js';
 import { Lane } from './delivery/lane.js';
@@ -218,11 +219,26 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
     inner.port1.postMessage(raw);
   };
   port.on('message', fromCoordinator);
+  // The coordinator's control calls reach the reader through here: a stop halts the lane first.
+  const innerControl = new MessageChannel();
+  const reader = openShardReaderControl(innerControl.port1);
+  exposeShardReaderControl(
+    {
+      start: () => reader.control.start(),
+      stop: (reason) => {
+        lane.halt();
+        return reader.control.stop(reason);
+      },
+      status: () => reader.control.status(),
+    },
+    controlPort,
+  );
 
   let outcome: ShardReaderOutcome;
   try {
-    outcome = await shardReaderTask({ port: inner.port2, controlPort, options });
+    outcome = await shardReaderTask({ port: inner.port2, controlPort: innerControl.port2, options });
   } finally {
+    reader.close();
     for (let m = receiveMessageOnPort(inner.port1); m !== undefined; m = receiveMessageOnPort(inner.port1)) {
       fromReader(m.message);
     }
@@ -236,9 +252,10 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
   for (const waiting of pending.values()) waiting.reject(new Error('the reader stopped'));
   inner.port1.close();
   port.off('message', fromCoordinator);
-  // Let the last posts leave before the port closes.
+  // Let the last posts (and the answer to a stop call) leave before the ports close.
   await new Promise<void>((resolve) => setImmediate(resolve));
   port.close();
+  controlPort.close();
   return outcome;
 }
 

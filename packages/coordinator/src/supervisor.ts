@@ -2,8 +2,11 @@
  * Worker supervision: a piscina pool of `workerThreads` threads running `@shardline/shard-worker/worker`
  * tasks, one long-lived task per shard and several per thread.
  *
- * A reader is stopped with a `stop` message on its data port, never by terminating its thread (that
- * would kill its neighbours). A task that resolves is a reader that finished (ended, failed, stopped);
+ * Two channels per reader. The data port carries what is ordered with the records: batches and the
+ * reader's reports out, credit, revoke and acks in (and a `handlerModule`'s batch messages, which must
+ * stay in order with the batches they answer). The control port carries the request/answer calls, over
+ * comlink (`openShardReaderControl`): `stop(reason)`, answered with the reader's outcome. A
+ * reader is stopped that way, never by terminating its thread (that would kill its neighbours). A task that resolves is a reader that finished (ended, failed, stopped);
  * a task that rejects is a thread that died under it: a crash. piscina replaces dead threads by
  * itself; the coordinator restarts the crashed shards from their checkpoints, and the {@link CrashGuard}
  * keeps a shard that crashes its thread again and again from restarting forever.
@@ -21,6 +24,7 @@ import {
   serializeError,
 } from '@shardline/common';
 import type { ShardReaderOutcome, ShardReaderTask, ShardReaderTaskOptions } from '@shardline/shard-worker';
+import { openShardReaderControl } from '@shardline/shard-worker';
 import { Piscina } from 'piscina';
 import type { ModuleCoordinatorMessage, ModuleWorkerMessage } from './module-protocol.js';
 import { isModuleWorkerMessage } from './module-protocol.js';
@@ -42,9 +46,9 @@ export type ReaderExit =
 /** One running reader, as the coordinator drives it. */
 export interface ReaderHandle {
   readonly shardId: string;
-  /** Sends a credit, ack or stop message to the reader. Ignored once the reader is gone. */
+  /** Sends a credit, revoke, ack or module message to the reader. Ignored once the reader is gone. */
   send(message: CoordinatorMessage | ModuleCoordinatorMessage): void;
-  /** Asks the reader to stop (idempotent); `exited` resolves once it has. */
+  /** Asks the reader to stop, over its control port (idempotent); `exited` resolves once it has. */
   stop(reason: string): void;
   /**
    * Resolves once the task settled and every message the reader sent was received: batches are never
@@ -130,6 +134,7 @@ export class Supervisor {
     if (this.#closed) throw new ShardlineError(ErrorCodes.CLOSED, 'the worker pool is closed');
     const data = new MessageChannel();
     const control = new MessageChannel();
+    const controller = openShardReaderControl(control.port1);
     const port: MessagePort = data.port1;
     let open = true;
     let stopped = false;
@@ -190,7 +195,7 @@ export class Supervisor {
     void exited.then(() => {
       open = false;
       port.close();
-      control.port1.close();
+      controller.close();
     });
     const send = (message: CoordinatorMessage | ModuleCoordinatorMessage) => {
       if (open) port.postMessage(message);
@@ -199,9 +204,11 @@ export class Supervisor {
       shardId: options.shardId,
       send,
       stop(reason: string) {
-        if (stopped) return;
+        if (stopped || !open) return;
         stopped = true;
-        send({ v: PROTOCOL_VERSION, type: 'stop', reason });
+        // The answer is the outcome, which `exited` carries too (with the crash case); a task that ended
+        // first closes the port and the call is never answered, which is fine.
+        controller.control.stop(reason).catch(() => undefined);
       },
       exited,
     };

@@ -1,6 +1,11 @@
 export type { CallOptions, GetRecordsClient, GetRecordsResult, GetShardIteratorResult } from './client.js';
 export { kinesisGetRecordsClient } from './client.js';
-export { connectShardReaderControl } from './control.js';
+export {
+  connectShardReaderControl,
+  exposeShardReaderControl,
+  openShardReaderControl,
+  type ShardReaderControlHandlers,
+} from './control.js';
 export type { ShardEndProbe, SubscribeClient, SubscribeToShardResult } from './fan-out-clients.js';
 export { kinesisShardEndProbe, kinesisSubscribeClient } from './fan-out-clients.js';
 export type { FanOutReaderOptions } from './fan-out-options.js';

@@ -20,9 +20,8 @@ import {
   ShardlineOptionError,
   type StartedMessage,
 } from '@shardline/common';
-import { expose } from 'comlink';
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { kinesisGetRecordsClient } from './client.js';
+import { exposeShardReaderControl } from './control.js';
 import { kinesisShardEndProbe, kinesisSubscribeClient } from './fan-out-clients.js';
 import { FanOutReader } from './fan-out-reader.js';
 import type { ShardReaderOptions } from './options.js';
@@ -153,7 +152,7 @@ export default async function shardReaderTask(task: ShardReaderTask): Promise<Sh
       stop: (reason) => reader.stop(reason),
       status: () => reader.status(),
     };
-    expose(control, nodeEndpoint(controlPort));
+    exposeShardReaderControl(control, controlPort);
     const started: StartedMessage = {
       v: PROTOCOL_VERSION,
       type: 'started',

@@ -126,17 +126,22 @@ describe('Supervisor (a real pool of 2 threads, a fixture task)', () => {
     expect(received[1]).to.include({ shardId: 'shard-v', fatal: false });
   });
 
-  it('stop() sends one stop message however often it is called; sends after the exit are ignored', async () => {
+  it("stop() calls the reader's control stop() once however often it is called; sends after the exit are ignored", async () => {
     const received: Received[] = [];
     const handle = supervisor.start(task('shard-s', { end: 'stop' }), (m) => received.push(m));
     await waitFor(received, (m) => m.type === 'started');
     handle.stop('first');
     handle.stop('second');
-    // Messages on a port arrive in order: a second stop would come before this credit.
+    // Both calls would be posted at once on the control port, so a second one is in by the time the
+    // reader answers the first with a log on the data port.
+    await waitFor(received, (m) => logText(m) === 'stop called');
     handle.send({ v: PROTOCOL_VERSION, type: 'credit', records: 1, bytes: 1 });
     const exit = await handle.exited;
     expect(exit).to.deep.equal({ kind: 'finished', outcome: { shardId: 'shard-s', state: 'stopped' } });
-    expect(received.map(logText).filter((t) => t !== undefined)).to.deep.equal(['stops: first']);
+    expect(received.map(logText).filter((t) => t !== undefined)).to.deep.equal([
+      'stop called',
+      'stops: first',
+    ]);
     expect(() => handle.send({ v: PROTOCOL_VERSION, type: 'stop', reason: 'late' })).to.not.throw();
     handle.stop('after the exit');
   });

@@ -13,6 +13,11 @@
  *
  * The lease is renewed (by the coordinator's renewal loop) in every state that holds it, `releasing`
  * included: a handler still finishing at shutdown or handoff keeps its lease until it is released.
+ *
+ * Longer than our usual 450 lines on purpose: every transition and what it does to the lease, reader,
+ * checkpointer and lane is kept in this one file, so that the whole life can be read (and checked against
+ * the table) in one place. The parts that are not transitions live beside it: the deadline timer
+ * (lease-clock.ts), start positions (reader-start.ts) and the reader wiring (reader-run.ts).
  */
 
 import type { ShardPosition } from '@shardline/common';

@@ -18,6 +18,7 @@ import type {
   SerializedError,
 } from '@shardline/common';
 import { CodecError, deaggregate, serializeError } from '@shardline/common';
+import { unpackJson } from './json-unpack.js';
 import type { BatchEncoding } from './options.js';
 
 /** A record as GetRecords returns it (the SDK's `_Record`, only the fields the reader reads). */
@@ -61,9 +62,9 @@ export interface JsonColumns {
   keyIndex: number[];
   sequenceNumbers: string[];
   arrivalMs: number[];
-  /** -1 for none. */
+  /** -1 for none; empty until a record has one (`anySubSequence`), then one per item. */
   subSequenceNumbers: number[];
-  /** '' for none. */
+  /** '' for none; empty until a record has one (`anyHashKey`), then one per item. */
   explicitHashKeys: string[];
   anySubSequence: boolean;
   anyHashKey: boolean;
@@ -94,12 +95,12 @@ export function jsonBatchFields(
     json: `[${c.items.join(',')}]`,
     count: c.items.length,
     partitionKeys: [...c.keys.keys()],
-    keyIndex: Uint32Array.from(c.keyIndex),
+    keyIndex: new Uint32Array(c.keyIndex),
     sequenceNumbers: c.sequenceNumbers.join(','),
-    arrivalMs: Float64Array.from(c.arrivalMs),
+    arrivalMs: new Float64Array(c.arrivalMs),
     poison: unpacked.poison,
   };
-  if (c.anySubSequence) fields.subSequenceNumbers = Int32Array.from(c.subSequenceNumbers);
+  if (c.anySubSequence) fields.subSequenceNumbers = new Int32Array(c.subSequenceNumbers);
   if (c.anyHashKey) fields.explicitHashKeys = c.explicitHashKeys;
   return fields;
 }
@@ -142,7 +143,10 @@ export function unpackResponse(
   if (encoding === 'json' && decodeJson === undefined) {
     throw new CodecError(codec.name, "the 'json' batch encoding needs a codec whose items are JSON values");
   }
-  const columns = out.json;
+  if (decodeJson !== undefined) {
+    unpackJson(records, codec, decodeJson, skip, out);
+    return out;
+  }
   for (const record of records) {
     const data = record.Data ?? EMPTY;
     const sequenceNumber = record.SequenceNumber ?? '';
@@ -176,39 +180,6 @@ export function unpackResponse(
         // Not framed (checked by the options): one item per sub-record.
         if (aggregated) meta.subSequenceNumber = ordinal;
         if (ordinal++ > skipThrough) push(out, meta, () => out.packed.push({ ...meta, data: sub.data }));
-        continue;
-      }
-      if (decodeJson !== undefined) {
-        let texts: string[];
-        try {
-          texts = decodeJson(sub.data);
-        } catch (error) {
-          if (aggregated || framed) meta.subSequenceNumber = ordinal;
-          if (ordinal++ > skipThrough) pushError(out, encoding, meta, sub.data, serializeError(error));
-          continue;
-        }
-        let key = columns.keys.get(meta.partitionKey);
-        if (key === undefined) {
-          key = columns.keys.size;
-          columns.keys.set(meta.partitionKey, key);
-        }
-        const hashKey = meta.explicitHashKey ?? '';
-        if (hashKey !== '') columns.anyHashKey = true;
-        for (const text of texts) {
-          const sub = aggregated || framed ? ordinal : undefined;
-          if (ordinal++ <= skipThrough) continue;
-          const m: Meta = sub === undefined ? meta : { ...meta, subSequenceNumber: sub };
-          const k = key;
-          push(out, m, () => {
-            columns.items.push(text);
-            columns.keyIndex.push(k);
-            columns.sequenceNumbers.push(sequenceNumber);
-            columns.arrivalMs.push(arrivalMs);
-            columns.subSequenceNumbers.push(sub ?? -1);
-            columns.explicitHashKeys.push(hashKey);
-            if (sub !== undefined) columns.anySubSequence = true;
-          });
-        }
         continue;
       }
       let items: unknown[];
@@ -265,9 +236,8 @@ function pushError(
   error: SerializedError,
 ): void {
   push(out, meta, () => {
+    // ('json' batches are built in json-unpack.ts.)
     if (encoding === 'bytes') out.packed.push({ ...meta, data, error });
-    else if (encoding === 'json')
-      out.poison.push({ ...meta, data: exactCopy(data), error, before: out.json.items.length });
     else out.decoded.push({ ...meta, data: exactCopy(data), error });
   });
 }

@@ -50,6 +50,8 @@ type Input =
   | { kind: 'plain'; key: string; items: unknown[] }
   | { kind: 'aggregate'; subs: Array<{ key: string; hashKey?: string; items: unknown[] }> }
   | { kind: 'poison'; key: string }
+  /** Any text as the payload: ASCII that is not JSON, a BOM, non-ASCII, blank... */
+  | { kind: 'text'; key: string; text: string }
   | { kind: 'malformed'; key: string };
 
 const input: fc.Arbitrary<Input> = fc.oneof(
@@ -79,6 +81,21 @@ const input: fc.Arbitrary<Input> = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('poison' as const), key }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('text' as const),
+      key,
+      text: fc.oneof(
+        // Each is no JSON value, though some join with their neighbours into valid JSON (`1,2`, `[3`, `4]`).
+        fc.constantFrom('1,2', '[3', '4]', '', ' ', '{"a":', '"', '01', 'nul', '1 2', '},{', '"a\\"'),
+        // One JSON value each, some only after the BOM the json codec drops, some not ASCII.
+        fc.constantFrom('\uFEFF{"a":1}', ' 7 ', '"é"', '{"x":"\\u00e9"}', '[1,2]', '\t{}\r\n', 'null'),
+        fc.string({ maxLength: 6 }),
+        fc.string({ maxLength: 6, unit: 'binary' }),
+      ),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('malformed' as const), key }) },
 );
 
@@ -104,6 +121,10 @@ function fetchedRecords(codec: (typeof JSON_CODECS)[number], inputs: Input[]): F
         partitionKey = built[0]!.partitionKey;
         break;
       }
+      case 'text':
+        data = encoder.encode(x.text);
+        partitionKey = x.key;
+        break;
       case 'poison':
         // Not valid UTF-8, so no codec of JSON items decodes it (string included).
         data = Uint8Array.of(0xff, 0xfe, 0x7b);

@@ -402,4 +402,77 @@ describe('unpackResponse (GetRecords response -> batch records)', () => {
       expect(bytes).to.equal(10 + records[1]!.Data!.byteLength);
     });
   });
+
+  describe("'json' encoding", () => {
+    const text = (t: string): Uint8Array => encoder.encode(t);
+
+    it('checks each payload on its own: `1,2`, `[3`, `4]` are three poison records, though they join into JSON', () => {
+      const records = [
+        fetched(0, text('{"a":1}')),
+        fetched(1, text('1,2')),
+        fetched(2, text('[3')),
+        fetched(3, text('4]')),
+        fetched(4, text('"é"')),
+        fetched(5, text('\uFEFF[5]')),
+        fetched(6, new Uint8Array([0x7b, 0xff, 0x7d])),
+      ];
+      const out = unpackResponse(records, codecs.json, 'json', undefined);
+      expect(out.json.items).to.deep.equal(['{"a":1}', '"é"', '[5]']);
+      expect(out.json.sequenceNumbers).to.deep.equal([seq(0), seq(4), seq(5)]);
+      expect(out.json.keyIndex.map((k) => [...out.json.keys.keys()][k])).to.deep.equal([
+        'pk-0',
+        'pk-4',
+        'pk-5',
+      ]);
+      expect(
+        out.poison.map((p) => [p.sequenceNumber, p.before, p.error.code, [...(p.data as Uint8Array)]]),
+      ).to.deep.equal([
+        [seq(1), 1, ErrorCodes.CODEC, [...text('1,2')]],
+        [seq(2), 1, ErrorCodes.CODEC, [...text('[3')]],
+        [seq(3), 1, ErrorCodes.CODEC, [...text('4]')]],
+        [seq(6), 3, ErrorCodes.CODEC, [0x7b, 0xff, 0x7d]],
+      ]);
+      // The codec's own error: the same message `decode` gives for that payload.
+      expect(out.poison[0]!.error.message).to.equal(
+        (() => {
+          try {
+            codecs.json.decode(text('1,2'));
+          } catch (error) {
+            return (error as Error).message;
+          }
+          return 'decoded';
+        })(),
+      );
+      expect(out.poison.every((p) => isExactCopy(p.data))).to.equal(true);
+      expect(out.count).to.equal(records.length);
+      expect(out.last).to.deep.equal({ sequenceNumber: seq(6) });
+    });
+
+    it('keeps the metadata columns one entry per item, the optional ones only once a record has one', () => {
+      const agg = aggregate(
+        [
+          { partitionKey: 'k1', data: json(1) },
+          { partitionKey: 'k2', data: json(2), explicitHashKey: '42' },
+        ],
+        { maxBytes: 10_000 },
+      )[0]!;
+      const out = unpackResponse(
+        [
+          fetched(0, json('a'), 'same'),
+          fetched(1, json('b'), 'same'),
+          fetched(2, agg.data, agg.partitionKey),
+        ],
+        codecs.json,
+        'json',
+        undefined,
+      );
+      const c = out.json;
+      expect(c.items).to.deep.equal(['"a"', '"b"', '1', '2']);
+      expect([...c.keys.keys()]).to.deep.equal(['same', 'k1', 'k2']);
+      expect(c.keyIndex).to.deep.equal([0, 0, 1, 2]);
+      expect(c.subSequenceNumbers).to.deep.equal([-1, -1, 0, 1]);
+      expect(c.explicitHashKeys).to.deep.equal(['', '', '', '42']);
+      expect(out.last).to.deep.equal({ sequenceNumber: seq(2), subSequenceNumber: 1 });
+    });
+  });
 });

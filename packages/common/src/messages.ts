@@ -2,10 +2,11 @@
  * The data protocol between a shard reader (worker thread) and the coordinator: one MessageChannel per
  * reader. Every message is `{ v: PROTOCOL_VERSION, type, ... }` and is checked on arrival, because the
  * two ends may run different builds during a rolling upgrade and a bad message must fail loudly, not
- * be half-understood. Record bytes travel in one transferred ArrayBuffer per batch, never as a
- * structured-cloned object graph; errors travel as {@link SerializedError}.
+ * be half-understood. A batch travels in one of three encodings (`bytes`: payloads in one transferred
+ * ArrayBuffer; `json`: items as one JSON text, metadata in columns; `decoded`: structured-cloned items);
+ * errors travel as {@link SerializedError}.
  *
- * Reader control (start / stop / status) goes over comlink, apart from this port.
+ * Reader control (start / stop / status) is a request/answer call over comlink, on its own port.
  *
  * This file holds the message types; the checks on arrival are in `message-guards.ts`, the packing of
  * record bytes into a batch's buffer in `record-packing.ts`.

@@ -78,7 +78,8 @@ export interface ShardReaderOptions {
   codec?: CodecName;
   /**
    * How records cross to the coordinator: see {@link BatchEncoding}.
-   * @defaultValue 'bytes' for the `raw` codec, else 'decoded' (measured: see the README)
+   * @defaultValue 'bytes' for the `raw` codec, 'json' for codecs with `decodeJson` (json, jsonl, json-array,
+   * string), else 'decoded' (measured: see the README)
    */
   encoding?: BatchEncoding;
   /**

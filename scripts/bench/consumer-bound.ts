@@ -9,7 +9,8 @@
  *    2 MiB/s per shard read limit (which the library keeps). Alternating rounds, medians. Records/s,
  *    whole-process CPU per record, the main thread's busy time per record.
  * b. idle: 200 empty shards, defaults: CPU per shard per second.
- * c. Redis load of an idle host holding 16 and 200 shards (a private redis-server: INFO commandstats).
+ * c. Redis load of an idle host holding 16 and 200 shards (a private redis-server, counted with MONITOR):
+ *    round trips (client commands, a script call one) and commands incl. those run inside scripts.
  * Prints the figures and writes them as the "Consumer-bound" section of BENCHMARKS.md.
  */
 import { createKinesisClient } from '@shardline/common';
@@ -196,42 +197,54 @@ async function runIdle(
   }
 }
 
-/** Redis commands per second of an idle host holding `shards` leases (only this host on the server). */
-async function redisLoad(shards: number): Promise<{ perS: number; top: string }> {
+/** An idle host's Redis load, per second: round trips and commands. */
+interface RedisLoad {
+  /** Commands sent by clients (a script call counts one): round trips, as pipelining is not used. */
+  roundTripsPerS: number;
+  /** Every command run, those inside scripts included (as Redis's CPU sees them). */
+  commandsPerS: number;
+  /** The most frequent commands, script-internal ones included. */
+  top: string;
+}
+
+/**
+ * The Redis load of an idle host holding `shards` leases (only this host on a private redis-server),
+ * counted with MONITOR, which shows every command with its source: a client address, or `lua` for
+ * one run inside a script. (INFO commandstats and total_commands_processed count both kinds as one.)
+ */
+async function redisLoad(shards: number): Promise<RedisLoad> {
   const server = await startRedisServer();
   const admin = new Redis(server.url);
   try {
-    let from = new Map<string, number>();
-    let perS = 0;
-    let top = '';
+    let load: RedisLoad = { roundTripsPerS: 0, commandsPerS: 0, top: '' };
     await runIdle({ leases: { redis: server.url } }, shards, async () => {
-      from = calls(await admin.info('commandstats'));
+      const monitor = await admin.monitor();
+      let topLevel = 0;
+      const byName = new Map<string, number>();
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        const name = (args[0] ?? '').toLowerCase();
+        if (source !== 'lua') topLevel++;
+        byName.set(name, (byName.get(name) ?? 0) + 1);
+      });
       const started = performance.now();
       await sleep(IDLE_WINDOW_MS);
       const seconds = (performance.now() - started) / 1_000;
-      const to = calls(await admin.info('commandstats'));
-      const rates = [...to]
-        .filter(([name]) => name !== 'info')
-        .map(([name, n]) => [name, (n - (from.get(name) ?? 0)) / seconds] as const)
-        .filter(([, r]) => r > 0)
-        .sort((a, b) => b[1] - a[1]);
-      perS = rates.reduce((sum, [, r]) => sum + r, 0);
-      top = rates
-        .slice(0, 4)
-        .map(([name, r]) => `${name} ${r.toFixed(1)}`)
-        .join(', ');
+      monitor.disconnect();
+      const rates = [...byName].map(([name, n]) => [name, n / seconds] as const).sort((a, b) => b[1] - a[1]);
+      load = {
+        roundTripsPerS: topLevel / seconds,
+        commandsPerS: rates.reduce((sum, [, r]) => sum + r, 0),
+        top: rates
+          .slice(0, 5)
+          .map(([name, r]) => `${name} ${r.toFixed(1)}`)
+          .join(', '),
+      };
     });
-    return { perS, top };
+    return load;
   } finally {
     admin.disconnect();
     await server.stop();
   }
-}
-
-function calls(info: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(match[1]!, Number(match[2]));
-  return out;
 }
 
 const pick = (runs: Run[], key: keyof Run) => median(runs.map((r) => r[key]));
@@ -247,14 +260,21 @@ async function main(): Promise<void> {
   const lib = (k: keyof Run) => pick(d.library, k);
   const raw = (k: keyof Run) => pick(d.raw, k);
   const limited = (k: keyof Run) => pick(d.rawLimited, k);
+  const loads: [number, RedisLoad][] = [
+    [16, redis16],
+    [IDLE_SHARDS, redisMany],
+  ];
   const idleMsPerShard = (idle.cores * 1_000) / IDLE_SHARDS;
   const rows = [
     `| drain, records/s (median of ${ROUNDS}) | ${fmt(lib('recordsPerS'))} | raw loop ${fmt(raw('recordsPerS'))}; raw loop at 2 MiB/s per shard ${fmt(limited('recordsPerS'))} | ${(lib('recordsPerS') / raw('recordsPerS')).toFixed(2)} / ${(lib('recordsPerS') / limited('recordsPerS')).toFixed(2)} | Kinesis' 2 MiB/s per shard: ${fmt((SHARDS * KINESIS_READ_BYTES_PER_S) / (RECORD_BYTES + 2))} records/s at most |`,
     `| whole-process CPU per record | ${lib('cpuUsPerRecord').toFixed(2)} µs | raw loop ${raw('cpuUsPerRecord').toFixed(2)} µs | ${(lib('cpuUsPerRecord') / raw('cpuUsPerRecord')).toFixed(2)} | <= 1.2 |`,
     `| main-thread busy time per record (handler, json codec) | ${lib('mainUsPerRecord').toFixed(2)} µs | raw loop (one thread) ${raw('mainUsPerRecord').toFixed(2)} µs | ${(lib('mainUsPerRecord') / raw('mainUsPerRecord')).toFixed(2)} | <= 1 µs |`,
     `| idle CPU per shard (${IDLE_SHARDS} empty shards, defaults) | ${idleMsPerShard.toFixed(2)} ms/s | main thread ${(idle.mainElu * 100).toFixed(1)}% busy; the endpoint ${(idle.kinesisCores * 100).toFixed(1)}% of a core | | <= 0.3 ms/s |`,
-    `| Redis commands/s, idle host holding 16 shards | ${redis16.perS.toFixed(1)} | ${redis16.top} | | flat in the shards held |`,
-    `| Redis commands/s, idle host holding ${IDLE_SHARDS} shards | ${redisMany.perS.toFixed(1)} | ${redisMany.top} | | flat in the shards held |`,
+    ...loads.map(
+      ([held, load]) =>
+        `| Redis round trips/s (client commands, a script call one), idle host holding ${held} shards | ${load.roundTripsPerS.toFixed(1)} | ` +
+        `commands/s incl. those run inside scripts ${load.commandsPerS.toFixed(1)}: ${load.top} | | flat in the shards held |`,
+    ),
   ];
   const section = [
     '## Consumer-bound',

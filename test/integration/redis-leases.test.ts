@@ -602,6 +602,7 @@ describe('RedisLeaseManager (real Redis)', () => {
           `${redis.keyPrefix}:{billing:orders}:lease:s0`,
           `${redis.keyPrefix}:{billing:orders}:lease:s1`,
           `${redis.keyPrefix}:{billing:orders}:shards`,
+          `${redis.keyPrefix}:{billing:orders}:version`,
         ].sort(),
       );
       // Redis Cluster hashes the text between the first '{' and the next '}'.
@@ -649,18 +650,18 @@ describe('lease Lua scripts on disk', () => {
       )) as typeof import('../../packages/coordinator/src/leases/scripts.js');
       const scripts = [...loadLeaseScripts().values()];
       expect(scripts.map((s) => s.file).sort()).to.deep.equal([
-        'acquire-1.lua',
-        'checkpoint-1.lua',
+        'acquire-2.lua',
+        'checkpoint-2.lua',
         'ensure-leases-1.lua',
         'get-lease-1.lua',
         'heartbeat-2.lua',
         'leave-2.lua',
         'list-leases-1.lua',
         'live-hosts-2.lua',
-        'release-1.lua',
+        'release-2.lua',
         'remove-lease-1.lua',
         'renew-leases-1.lua',
-        'request-handoff-1.lua',
+        'request-handoff-2.lua',
         'time-1.lua',
       ]);
       for (const script of scripts) {

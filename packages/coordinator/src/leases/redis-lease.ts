@@ -47,6 +47,19 @@ export function decodeLease(
   };
 }
 
+/**
+ * When the live handoff request of a lease hash lapses (`handoffAtMs + leaseDurationMs`, server ms):
+ * undefined when it has none or it lapsed by `nowMs`.
+ */
+export function handoffDeadlineOf(raw: RawLease, nowMs: number, leaseDurationMs: number): number | undefined {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i] !== 'handoffAtMs') continue;
+    const deadline = Number(raw[i + 1]) + leaseDurationMs;
+    return Number.isFinite(deadline) && deadline > nowMs ? deadline : undefined;
+  }
+  return undefined;
+}
+
 function failureOf(json: string | undefined): { failure?: LeaseFailure } {
   if (json === undefined) return {};
   try {

@@ -11,7 +11,8 @@ import {
   ShardlineOptionError,
 } from '@shardline/common';
 import { RedisGate } from './redis-gate.js';
-import { decodeLease } from './redis-lease.js';
+import { decodeLease, handoffDeadlineOf } from './redis-lease.js';
+import { LeaseListCache, type ListedLease } from './redis-list-cache.js';
 import {
   REDIS_LEASE_DEFAULTS,
   type RedisLeaseManagerOptions,
@@ -38,6 +39,8 @@ export interface LeaseKeys {
   readonly hosts: string;
   /** Hash: host id -> leases held at its last heartbeat. */
   readonly hostShards: string;
+  /** String: the group version, raised by every change other hosts allocate by (see redis-list-cache.ts). */
+  readonly version: string;
   /** Hash per shard: owner, counter, expiresAtMs, checkpoint, subSequenceNumber, parents, children, handoffTo, handoffAtMs. */
   lease(shardId: string): string;
 }
@@ -49,6 +52,7 @@ export function leaseKeys(keyPrefix: string, group: string, stream: string): Lea
     index: `${base}shards`,
     hosts: `${base}hosts`,
     hostShards: `${base}host-shards`,
+    version: `${base}version`,
     lease: (shardId: string) => `${base}lease:${shardId}`,
   });
 }
@@ -73,6 +77,12 @@ export function leaseKeys(keyPrefix: string, group: string, stream: string): Lea
  * not extend the lease past request time + leaseDurationMs, so an owner that does not release in time
  * loses the lease then, never overlapping with the requester. A released lease stays reserved for the
  * requester until that same deadline.
+ *
+ * **Listing.** `listLeases` reads every lease only when the group version moved or a lease of the last
+ * listing may have run out since (see redis-list-cache.ts); otherwise one short script call confirms
+ * the cached listing, so an idle host's Redis load does not grow with its leases. A cached listing may
+ * show earlier expiries than the stored ones, and older checkpoint positions for leases other hosts
+ * hold; every other field, and whether a lease is held, are as a full read would show them.
  *
  * **Expired leases.** `getLease`/`listLeases` report the owner and expiry as stored; a lease whose
  * `expiresAtMs` is not after `now()` is free to acquire. A late checkpoint or release by the owner of an
@@ -100,6 +110,7 @@ export class RedisLeaseManager implements LeaseManager {
   readonly #gate: RedisGate;
   readonly #scripts: LeaseScripts;
   readonly #logger: Logger;
+  readonly #listing: LeaseListCache;
   #closing: Promise<void> | undefined;
   #joined = false;
 
@@ -121,6 +132,7 @@ export class RedisLeaseManager implements LeaseManager {
       logger: this.#logger,
     });
     this.#scripts = defineLeaseScripts(this.#gate.client);
+    this.#listing = new LeaseListCache(this.hostId, this.leaseDurationMs);
   }
 
   #lease(shardId: string, raw: RawLease, nowMs: number): Lease | undefined {
@@ -148,6 +160,8 @@ export class RedisLeaseManager implements LeaseManager {
         seed.childShardIds === undefined ? [] : validIds(`seeds[${i}].childShardIds`, seed.childShardIds);
       args.push(shardId, JSON.stringify(parents), JSON.stringify(children));
     }
+    // A shard the cached listing lacks (created by a host that does not raise the version): read all.
+    if (!this.#listing.hasAll(seeds.map((seed) => seed.shardId))) this.#listing.invalidate();
     const perCall = REDIS_LEASE_DEFAULTS.ensureBatchSize * 3;
     for (let start = 0; start < args.length; start += perCall) {
       const chunk = args.slice(start, start + perCall);
@@ -156,15 +170,22 @@ export class RedisLeaseManager implements LeaseManager {
   }
 
   async listLeases(): Promise<Lease[]> {
-    const { nowMs, leases } = await this.#gate.run('listLeases', () =>
-      this.#scripts.listLeases(this.keys.index),
+    const query = this.#listing.query();
+    const { nowMs, version, leases } = await this.#gate.run('listLeases', () =>
+      this.#scripts.listLeases(this.keys.index, query.version, query.dueMs),
     );
-    const out: Lease[] = [];
+    if (leases === undefined) {
+      // The script answers so only for the version sent, which only a snapshot has.
+      if (query.snapshot === undefined) throw new ShardlineError(ErrorCodes.REDIS, 'listLeases: no listing');
+      return this.#listing.confirmed(query.snapshot, nowMs);
+    }
+    const listed: ListedLease[] = [];
     for (const [shardId, raw] of leases) {
       const lease = this.#lease(shardId, raw, nowMs);
-      if (lease !== undefined) out.push(lease);
+      if (lease === undefined) continue;
+      listed.push({ lease, handoffDeadlineMs: handoffDeadlineOf(raw, nowMs, this.leaseDurationMs) });
     }
-    return out;
+    return this.#listing.store(query, version, nowMs, listed);
   }
 
   async getLease(shardId: string): Promise<Lease | undefined> {
@@ -178,10 +199,12 @@ export class RedisLeaseManager implements LeaseManager {
   async acquire(shardId: string): Promise<Lease | undefined> {
     validShardId('shardId', shardId);
     const reply = await this.#gate.run('acquire', () =>
-      this.#scripts.acquire(this.keys.lease(shardId), this.hostId, this.leaseDurationMs),
+      this.#scripts.acquire(this.keys.lease(shardId), this.keys.version, this.hostId, this.leaseDurationMs),
     );
     if (reply.status !== 'OK') {
       this.#logger.debug({ shardId, refused: reply.status }, 'lease not acquired');
+      // The listing that made us try was out of date (a race, or a host that does not raise the version).
+      this.#listing.invalidate();
       return undefined;
     }
     return this.#lease(shardId, reply.lease, reply.nowMs);
@@ -222,10 +245,12 @@ export class RedisLeaseManager implements LeaseManager {
       options.timeoutMs,
     );
     for (const { shardId, status, lease } of reply.leases) {
-      if (status !== 'OK') {
+      const renewed = status === 'OK' ? this.#lease(shardId, lease, reply.nowMs) : undefined;
+      if (renewed === undefined) {
         this.#logger.debug({ shardId, refused: status }, 'lease not renewed');
-        out.set(shardId, undefined);
-      } else out.set(shardId, this.#lease(shardId, lease, reply.nowMs));
+        this.#listing.invalidate();
+      } else this.#listing.renewed(renewed);
+      out.set(shardId, renewed);
     }
     return out;
   }
@@ -236,6 +261,7 @@ export class RedisLeaseManager implements LeaseManager {
     const reply = await this.#gate.run('removeLease', () =>
       this.#scripts.removeLease(this.keys.index, shardId, counter),
     );
+    if (reply.status !== 'OK') this.#listing.invalidate();
     return reply.status === 'OK';
   }
 
@@ -244,21 +270,33 @@ export class RedisLeaseManager implements LeaseManager {
     validCounter(counter);
     const note = failure === undefined ? '' : JSON.stringify(failure);
     const reply = await this.#gate.run('release', () =>
-      this.#scripts.release(this.keys.lease(shardId), this.hostId, counter, note),
+      this.#scripts.release(this.keys.lease(shardId), this.keys.version, this.hostId, counter, note),
     );
+    if (reply.status !== 'OK') this.#listing.invalidate();
     return reply.status === 'OK';
   }
 
   async checkpoint(shardId: string, counter: number, checkpoint: Checkpoint): Promise<void> {
     validShardId('shardId', shardId);
     validCounter(counter);
-    const [position, subSequence] = checkpointArgs(validCheckpoint(checkpoint));
+    const valid = validCheckpoint(checkpoint);
+    const [position, subSequence] = checkpointArgs(valid);
     const reply = await this.#gate.run('checkpoint', () =>
-      this.#scripts.checkpoint(this.keys.lease(shardId), this.hostId, counter, position, subSequence),
+      this.#scripts.checkpoint(
+        this.keys.lease(shardId),
+        this.keys.version,
+        this.hostId,
+        counter,
+        position,
+        subSequence,
+      ),
     );
+    if (reply.status === 'OK') {
+      this.#listing.checkpointed(shardId, counter, valid);
+      return;
+    }
+    this.#listing.invalidate();
     switch (reply.status) {
-      case 'OK':
-        return;
       case 'ENDED':
         throw new ShardlineOptionError(
           'checkpoint',
@@ -303,8 +341,14 @@ export class RedisLeaseManager implements LeaseManager {
       );
     }
     const reply = await this.#gate.run('requestHandoff', () =>
-      this.#scripts.requestHandoff(this.keys.lease(shardId), toHostId, this.leaseDurationMs),
+      this.#scripts.requestHandoff(
+        this.keys.lease(shardId),
+        this.keys.version,
+        toHostId,
+        this.leaseDurationMs,
+      ),
     );
+    if (reply.status !== 'OK') this.#listing.invalidate();
     return reply.status === 'OK';
   }
 

@@ -21,22 +21,22 @@ const LUA_DIR = new URL('../../src/leases/lua/', import.meta.url);
  * other's script under the same name.
  */
 const SCRIPT_FILES = {
-  acquire: 'acquire-1.lua',
-  checkpoint: 'checkpoint-1.lua',
+  acquire: 'acquire-2.lua',
+  checkpoint: 'checkpoint-2.lua',
   ensureLeases: 'ensure-leases-1.lua',
   getLease: 'get-lease-1.lua',
   heartbeat: 'heartbeat-2.lua',
   leave: 'leave-2.lua',
   listLeases: 'list-leases-1.lua',
   liveHosts: 'live-hosts-2.lua',
-  release: 'release-1.lua',
+  release: 'release-2.lua',
   removeLease: 'remove-lease-1.lua',
   renewLeases: 'renew-leases-1.lua',
-  requestHandoff: 'request-handoff-1.lua',
+  requestHandoff: 'request-handoff-2.lua',
   time: 'time-1.lua',
 } as const;
 
-const SCRIPT_VERSION = 2;
+const SCRIPT_VERSION = 3;
 
 /** Prepended to every script: the shared helpers (server clock, effects replication). */
 const PRELUDE_FILE = 'prelude.lua';
@@ -90,6 +90,20 @@ function readScript(file: string): string {
 /** A lease hash as HGETALL returns it: field, value, field, value... */
 export type RawLease = string[];
 
+/** The fields renew-leases returns the values of, in its order (see renew-leases-1.lua). */
+export const RENEWED_FIELDS = Object.freeze([
+  'owner',
+  'counter',
+  'expiresAtMs',
+  'checkpoint',
+  'subSequenceNumber',
+  'parents',
+  'children',
+  'handoffTo',
+  'handoffAtMs',
+  'failure',
+] as const);
+
 export type AcquireStatus = 'OK' | 'NOT_FOUND' | 'HELD' | 'RESERVED';
 export type FencedStatus = 'OK' | 'NOT_FOUND' | 'NOT_OWNER' | 'STALE_COUNTER';
 export type RenewStatus = FencedStatus | 'EXPIRED';
@@ -102,6 +116,14 @@ export interface RenewedLease {
   shardId: string;
   status: RenewStatus;
   lease: RawLease;
+}
+
+/** A list-leases reply: `leases` undefined when the caller's cached listing is still good. */
+export interface ListReply {
+  nowMs: number;
+  /** The group version the listing is at; '' when there is none yet (not to be cached). */
+  version: string;
+  leases: [string, RawLease][] | undefined;
 }
 
 export interface TransitionReply<S extends string> {
@@ -118,7 +140,12 @@ export interface RawHost {
 
 /** Typed calls of the lease scripts. Keys are full Redis keys (see `leaseKeys()` in redis.ts). */
 export interface LeaseScripts {
-  acquire(leaseKey: string, hostId: string, leaseDurationMs: number): Promise<TransitionReply<AcquireStatus>>;
+  acquire(
+    leaseKey: string,
+    versionKey: string,
+    hostId: string,
+    leaseDurationMs: number,
+  ): Promise<TransitionReply<AcquireStatus>>;
   /** `held` are pairs: shardId, counter. Replies in the same order. */
   renewLeases(
     indexKey: string,
@@ -133,12 +160,14 @@ export interface LeaseScripts {
   ): Promise<{ status: RemoveStatus; nowMs: number }>;
   release(
     leaseKey: string,
+    versionKey: string,
     hostId: string,
     counter: number,
     failure: string,
   ): Promise<TransitionReply<FencedStatus>>;
   checkpoint(
     leaseKey: string,
+    versionKey: string,
     hostId: string,
     counter: number,
     position: string,
@@ -146,13 +175,18 @@ export interface LeaseScripts {
   ): Promise<TransitionReply<CheckpointStatus>>;
   requestHandoff(
     leaseKey: string,
+    versionKey: string,
     toHostId: string,
     leaseDurationMs: number,
   ): Promise<TransitionReply<HandoffStatus>>;
   /** `seeds` are triples: shardId, parents JSON, children JSON. */
   ensureLeases(indexKey: string, seeds: string[]): Promise<{ created: number; updated: number }>;
   getLease(leaseKey: string): Promise<{ nowMs: number; lease: RawLease }>;
-  listLeases(indexKey: string): Promise<{ nowMs: number; leases: [string, RawLease][] }>;
+  /**
+   * Every lease, or (`leases` undefined) word that the caller's listing at `version` is still good:
+   * the version unchanged and the server clock before `dueMs` (undefined: no due time).
+   */
+  listLeases(indexKey: string, version: string, dueMs: number | undefined): Promise<ListReply>;
   heartbeat(
     hostsKey: string,
     hostShardsKey: string,
@@ -235,8 +269,8 @@ export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
     commands.get(name)!(...args);
 
   return {
-    acquire: async (leaseKey, hostId, leaseDurationMs) =>
-      transition('acquire', await call('acquire', leaseKey, hostId, leaseDurationMs)),
+    acquire: async (leaseKey, versionKey, hostId, leaseDurationMs) =>
+      transition('acquire', await call('acquire', leaseKey, versionKey, hostId, leaseDurationMs)),
     async renewLeases(indexKey, hostId, leaseDurationMs, held) {
       const reply = await call('renewLeases', indexKey, hostId, leaseDurationMs, ...held);
       if (!Array.isArray(reply) || reply.length !== 1 + held.length / 2)
@@ -248,11 +282,19 @@ export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
           typeof entry[0] !== 'string' ||
           typeof entry[1] !== 'string' ||
           !RENEW_STATUSES.has(entry[1]) ||
-          !isStringArray(entry[2])
+          !Array.isArray(entry[2]) ||
+          entry[2].length !== (entry[1] === 'OK' ? RENEWED_FIELDS.length : 0)
         ) {
           throw malformed('renewLeases', reply);
         }
-        leases.push({ shardId: entry[0], status: entry[1] as RenewStatus, lease: entry[2] });
+        // Values in RENEWED_FIELDS order (null where unset), as the HGETALL pairs the decoder reads.
+        const lease: RawLease = [];
+        for (const [i, value] of (entry[2] as unknown[]).entries()) {
+          if (value === null) continue;
+          if (typeof value !== 'string') throw malformed('renewLeases', reply);
+          lease.push(RENEWED_FIELDS[i]!, value);
+        }
+        leases.push({ shardId: entry[0], status: entry[1] as RenewStatus, lease });
       }
       return { nowMs: toInteger('renewLeases', reply[0], reply), leases };
     },
@@ -263,15 +305,18 @@ export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
       }
       return { status: reply[0] as RemoveStatus, nowMs: toInteger('removeLease', reply[1], reply) };
     },
-    release: async (leaseKey, hostId, counter, failure) =>
-      transition('release', await call('release', leaseKey, hostId, counter, failure)),
-    checkpoint: async (leaseKey, hostId, counter, position, subSequenceNumber) =>
+    release: async (leaseKey, versionKey, hostId, counter, failure) =>
+      transition('release', await call('release', leaseKey, versionKey, hostId, counter, failure)),
+    checkpoint: async (leaseKey, versionKey, hostId, counter, position, subSequenceNumber) =>
       transition(
         'checkpoint',
-        await call('checkpoint', leaseKey, hostId, counter, position, subSequenceNumber),
+        await call('checkpoint', leaseKey, versionKey, hostId, counter, position, subSequenceNumber),
       ),
-    requestHandoff: async (leaseKey, toHostId, leaseDurationMs) =>
-      transition('requestHandoff', await call('requestHandoff', leaseKey, toHostId, leaseDurationMs)),
+    requestHandoff: async (leaseKey, versionKey, toHostId, leaseDurationMs) =>
+      transition(
+        'requestHandoff',
+        await call('requestHandoff', leaseKey, versionKey, toHostId, leaseDurationMs),
+      ),
     async ensureLeases(indexKey, seeds) {
       const reply = await call('ensureLeases', indexKey, ...seeds);
       if (!Array.isArray(reply) || reply.length !== 2) throw malformed('ensureLeases', reply);
@@ -287,17 +332,27 @@ export function defineLeaseScripts(redis: Redis | Cluster): LeaseScripts {
       }
       return { nowMs: toInteger('getLease', reply[0], reply), lease: reply[1] };
     },
-    async listLeases(indexKey) {
-      const reply = await call('listLeases', indexKey);
-      if (!Array.isArray(reply) || reply.length === 0) throw malformed('listLeases', reply);
+    async listLeases(indexKey, version, dueMs) {
+      const reply = await call('listLeases', indexKey, version, dueMs === undefined ? '' : dueMs);
+      if (
+        !Array.isArray(reply) ||
+        reply.length < 3 ||
+        typeof reply[1] !== 'string' ||
+        (reply[2] !== 'SAME' && reply[2] !== 'ALL') ||
+        (reply[2] === 'SAME' && reply.length !== 3)
+      ) {
+        throw malformed('listLeases', reply);
+      }
+      const nowMs = toInteger('listLeases', reply[0], reply);
+      if (reply[2] === 'SAME') return { nowMs, version: reply[1], leases: undefined };
       const leases: [string, RawLease][] = [];
-      for (const entry of reply.slice(1) as unknown[]) {
+      for (const entry of reply.slice(3) as unknown[]) {
         if (!Array.isArray(entry) || typeof entry[0] !== 'string' || !isStringArray(entry[1])) {
           throw malformed('listLeases', reply);
         }
         leases.push([entry[0], entry[1]]);
       }
-      return { nowMs: toInteger('listLeases', reply[0], reply), leases };
+      return { nowMs, version: reply[1], leases };
     },
     async heartbeat(hostsKey, hostShardsKey, hostId, shards, leaseDurationMs) {
       const reply = await call('heartbeat', hostsKey, hostShardsKey, hostId, shards, leaseDurationMs);

@@ -89,6 +89,14 @@ export interface LeaseManager {
   readonly leaseDurationMs: number;
   /** Creates leases for shards that have none (create-if-absent); adds child ids to existing ones. */
   ensureLeases(seeds: readonly LeaseSeed[]): Promise<void>;
+  /**
+   * Every lease, in shard id order. Whether each is held, by whom, under which counter, its parents,
+   * children, handoff request and SHARD_END are as the store has them at `readAtMs`. A store may
+   * answer from its last full listing while nothing of that changed (the Redis one does, so an idle
+   * host's load does not grow with its leases): then an expiry may be earlier than the stored one
+   * (never past while the lease is held) and a checkpoint position of a lease another host holds
+   * older than the stored one.
+   */
   listLeases(): Promise<Lease[]>;
   getLease(shardId: string): Promise<Lease | undefined>;
   /** Takes the lease when free, expired, or handed over to this host; increments the counter. */

@@ -1,11 +1,13 @@
 --[[
   ensure-leases: creates the leases of shards that have none (free, counter 0, no checkpoint) and adds
   them to the shard index; on existing leases, adds parent and child ids not yet recorded. Never touches
-  owner, counter, expiry or checkpoint of an existing lease.
+  owner, counter, expiry or checkpoint of an existing lease. Raises the group version when it created,
+  changed or indexed any.
 
   KEYS[1]  the shard index (sorted set, all scores 0)  <prefix>:{<group>:<stream>}:shards
            Lease hashes are KEYS[1] with 'shards' replaced by 'lease:<shardId>': derived here, so they
-           carry the same hash tag (same Cluster slot) and any client-side key prefix.
+           carry the same hash tag (same Cluster slot) and any client-side key prefix; the version key
+           likewise with 'version'.
   ARGV     triples: shardId, parent ids (JSON array of strings), child ids (JSON array of strings)
 
   Returns  { created, updated }  how many leases were created, and how many existing ones gained ids
@@ -28,17 +30,18 @@ local function merge(list, extra)
   return added
 end
 
-local created, updated = 0, 0
+local created, updated, indexed = 0, 0, 0
 for i = 1, #ARGV, 3 do
   local shardId, parents, children = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = base .. 'lease:' .. shardId
-  if redis.call('EXISTS', key) == 0 then
+  -- Every lease has a counter: none means no such lease.
+  local f = redis.call('HMGET', key, 'counter', 'parents', 'children')
+  if not f[1] then
     redis.call('HSET', key, 'counter', '0', 'parents', parents, 'children', children)
     created = created + 1
   else
-    local f = redis.call('HMGET', key, 'parents', 'children')
-    local oldParents = cjson.decode(f[1] or '[]')
-    local oldChildren = cjson.decode(f[2] or '[]')
+    local oldParents = cjson.decode(f[2] or '[]')
+    local oldChildren = cjson.decode(f[3] or '[]')
     local changed = false
     if merge(oldParents, cjson.decode(parents)) then
       redis.call('HSET', key, 'parents', cjson.encode(oldParents))
@@ -50,6 +53,8 @@ for i = 1, #ARGV, 3 do
     end
     if changed then updated = updated + 1 end
   end
-  redis.call('ZADD', index, 0, shardId)
+  -- 1 when the id was not indexed yet: a listing shows the lease from now on.
+  indexed = indexed + redis.call('ZADD', index, 0, shardId)
 end
+if created + updated + indexed > 0 then bump_version(base .. 'version') end
 return { created, updated }

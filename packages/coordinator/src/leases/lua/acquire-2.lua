@@ -1,9 +1,11 @@
 --[[
   acquire: takes a shard lease for ARGV[1] when it is free, expired, or already held by ARGV[1] (a retry
   after an ambiguous reply), unless a live handoff reservation names another host. Increments the
-  counter (the fencing token) on every acquisition; clears the handoff request and a failure note.
+  counter (the fencing token) on every acquisition; clears the handoff request and a failure note;
+  raises the group version.
 
   KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
+  KEYS[2]  the group version  <prefix>:{<group>:<stream>}:version
   ARGV[1]  hostId
   ARGV[2]  leaseDurationMs
 
@@ -19,9 +21,10 @@ local host = ARGV[1]
 local duration = tonumber(ARGV[2])
 local now = server_now_ms()
 
-if redis.call('EXISTS', key) == 0 then return { 'NOT_FOUND', now, {} } end
-local f = redis.call('HMGET', key, 'owner', 'expiresAtMs', 'handoffTo', 'handoffAtMs')
-local owner, expires, handoffTo, handoffAt = f[1], tonumber(f[2]), f[3], tonumber(f[4])
+-- Every lease has a counter: none means no such lease.
+local f = redis.call('HMGET', key, 'counter', 'owner', 'expiresAtMs', 'handoffTo', 'handoffAtMs')
+if not f[1] then return { 'NOT_FOUND', now, {} } end
+local owner, expires, handoffTo, handoffAt = f[2], tonumber(f[3]), f[4], tonumber(f[5])
 
 if owner and expires and expires > now and owner ~= host then
   return { 'HELD', now, redis.call('HGETALL', key) }
@@ -33,4 +36,5 @@ end
 redis.call('HINCRBY', key, 'counter', 1)
 redis.call('HSET', key, 'owner', host, 'expiresAtMs', string.format('%.0f', now + duration))
 redis.call('HDEL', key, 'handoffTo', 'handoffAtMs', 'failure')
+bump_version(KEYS[2])
 return { 'OK', now, redis.call('HGETALL', key) }

@@ -163,7 +163,8 @@ async function run(
     const idleUsage = await usage(kinesis, redis, () => sleep(IDLE_WINDOW_MS));
     await idle.coordinator.stop();
     progress(
-      `${kind} leases: idle ${idleUsage.cores.toFixed(3)} cores, ${fmt(idleUsage.redisPerS)} Redis commands/s`,
+      `${kind} leases: idle ${idleUsage.cores.toFixed(3)} cores` +
+        (redis === undefined ? '' : `, ${fmt(idleUsage.redisPerS)} Redis commands/s`),
     );
 
     const slow = await startAll(

@@ -62,6 +62,8 @@ export interface HostConfig {
   keyPrefix: string;
   leaseDurationMs: number;
   checkpointIntervalMs?: number;
+  /** The coordinator's initialPosition. @defaultValue 'TRIM_HORIZON' */
+  initialPosition?: 'TRIM_HORIZON' | 'LATEST';
   /** `handler` (default) or `iterator` (a for-await loop). */
   mode?: 'handler' | 'iterator';
   /** Each batch takes this long to process. @defaultValue 0 */

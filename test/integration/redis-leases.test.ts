@@ -139,6 +139,19 @@ describe('RedisLeaseManager (real Redis)', () => {
       expect(await a.acquire('missing')).to.equal(undefined);
     });
 
+    it('notes the server time of the first acquisition and keeps it through later owners', async () => {
+      const a = manager('A');
+      const b = manager('B');
+      await a.ensureLeases([{ shardId: 's0', parentShardIds: [] }]);
+      expect((await a.getLease('s0'))?.firstAcquiredAtMs).to.equal(undefined);
+      const first = (await a.acquire('s0'))!;
+      expect(first.firstAcquiredAtMs).to.equal(first.readAtMs);
+      expect(await a.release('s0', first.counter)).to.equal(true);
+      const second = (await b.acquire('s0'))!;
+      expect(second).to.include({ owner: 'B', counter: 2, firstAcquiredAtMs: first.readAtMs });
+      expect((await a.listLeases())[0]?.firstAcquiredAtMs).to.equal(first.readAtMs);
+    });
+
     it('lets the owner acquire again (a retry after a lost reply): the counter moves and fences the old one', async () => {
       const a = manager('A');
       await a.ensureLeases([{ shardId: 's0', parentShardIds: [] }]);

@@ -4,7 +4,10 @@
  * graph, the initial position; else (a child of shards the group read) TRIM_HORIZON, after its parents.
  * A LATEST start that is restarted before anything was processed resumes from the time of the first
  * start (less a margin for the skew between this host's clock and Kinesis' arrival times): LATEST again
- * would skip what arrived in between.
+ * would skip what arrived in between. Likewise across hosts: a lease acquired before (by any host) and
+ * still without checkpoint is read from its first acquisition's time (less the margin), since its
+ * earlier owner may have died or let it go before checkpointing what it read at LATEST; only the very
+ * first owner starts at LATEST.
  */
 
 import type { ShardPosition } from '@shardline/common';
@@ -15,7 +18,7 @@ import type { InitialPosition } from './options.js';
 export type ReaderStart = { checkpoint: ShardPosition } | { initialPosition: InitialPosition };
 
 export const READER_START_DEFAULTS = Object.freeze({
-  /** How far before a first LATEST start a restarted reader resumes. */
+  /** How far before a first LATEST start a restarted reader (or the next owner) resumes. */
   latestSkewMarginMs: 5_000,
 });
 
@@ -23,12 +26,17 @@ export const READER_START_DEFAULTS = Object.freeze({
 export class ReaderStarts {
   readonly #isRoot: boolean;
   readonly #initial: InitialPosition;
-  /** Epoch ms of the first LATEST start. */
+  /** Epoch ms of the first LATEST start: this session's, or the lease's first acquisition. */
   #latestStartMs: number | undefined;
 
-  constructor(isRoot: boolean, initialPosition: InitialPosition) {
+  /**
+   * @param earlierStartMs for a lease some host acquired before this acquisition (counter above 1):
+   *   when it was first acquired (epoch ms), so a LATEST start without checkpoint reads from then.
+   */
+  constructor(isRoot: boolean, initialPosition: InitialPosition, earlierStartMs?: number) {
     this.#isRoot = isRoot;
     this.#initial = initialPosition;
+    this.#latestStartMs = earlierStartMs;
   }
 
   /** The next start, `resumeFrom` being where processing (or the checkpoint) got to. */

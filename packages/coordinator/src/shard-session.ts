@@ -164,7 +164,12 @@ export class ShardSession<T = unknown> {
       noteChildren: (children) => this.#d.noteChildren(children),
     };
     this.#d = deps;
-    this.#starts = new ReaderStarts(isRoot, deps.initialPosition);
+    // Acquired before (counter above 1) and no checkpoint: an earlier owner may have read at LATEST.
+    this.#starts = new ReaderStarts(
+      isRoot,
+      deps.initialPosition,
+      lease.counter > 1 ? lease.firstAcquiredAtMs : undefined,
+    );
     this.#done = new Promise((resolve) => {
       this.#resolveDone = resolve;
     });

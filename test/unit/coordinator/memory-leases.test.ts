@@ -103,6 +103,18 @@ describe('MemoryLeaseManager', () => {
       expect((await b.getLease('s1'))?.checkpoint).to.equal(undefined);
     });
 
+    it('notes the first acquisition time and keeps it through later owners and releases', async () => {
+      expect((await a.getLease('s1'))?.firstAcquiredAtMs).to.equal(undefined);
+      const first = (await a.acquire('s1'))!;
+      expect(first.firstAcquiredAtMs).to.equal(t);
+      const firstAt = t;
+      t += 5;
+      expect(await a.release('s1', first.counter)).to.equal(true);
+      t += 5;
+      expect((await b.acquire('s1'))!).to.deep.include({ counter: 2, firstAcquiredAtMs: firstAt });
+      expect((await c.listLeases()).find((l) => l.shardId === 's1')?.firstAcquiredAtMs).to.equal(firstAt);
+    });
+
     it('fences an older counter of the same host (acquired again)', async () => {
       const first = (await a.acquire('s1'))!;
       const again = (await a.acquire('s1'))!;

@@ -122,6 +122,8 @@ interface HarnessOptions {
   initialPosition?: 'TRIM_HORIZON' | 'LATEST';
   retries?: number;
   checkpoint?: { mode: 'auto' | 'manual'; intervalMs: number };
+  /** Another host held the lease first (acquired, then released without a checkpoint). */
+  earlierOwner?: boolean;
 }
 
 async function harness(options: HarnessOptions = {}): Promise<Harness> {
@@ -152,6 +154,10 @@ async function harness(options: HarnessOptions = {}): Promise<Harness> {
   const readers: FakeReader[] = [];
   const calls: Harness['calls'] = [];
   const handler = options.handler ?? (() => undefined);
+  if (options.earlierOwner === true) {
+    const earlier = (await other.acquire(SHARD))!;
+    expect(await other.release(SHARD, earlier.counter)).to.equal(true);
+  }
   const sent = performance.now();
   const lease = (await leases.acquire(SHARD))!;
   const session = new ShardSession<Item>(lease, sent, true, {
@@ -455,6 +461,28 @@ describe('ShardSession', () => {
     h.reader().finish({ kind: 'crashed', error: new ShardlineError('ERR_WORKER_CRASHED', 'boom') });
     await clock.tickAsync(0);
     expect(h.reader().options.checkpoint).to.deep.equal({ sequenceNumber: '2' });
+  });
+
+  it('a lease another host held first, with no checkpoint, at LATEST: read from its first acquisition, not LATEST', async () => {
+    const firstAcquiredAt = Date.now();
+    const h = await harness({ initialPosition: 'LATEST', earlierOwner: true });
+    expect(h.lease.counter).to.equal(2);
+    expect(h.lease.firstAcquiredAtMs).to.equal(firstAcquiredAt);
+    const start = h.reader().options.initialPosition as { timestamp: Date };
+    expect(start.timestamp.getTime()).to.equal(firstAcquiredAt - SESSION_TIMING.latestSkewMarginMs);
+    expect(h.log.find((l) => l.startsWith('shard.started'))).to.contain('"position":"AT_TIMESTAMP"');
+    // A crash before anything was processed resumes from the same time.
+    await clock.tickAsync(2_000);
+    h.reader().finish({ kind: 'crashed', error: new ShardlineError('ERR_WORKER_CRASHED', 'boom') });
+    await clock.tickAsync(0);
+    expect(h.readers).to.have.length(2);
+    const restarted = h.reader().options.initialPosition as { timestamp: Date };
+    expect(restarted.timestamp.getTime()).to.equal(firstAcquiredAt - SESSION_TIMING.latestSkewMarginMs);
+  });
+
+  it('a lease another host held first, at TRIM_HORIZON: the initial position is kept', async () => {
+    const h = await harness({ initialPosition: 'TRIM_HORIZON', earlierOwner: true });
+    expect(h.reader().options.initialPosition).to.equal('TRIM_HORIZON');
   });
 
   it('a handoff request seen in a renew: the batch in hand finishes, the checkpoint is written, the lease released', async () => {

@@ -7,7 +7,8 @@
  * Transition rules (the LeaseManager contract, made precise; the Redis scripts follow the same):
  * - `acquire`: succeeds when the lease is free, expired (`expiresAtMs <= now`) or already this host's
  *   (a retry), unless a live handoff reservation names another host; sets owner, counter + 1, expiry
- *   now + leaseDurationMs; clears the handoff request. Refused for a shard without lease, and while
+ *   now + leaseDurationMs; clears the handoff request; notes the first acquisition's time
+ *   (`firstAcquiredAtMs`, kept for good). Refused for a shard without lease, and while
  *   another host holds it unexpired (even when it was asked to hand it to this host: the owner hands
  *   over, or its lease runs out).
  * - `renew`: succeeds when owner and counter match and the lease has not expired. While a handoff
@@ -132,6 +133,7 @@ function copy(lease: StoredLease, now: number, leaseDurationMs: number): Lease {
     childShardIds: [...lease.childShardIds],
     handoffTo: liveHandoff(lease, now, leaseDurationMs),
     readAtMs: now,
+    ...(lease.firstAcquiredAtMs === undefined ? {} : { firstAcquiredAtMs: lease.firstAcquiredAtMs }),
     ...(lease.failure === undefined ? {} : { failure: { ...lease.failure } }),
   };
 }
@@ -261,6 +263,7 @@ export class MemoryLeaseManager implements LeaseManager {
       lease.owner = this.hostId;
       lease.counter += 1;
       lease.expiresAtMs = now + this.leaseDurationMs;
+      lease.firstAcquiredAtMs ??= now;
       lease.handoffTo = undefined;
       lease.handoffAtMs = undefined;
       delete lease.failure;

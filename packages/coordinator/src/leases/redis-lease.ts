@@ -43,6 +43,7 @@ export function decodeLease(
     childShardIds: idList(fields.get('children')),
     handoffTo,
     readAtMs: nowMs,
+    ...firstAcquiredOf(fields.get('firstAcquiredAtMs')),
     ...failureOf(fields.get('failure')),
   };
 }
@@ -58,6 +59,11 @@ export function handoffDeadlineOf(raw: RawLease, nowMs: number, leaseDurationMs:
     return Number.isFinite(deadline) && deadline > nowMs ? deadline : undefined;
   }
   return undefined;
+}
+
+function firstAcquiredOf(ms: string | undefined): { firstAcquiredAtMs?: number } {
+  const value = Number(ms);
+  return ms !== undefined && Number.isFinite(value) ? { firstAcquiredAtMs: value } : {};
 }
 
 function failureOf(json: string | undefined): { failure?: LeaseFailure } {

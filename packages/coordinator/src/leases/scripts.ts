@@ -36,7 +36,7 @@ const SCRIPT_FILES = {
   time: 'time-1.lua',
 } as const;
 
-const SCRIPT_VERSION = 3;
+const SCRIPT_VERSION = 4;
 
 /** Prepended to every script: the shared helpers (server clock, effects replication). */
 const PRELUDE_FILE = 'prelude.lua';

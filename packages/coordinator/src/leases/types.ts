@@ -27,6 +27,13 @@ export interface Lease {
    * from it rather than assume a full duration.
    */
   readAtMs?: number;
+  /**
+   * When the lease was first acquired, in ms on the store's clock; kept for good. A shard started at
+   * `LATEST` whose first owner wrote no checkpoint is read from this time (less a margin) by the next
+   * owner, so what arrived between the two is not skipped. Undefined for a lease never acquired, and
+   * where the store does not keep it (leases written by an older version).
+   */
+  firstAcquiredAtMs?: number;
   /** Set when the last holder let the lease go after a failure (see {@link LeaseFailure}). */
   failure?: LeaseFailure;
 }

@@ -2,7 +2,9 @@
   acquire: takes a shard lease for ARGV[1] when it is free, expired, or already held by ARGV[1] (a retry
   after an ambiguous reply), unless a live handoff reservation names another host. Increments the
   counter (the fencing token) on every acquisition; clears the handoff request and a failure note;
-  raises the group version.
+  notes the server time of the lease's first acquisition (firstAcquiredAtMs, kept for good: where a
+  reader that started at LATEST began, for the next owner when no checkpoint was written); raises the
+  group version.
 
   KEYS[1]  the lease hash  <prefix>:{<group>:<stream>}:lease:<shardId>
   KEYS[2]  the group version  <prefix>:{<group>:<stream>}:version
@@ -35,6 +37,7 @@ end
 
 redis.call('HINCRBY', key, 'counter', 1)
 redis.call('HSET', key, 'owner', host, 'expiresAtMs', string.format('%.0f', now + duration))
+redis.call('HSETNX', key, 'firstAcquiredAtMs', string.format('%.0f', now))
 redis.call('HDEL', key, 'handoffTo', 'handoffAtMs', 'failure')
 bump_version(KEYS[2])
 return { 'OK', now, redis.call('HGETALL', key) }

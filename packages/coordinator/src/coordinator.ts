@@ -139,7 +139,14 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       logger: o.logger,
       ...(o.handlerModule === undefined
         ? {}
-        : { module: { url: o.handlerModule, onHandlerError: o.onHandlerError } }),
+        : {
+            module: {
+              url: o.handlerModule,
+              onHandlerError: o.onHandlerError,
+              maxRecordAgeMs: o.maxRecordAgeMs,
+              parallelism: o.parallelism,
+            },
+          }),
     });
     if (o.deadLetter !== undefined) {
       this.#deadLetter = new DeadLetterQueue({
@@ -163,6 +170,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       ledger: this.#ledger,
       policy: new FailurePolicy({
         onHandlerError: o.onHandlerError,
+        maxRecordAgeMs: o.maxRecordAgeMs,
         events: this.#events,
         logger: o.logger,
         deadLetter: (shardId, records, error, attempts) =>

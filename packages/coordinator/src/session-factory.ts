@@ -58,6 +58,10 @@ export class SessionFactory<T> {
 
   constructor(options: SessionFactoryOptions<T>) {
     this.#o = options;
+    // Expired records are counted per shard from the event (emitted here for handlerModule too).
+    options.events.on('record.expired', (e) => {
+      this.#statsOf(e.shardId).recordsExpired += e.records;
+    });
   }
 
   /** A session for a lease just acquired (the acquire sent at `sent`, performance.now()); not started. */
@@ -92,6 +96,7 @@ export class SessionFactory<T> {
                     ? { mode: 'iterator', iterator }
                     : { mode: 'handler', handler: handler! },
                 policy: this.#o.policy,
+                parallelism: o.parallelism,
                 hooks: laneHooks,
                 events: this.#o.events,
                 logger: o.logger,
@@ -120,7 +125,7 @@ export class SessionFactory<T> {
   #statsOf(shardId: string): ShardStats {
     let stats = this.stats.get(shardId);
     if (stats === undefined) {
-      stats = { recordsDelivered: 0, throttled: 0 };
+      stats = { recordsDelivered: 0, recordsExpired: 0, throttled: 0 };
       this.stats.set(shardId, stats);
     }
     return stats;
@@ -165,7 +170,7 @@ export function warnIfUnheard(
   failure: ShardFailure,
 ): void {
   if (o.logger !== silentLogger) return;
-  if (events.listenerCount('handler.failed') > 0 || events.listenerCount('error') > 0) return;
+  if (['handler.failed', 'record.expired', 'error'].some((e) => events.listenerCount(e as never) > 0)) return;
   const p = failure.position;
   const at =
     p === undefined

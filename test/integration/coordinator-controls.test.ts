@@ -63,6 +63,14 @@ describe('startCoordinator handler controls (kinesalite)', function () {
     return coordinator;
   }
 
+  /** Puts `items` and waits until every one is older than `maxAgeMs` (by its arrival time). */
+  async function putAged(streamName: string, items: Item[], maxAgeMs: number): Promise<void> {
+    await putItems(kinesis.client(), streamName, items);
+    // Their arrival times are before this instant: waiting past maxAgeMs from it ages them all.
+    const putDone = Date.now();
+    await delay(maxAgeMs + 300 - (Date.now() - putDone));
+  }
+
   /** A handler recording every item it handled. */
   function recorder() {
     const handled: Item[] = [];
@@ -73,11 +81,8 @@ describe('startCoordinator handler controls (kinesalite)', function () {
     const name = await stream();
     const next = new Map<string, number>();
     const old = keyedItems(120, 6, next);
-    await putItems(kinesis.client(), name, old);
-    const agedFrom = Date.now();
     const maxRecordAgeMs = 1_500;
-    // The records' arrival times are before agedFrom: waiting past maxRecordAgeMs ages them all.
-    await delay(maxRecordAgeMs + 300 - (Date.now() - agedFrom));
+    await putAged(name, old, maxRecordAgeMs);
     const store = new MemoryLeaseStore();
     const { handled, handler } = recorder();
     let expired = 0;
@@ -124,6 +129,45 @@ describe('startCoordinator handler controls (kinesalite)', function () {
       () => 'caught up',
     );
     expectExactlyOnceInOrder(again.handled, more);
+  });
+
+  it('maxRecordAgeMs with a handlerModule: expired in the worker, evented and counted on the coordinator', async () => {
+    const name = await stream();
+    const next = new Map<string, number>();
+    const old = keyedItems(50, 5, next);
+    await putAged(name, old, 1_500);
+    const reports: Array<{ items: Item[] }> = [];
+    const channel = new BroadcastChannel('shardline-handler-module-test');
+    channel.onmessage = (event) => reports.push((event as unknown as { data: { items: Item[] } }).data);
+    try {
+      let expired = 0;
+      const c = await start({
+        streamName: name,
+        handlerModule,
+        maxRecordAgeMs: 1_500,
+        onHandlerError: { then: 'skip' },
+      });
+      c.on('record.expired', (e) => {
+        expired += e.records;
+      });
+      await waitFor(
+        () => expired >= old.length,
+        () => `${expired} of ${old.length} expired`,
+      );
+      const fresh = keyedItems(20, 5, next);
+      await putItems(kinesis.client(), name, fresh);
+      const handled = () => reports.flatMap((r) => r.items);
+      await waitFor(
+        () => handled().length >= fresh.length,
+        () => `${handled().length} of ${fresh.length}`,
+      );
+      expect(c.status().shards[0]!.recordsExpired).to.equal(old.length);
+      await c.stop();
+      expect(expired).to.equal(old.length);
+      expectExactlyOnceInOrder(handled(), fresh);
+    } finally {
+      channel.close();
+    }
   });
 
   it('a partial-batch answer: records before the failed one are processed once, the rest retried in order', async () => {
@@ -242,12 +286,17 @@ describe('startCoordinator handler controls (kinesalite)', function () {
       onHandlerError: { retries: 0, then: 'stop-shard' },
       handler: handlerFor(runs[0]!, true),
     });
+    let stops = 0;
+    c.on('handler.failed', (e) => {
+      if (e.action === 'stop-shard') stops++;
+    });
     await waitFor(
       () => c.status().shards[0]!.state === 'failing',
       () => `${runs[0]!.length} handled, ${c.status().shards[0]!.state}`,
     );
     const failure = c.status().shards[0]!.failure!;
     await c.stop();
+    expect(stops).to.equal(1);
     const checkpoint = BigInt(c.status().shards[0]!.checkpoint!);
     expect(maxInFlight, 'concurrent handler calls on one shard').to.be.within(2, 4);
     expectPerKeyOrder(runs[0]!);

@@ -227,6 +227,7 @@ export class ReaderRun<T = unknown> {
         this.#d.events.emit('batch.processed', message.event);
         return;
       case 'module-record-expired':
+        this.#d.stats.recordsExpired += message.event.records;
         this.#d.events.emit('record.expired', message.event);
         return;
       case 'module-handler-failed':

@@ -21,6 +21,7 @@ import { Lane } from './delivery/lane.js';
 import type { CoordinatorEvents } from './events.js';
 import type { Lease, LeaseManager } from './leases/types.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import type { ModuleTaskSettings } from './module-worker.js';
 import type { ResolvedCoordinatorOptions } from './options.js';
 import type { ShardStats } from './reader-run.js';
 import { type ReaderStart, type ShardFailure, ShardSession } from './shard-session.js';
@@ -58,10 +59,11 @@ export class SessionFactory<T> {
 
   constructor(options: SessionFactoryOptions<T>) {
     this.#o = options;
-    // Expired records are counted per shard from the event (emitted here for handlerModule too).
-    options.events.on('record.expired', (e) => {
-      this.#statsOf(e.shardId).recordsExpired += e.records;
-    });
+  }
+
+  /** `maxRecordAgeMs`: `records` of `shardId` expired (the handler-mode policy's count). */
+  countExpired(shardId: string, records: number): void {
+    this.#statsOf(shardId).recordsExpired += records;
   }
 
   /** A session for a lease just acquired (the acquire sent at `sent`, performance.now()); not started. */
@@ -158,6 +160,15 @@ export class SessionFactory<T> {
   }
 }
 
+/** What every task of a `handlerModule` pool carries (nothing without `handlerModule`). */
+export function moduleTaskSettings(
+  o: Pick<ResolvedCoordinatorOptions, 'handlerModule' | 'onHandlerError' | 'maxRecordAgeMs' | 'parallelism'>,
+): { module?: ModuleTaskSettings } {
+  if (o.handlerModule === undefined) return {};
+  const { onHandlerError, maxRecordAgeMs, parallelism } = o;
+  return { module: { url: o.handlerModule, onHandlerError, maxRecordAgeMs, parallelism } };
+}
+
 /**
  * A shard that stops after a failure must never be silent: the session logs it at warn; when the logger
  * is the default silent one and nobody listens to `handler.failed` or `error`, it becomes a process
@@ -170,7 +181,7 @@ export function warnIfUnheard(
   failure: ShardFailure,
 ): void {
   if (o.logger !== silentLogger) return;
-  if (['handler.failed', 'record.expired', 'error'].some((e) => events.listenerCount(e as never) > 0)) return;
+  if (events.listenerCount('handler.failed') > 0 || events.listenerCount('error') > 0) return;
   const p = failure.position;
   const at =
     p === undefined

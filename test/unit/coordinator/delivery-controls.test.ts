@@ -350,6 +350,29 @@ describe('coordinator delivery controls', () => {
       expect(a.processed.every((p) => BigInt(p.position.sequenceNumber) < 102n)).to.equal(true);
     });
 
+    it('two groups failing at once stop the shard once, before the earlier failing record', async () => {
+      const [k1, k2] = twoGroupKeys();
+      const d = delivery({
+        parallelism: 2,
+        handler: async () => {
+          throw new Error('every key fails');
+        },
+        onHandlerError: { retries: 0, backoffMs: { initial: 1, max: 1 }, then: 'stop-shard' },
+      });
+      const stops: number[] = [];
+      d.events.on('handler.failed', (e) => {
+        if (e.action === 'stop-shard') stops.push(e.records);
+      });
+      const a = lane();
+      d.open('A', a);
+      d.push('A', batch('A', [0, 1], 100, { keys: [k1, k2] }));
+      await clock.tickAsync(0);
+      await tick();
+      expect(a.failed).to.deep.equal(['ERR_HANDLER']);
+      expect(a.processed).to.deep.equal([]);
+      expect(stops).to.deep.equal([1]);
+    });
+
     it('the lease deadline (pause) holds every group; resume lets them go on', async () => {
       const [k1, k2] = twoGroupKeys();
       let calls = 0;

@@ -46,6 +46,8 @@ export interface FailurePolicyOptions {
    * @defaultValue Infinity (no limit)
    */
   maxRecordAgeMs?: number;
+  /** Counts expired records (status); the `handlerModule` worker relays its events instead. */
+  expired?: (shardId: string, records: number) => void;
   /** `then: 'dead-letter'`: sends records to the dead-letter queue. */
   deadLetter?: (
     shardId: string,
@@ -244,6 +246,7 @@ export class FailurePolicy {
       action,
     };
     if (first.subSequenceNumber !== undefined) payload.subSequenceNumber = first.subSequenceNumber;
+    this.#o.expired?.(shardId, records.length);
     this.#o.events.emit('record.expired', payload);
   }
 

@@ -23,7 +23,12 @@ export interface RecordBatch<T = unknown> {
   shardId: string;
   records: ShardRecord<T>[];
   millisBehindLatest?: number;
-  /** Checkpoints up to `upTo` (by default the batch's last record). */
+  /**
+   * Checkpoints up to `upTo` (by default the batch's last record). With `parallelism` above 1, a batch
+   * is one key group's: this marks its records up to `upTo` processed and writes the shard's highest
+   * position below which every record is processed (nothing when an earlier record of another group is
+   * still under way).
+   */
   checkpoint(upTo?: ShardRecord<T>): Promise<void>;
 }
 

@@ -350,7 +350,7 @@ describe('coordinator delivery controls', () => {
       expect(a.processed.every((p) => BigInt(p.position.sequenceNumber) < 102n)).to.equal(true);
     });
 
-    it('two groups failing at once stop the shard once, before the earlier failing record', async () => {
+    it('two groups failing at once stop the shard once: the other group is abandoned, not reported', async () => {
       const [k1, k2] = twoGroupKeys();
       const d = delivery({
         parallelism: 2,

@@ -97,7 +97,8 @@ export interface HandlerErrorOptions {
    * each record that fails alone (a batch of one record gets `then` directly). `'stop-shard'` stops
    * reading the shard at the first such record (status `failing`, lease released, checkpoint just
    * before it); `'dead-letter'` sends the record to the `deadLetter` queue and moves on; `'skip'` moves
-   * past it. Undecodable records get `then` at once, without retries.
+   * past it. Undecodable records get `then` at once, without retries, and so do records past
+   * `maxRecordAgeMs` (a skipped or dead-lettered one counts as processed).
    * @defaultValue 'stop-shard'
    */
   then?: 'stop-shard' | 'dead-letter' | 'skip';

@@ -43,6 +43,8 @@ export const ErrorCodes = {
   PROTOCOL: 'ERR_PROTOCOL',
   /** A user handler threw or rejected. */
   HANDLER: 'ERR_HANDLER',
+  /** A record was older than the consumer's `maxRecordAgeMs` when it would have been handed out. */
+  RECORD_EXPIRED: 'ERR_RECORD_EXPIRED',
   /** A worker thread crashed. */
   WORKER_CRASHED: 'ERR_WORKER_CRASHED',
   /** Anything not covered above. */

@@ -35,7 +35,7 @@ import { CoordinatorMetrics, metricsSnapshot } from './metrics.js';
 import type { CoordinatorOptions, RecordBatch, ResolvedCoordinatorOptions } from './options.js';
 import { resolveCoordinatorOptions } from './options.js';
 import { executePlan } from './plan-execution.js';
-import { SessionFactory, warnIfUnheard } from './session-factory.js';
+import { moduleTaskSettings, SessionFactory, warnIfUnheard } from './session-factory.js';
 import { listShardsApi, ShardDiscovery } from './shard-discovery.js';
 import type { ShardSession } from './shard-session.js';
 import { buildStatus, type CoordinatorStatus, type RecordedFailure } from './status.js';
@@ -137,9 +137,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     this.#supervisor = new Supervisor({
       workerThreads: o.workerThreads,
       logger: o.logger,
-      ...(o.handlerModule === undefined
-        ? {}
-        : { module: { url: o.handlerModule, onHandlerError: o.onHandlerError } }),
+      ...moduleTaskSettings(o),
     });
     if (o.deadLetter !== undefined) {
       this.#deadLetter = new DeadLetterQueue({
@@ -163,6 +161,8 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       ledger: this.#ledger,
       policy: new FailurePolicy({
         onHandlerError: o.onHandlerError,
+        maxRecordAgeMs: o.maxRecordAgeMs,
+        expired: (shardId, records) => this.#factory.countExpired(shardId, records),
         events: this.#events,
         logger: o.logger,
         deadLetter: (shardId, records, error, attempts) =>

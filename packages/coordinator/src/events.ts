@@ -46,6 +46,9 @@ export type StartPosition =
  */
 export type HandlerFailureAction = 'retry' | 'isolate' | 'stop-shard' | 'dead-letter' | 'skip';
 
+/** What happened to records older than `maxRecordAgeMs`: `onHandlerError.then`. */
+export type ExpiredRecordAction = 'stop-shard' | 'dead-letter' | 'skip';
+
 /** Event name -> payload of every event the coordinator emits. */
 export interface CoordinatorEventMap {
   /** This host took a shard's lease. */
@@ -85,6 +88,18 @@ export interface CoordinatorEventMap {
     action: HandlerFailureAction;
     records: number;
   };
+  /**
+   * Records older than `maxRecordAgeMs` were not handed to the handler: `onHandlerError.then` applied
+   * to them (`action`). `sequenceNumber`: the first of them; `ageMs`: its age then.
+   */
+  'record.expired': {
+    shardId: string;
+    records: number;
+    sequenceNumber: string;
+    subSequenceNumber?: number;
+    ageMs: number;
+    action: ExpiredRecordAction;
+  };
   /** A worker thread crashed (`thread`: its pool index, -1 if unknown); its shards resume from their checkpoints on a new thread. */
   'worker.crashed': { thread: number; error: ShardlineError; shardIds: string[]; respawned: boolean };
   /** An error the coordinator survived (a failed ListShards, a reader's fatal error...). */
@@ -109,6 +124,7 @@ export const COORDINATOR_EVENT_NAMES: readonly CoordinatorEventName[] = Object.f
   'checkpoint',
   'throttled',
   'handler.failed',
+  'record.expired',
   'worker.crashed',
   'error',
   'warning',

@@ -6,6 +6,7 @@ export type {
   CoordinatorEventMap,
   CoordinatorEventName,
   CoordinatorEventSource,
+  ExpiredRecordAction,
   HandlerFailureAction,
   LeaseLostReason,
   LeaseReleasedReason,
@@ -38,6 +39,7 @@ export type {
 } from './leases/types.js';
 export { COORDINATOR_METRIC_NAMES, HANDLER_DURATION_BUCKETS_SECONDS } from './metrics.js';
 export type {
+  BatchAnswer,
   CheckpointOptions,
   CoordinatorOptions,
   DeadLetterOptions,

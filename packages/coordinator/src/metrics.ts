@@ -36,6 +36,7 @@ export const COORDINATOR_METRIC_NAMES = Object.freeze({
   handlerDuration: 'shardline_handler_duration_seconds',
   handlerFailures: 'shardline_handler_failures_total',
   deadLetteredRecords: 'shardline_dead_lettered_records_total',
+  recordsExpired: 'shardline_records_expired_total',
   checkpointsWritten: 'shardline_checkpoints_written_total',
   bufferedRecords: 'shardline_buffered_records',
   workerCrashes: 'shardline_worker_crashes_total',
@@ -139,6 +140,7 @@ export class CoordinatorMetrics {
   readonly #handlerDuration: Histogram<Base>;
   readonly #handlerFailures: Counter<Base | 'action'>;
   readonly #deadLettered: Counter<Base>;
+  readonly #recordsExpired: Counter<Base | 'action'>;
   readonly #checkpoints: Counter<Base>;
   readonly #workerCrashes: Counter<Base>;
   readonly #cleanup: Array<() => void> = [];
@@ -205,6 +207,12 @@ export class CoordinatorMetrics {
       [...BASE, 'action'],
     );
     this.#deadLettered = counter(r, N.deadLetteredRecords, 'Records sent to the dead-letter queue', BASE);
+    this.#recordsExpired = counter(
+      r,
+      N.recordsExpired,
+      'Records not handed to the handler for being older than maxRecordAgeMs, by what happened instead: stop-shard, dead-letter, skip',
+      [...BASE, 'action'],
+    );
     this.#checkpoints = counter(r, N.checkpointsWritten, 'Checkpoints written (SHARD_END included)', BASE);
     this.#workerCrashes = counter(r, N.workerCrashes, 'Worker thread crashes seen by this host', BASE);
     const currentLeases = sourcedGauge(
@@ -252,6 +260,9 @@ export class CoordinatorMetrics {
       events.on('lease.released', (e) => this.#leasesReleased.inc({ ...labels, reason: e.reason })),
       events.on('handler.failed', (e) => this.#handlerFailures.inc({ ...labels, action: e.action })),
       events.on('checkpoint', () => this.#checkpoints.inc(labels)),
+      events.on('record.expired', (e) =>
+        this.#recordsExpired.inc({ ...labels, action: e.action }, e.records),
+      ),
       events.on('worker.crashed', () => this.#workerCrashes.inc(labels)),
     );
   }

@@ -92,6 +92,13 @@ export interface ModuleHandlerFailedMessage {
   records: number;
 }
 
+/** module worker -> coordinator: a `record.expired` event to emit on the coordinator. */
+export interface ModuleRecordExpiredMessage {
+  v: typeof PROTOCOL_VERSION;
+  type: 'module-record-expired';
+  event: CoordinatorEventMap['record.expired'];
+}
+
 export type ModuleWorkerMessage =
   | ModuleBatchMessage
   | ModuleDoneMessage
@@ -100,7 +107,8 @@ export type ModuleWorkerMessage =
   | ModuleCheckpointMessage
   | ModuleDeadLetterMessage
   | ModuleBatchProcessedMessage
-  | ModuleHandlerFailedMessage;
+  | ModuleHandlerFailedMessage
+  | ModuleRecordExpiredMessage;
 
 /**
  * coordinator -> module worker: records may be handed out until this wall-clock time (the local lease
@@ -163,6 +171,23 @@ function isDeadLetterRecord(x: unknown): boolean {
   );
 }
 
+const THEN_ACTIONS: ReadonlySet<string> = new Set(['stop-shard', 'dead-letter', 'skip']);
+
+function isRecordExpired(x: unknown): boolean {
+  const e = x as Obj | null;
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.shardId === 'string' &&
+    count(e.records) &&
+    typeof e.sequenceNumber === 'string' &&
+    (e.subSequenceNumber === undefined || count(e.subSequenceNumber)) &&
+    typeof e.ageMs === 'number' &&
+    typeof e.action === 'string' &&
+    THEN_ACTIONS.has(e.action)
+  );
+}
+
 function isBatchProcessed(x: unknown): boolean {
   const e = x as Obj | null;
   return (
@@ -200,6 +225,8 @@ export function isModuleWorkerMessage(x: unknown): x is ModuleWorkerMessage {
       );
     case 'module-batch-processed':
       return isBatchProcessed(m.event);
+    case 'module-record-expired':
+      return isRecordExpired(m.event);
     case 'module-handler-failed':
       return (
         isError(m.error) &&

@@ -43,6 +43,10 @@ export interface ModuleTaskSettings {
   /** `file:` or `data:` URL of the module; its default export is the handler. */
   url: string;
   onHandlerError: Readonly<{ retries: number; backoffMs: Readonly<BackoffMs>; then: string }>;
+  /** `maxRecordAgeMs` (Infinity: no limit). */
+  maxRecordAgeMs: number;
+  /** `parallelism`: concurrent key groups of a batch. */
+  parallelism: number;
 }
 
 export interface ModuleReaderTask extends ShardReaderTask {
@@ -107,6 +111,9 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
       records: e.records,
     }),
   );
+  events.on('record.expired', (event) =>
+    post({ v: PROTOCOL_VERSION, type: 'module-record-expired', event: { ...event } }),
+  );
   events.on('batch.processed', (event) =>
     post({ v: PROTOCOL_VERSION, type: 'module-batch-processed', event: { ...event } }),
   );
@@ -127,8 +134,10 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
     shardId,
     codec: resolveCodec((options.codec ?? 'json') as CodecName, 'codec'),
     sink: { mode: 'handler', handler },
+    parallelism: module.parallelism,
     policy: new FailurePolicy({
       onHandlerError: module.onHandlerError,
+      maxRecordAgeMs: module.maxRecordAgeMs,
       events,
       logger,
       deadLetter: (_shardId, records, error, attempts) =>

@@ -10,6 +10,7 @@
 export { COORDINATOR_DEFAULTS } from './options/defaults.js';
 export { resolveCoordinatorOptions } from './options/resolve.js';
 export type {
+  BatchAnswer,
   CheckpointOptions,
   CoordinatorOptions,
   DeadLetterOptions,

@@ -31,6 +31,8 @@ export interface ShardStats {
   /** Pool index of the thread running the shard's reader (the latest one). */
   thread?: number;
   recordsDelivered: number;
+  /** Records not handed out for being older than `maxRecordAgeMs`. */
+  recordsExpired: number;
   throttled: number;
   lastFetchAtMs?: number;
   millisBehindLatest?: number;
@@ -223,6 +225,10 @@ export class ReaderRun<T = unknown> {
       }
       case 'module-batch-processed':
         this.#d.events.emit('batch.processed', message.event);
+        return;
+      case 'module-record-expired':
+        this.#d.stats.recordsExpired += message.event.records;
+        this.#d.events.emit('record.expired', message.event);
         return;
       case 'module-handler-failed':
         this.#d.events.emit('handler.failed', {

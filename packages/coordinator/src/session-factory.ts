@@ -21,6 +21,7 @@ import { Lane } from './delivery/lane.js';
 import type { CoordinatorEvents } from './events.js';
 import type { Lease, LeaseManager } from './leases/types.js';
 import type { CoordinatorMetrics } from './metrics.js';
+import type { ModuleTaskSettings } from './module-worker.js';
 import type { ResolvedCoordinatorOptions } from './options.js';
 import type { ShardStats } from './reader-run.js';
 import { type ReaderStart, type ShardFailure, ShardSession } from './shard-session.js';
@@ -60,6 +61,11 @@ export class SessionFactory<T> {
     this.#o = options;
   }
 
+  /** `maxRecordAgeMs`: `records` of `shardId` expired (the handler-mode policy's count). */
+  countExpired(shardId: string, records: number): void {
+    this.#statsOf(shardId).recordsExpired += records;
+  }
+
   /** A session for a lease just acquired (the acquire sent at `sent`, performance.now()); not started. */
   create(lease: Lease, sent: number, isRoot: boolean, hooks: SessionHooks): ShardSession<T> {
     const { shardId } = lease;
@@ -92,6 +98,7 @@ export class SessionFactory<T> {
                     ? { mode: 'iterator', iterator }
                     : { mode: 'handler', handler: handler! },
                 policy: this.#o.policy,
+                parallelism: o.parallelism,
                 hooks: laneHooks,
                 events: this.#o.events,
                 logger: o.logger,
@@ -120,7 +127,7 @@ export class SessionFactory<T> {
   #statsOf(shardId: string): ShardStats {
     let stats = this.stats.get(shardId);
     if (stats === undefined) {
-      stats = { recordsDelivered: 0, throttled: 0 };
+      stats = { recordsDelivered: 0, recordsExpired: 0, throttled: 0 };
       this.stats.set(shardId, stats);
     }
     return stats;
@@ -151,6 +158,15 @@ export class SessionFactory<T> {
     }
     return options;
   }
+}
+
+/** What every task of a `handlerModule` pool carries (nothing without `handlerModule`). */
+export function moduleTaskSettings(
+  o: Pick<ResolvedCoordinatorOptions, 'handlerModule' | 'onHandlerError' | 'maxRecordAgeMs' | 'parallelism'>,
+): { module?: ModuleTaskSettings } {
+  if (o.handlerModule === undefined) return {};
+  const { onHandlerError, maxRecordAgeMs, parallelism } = o;
+  return { module: { url: o.handlerModule, onHandlerError, maxRecordAgeMs, parallelism } };
 }
 
 /**

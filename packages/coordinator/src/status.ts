@@ -33,6 +33,8 @@ export interface ShardStatus {
   millisBehindLatest?: number;
   /** Records handed to the handler or the iterator by this host since it started. */
   recordsDelivered: number;
+  /** Records this host did not hand out for being older than `maxRecordAgeMs` (given to `onHandlerError.then`). */
+  recordsExpired: number;
   /** Throttled GetRecords calls on this host since it started. */
   throttled: number;
   /** ISO time of the last GetRecords response. */
@@ -130,6 +132,7 @@ export function buildStatus(s: StatusSource): CoordinatorStatus {
       parentShardIds: s.topology.parentsOf(shardId),
       childShardIds: s.topology.childrenOf(shardId),
       recordsDelivered: stats?.recordsDelivered ?? 0,
+      recordsExpired: stats?.recordsExpired ?? 0,
       throttled: stats?.throttled ?? 0,
     };
     const owner = state === 'reading' ? s.hostId : heldElsewhere ? lease?.owner : undefined;

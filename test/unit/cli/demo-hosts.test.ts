@@ -9,7 +9,16 @@ function shard(
   recordsDelivered: number,
   extra: Partial<ShardStatus> = {},
 ): ShardStatus {
-  return { shardId, state, parentShardIds: [], childShardIds: [], recordsDelivered, throttled: 0, ...extra };
+  return {
+    shardId,
+    state,
+    parentShardIds: [],
+    childShardIds: [],
+    recordsDelivered,
+    recordsExpired: 0,
+    throttled: 0,
+    ...extra,
+  };
 }
 
 function host(hostId: string, shards: ShardStatus[]): CoordinatorStatus {

@@ -2,151 +2,13 @@
  * The delivery parts of the coordinator, together as a shard session wires them (see reader-run.ts):
  * a Lane per shard, the host's CreditLedger, the FailurePolicy and, in iterator mode, the BatchIterator.
  */
-import type {
-  BatchMessage,
-  CoordinatorMessage,
-  DecodedRecordMessage,
-  ShardPosition,
-} from '@shardline/common';
-import {
-  batchSize,
-  CodecError,
-  codecs,
-  PROTOCOL_VERSION,
-  serializeError,
-  silentLogger,
-} from '@shardline/common';
+import { PROTOCOL_VERSION } from '@shardline/common';
 import type { RecordBatch } from '@shardline/coordinator';
 import { expect } from 'chai';
 import sinon from 'sinon';
-import { BatchIterator } from '../../../packages/coordinator/src/delivery/batch-iterator.js';
-import {
-  type CreditAccount,
-  CreditLedger,
-} from '../../../packages/coordinator/src/delivery/credit-ledger.js';
-import {
-  FailurePolicy,
-  type FailurePolicyOptions,
-} from '../../../packages/coordinator/src/delivery/failure-policy.js';
-import { Lane } from '../../../packages/coordinator/src/delivery/lane.js';
-import { CoordinatorEvents } from '../../../packages/coordinator/src/events.js';
-import type { RecordHandler } from '../../../packages/coordinator/src/options.js';
+import { CreditLedger } from '../../../packages/coordinator/src/delivery/credit-ledger.js';
 import { rejection } from '../../support/assertions.js';
-
-/** What one shard's lane told its owner. */
-interface TestLane {
-  sent: CoordinatorMessage[];
-  processed: Array<{ position: ShardPosition; records: number }>;
-  checkpoints: ShardPosition[];
-  failed: string[];
-}
-
-const credit = (l: TestLane) =>
-  l.sent.filter((m) => m.type === 'credit').map((m) => (m.type === 'credit' ? m.records : 0));
-const revoked = (l: TestLane) =>
-  l.sent.filter((m) => m.type === 'revoke').map((m) => (m.type === 'revoke' ? m.records : 0));
-
-function lane(): TestLane {
-  return { sent: [], processed: [], checkpoints: [], failed: [] };
-}
-
-let nextBatchId = 0;
-function batch(shardId: string, values: Array<number | 'poison'>, firstSeq = 100): BatchMessage {
-  const records: DecodedRecordMessage[] = values.map((v, n) => {
-    const record: DecodedRecordMessage = {
-      data: v === 'poison' ? new Uint8Array([1]) : { v },
-      partitionKey: 'k',
-      sequenceNumber: String(firstSeq + n),
-      arrivalMs: 0,
-    };
-    if (v === 'poison') record.error = serializeError(new CodecError('json', 'undecodable'));
-    return record;
-  });
-  return {
-    v: PROTOCOL_VERSION,
-    type: 'batch',
-    shardId,
-    batchId: nextBatchId++,
-    lastSequenceNumber: String(firstSeq + values.length - 1),
-    bytes: values.length * 10,
-    encoding: 'decoded',
-    records,
-  };
-}
-
-const tick = () => new Promise((resolve) => setImmediate(resolve));
-
-interface DeliveryOptions {
-  mode?: 'handler' | 'iterator';
-  handler?: RecordHandler<{ v: number }>;
-  maxBufferedRecords?: number;
-  onHandlerError?: FailurePolicyOptions['onHandlerError'];
-  deadLetter?: FailurePolicyOptions['deadLetter'];
-}
-
-/** Lanes, a ledger, a policy and (iterator mode) an iterator, wired as a shard session wires them. */
-function delivery(options: DeliveryOptions = {}) {
-  const events = new CoordinatorEvents(silentLogger);
-  const ledger = new CreditLedger({
-    maxBufferedRecords: options.maxBufferedRecords ?? 100,
-    maxBufferedBytes: 64 * 1024 * 1024,
-  });
-  const iterator = options.mode === 'iterator' ? new BatchIterator<{ v: number }>() : undefined;
-  const policy = new FailurePolicy({
-    onHandlerError: options.onHandlerError ?? {
-      retries: 0,
-      backoffMs: { initial: 1, max: 1 },
-      // biome-ignore lint/suspicious/noThenProperty: the API's option name, a string
-      then: 'stop-shard',
-    },
-    events,
-    logger: silentLogger,
-    ...(options.deadLetter === undefined ? {} : { deadLetter: options.deadLetter }),
-  });
-  const lanes = new Map<string, { lane: Lane<{ v: number }>; account: CreditAccount }>();
-  return {
-    events,
-    ledger,
-    iterator: iterator!,
-    open(shardId: string, l: TestLane): Lane<{ v: number }> {
-      const account = ledger.open(shardId, (m) => l.sent.push(m));
-      const created = new Lane<{ v: number }>({
-        shardId,
-        codec: codecs.json as never,
-        sink:
-          iterator !== undefined
-            ? { mode: 'iterator', iterator }
-            : { mode: 'handler', handler: options.handler! },
-        policy,
-        hooks: {
-          processed: (position, records) => l.processed.push({ position, records }),
-          checkpoint: async (position) => {
-            l.checkpoints.push(position);
-          },
-          finished: (b, completed) => {
-            account.release(batchSize(b), b.bytes);
-            if (completed) l.sent.push({ v: PROTOCOL_VERSION, type: 'ack', batchId: b.batchId });
-          },
-          failed: (error) => l.failed.push(error.code),
-        },
-        events,
-        logger: silentLogger,
-      });
-      lanes.set(shardId, { lane: created, account });
-      return created;
-    },
-    push(shardId: string, message: BatchMessage): void {
-      const { lane: target, account } = lanes.get(shardId)!;
-      const keep = !target.halted;
-      account.received(batchSize(message), message.bytes, keep);
-      if (keep) target.push(message);
-    },
-    lane: (shardId: string) => lanes.get(shardId)!.lane,
-    get bufferedRecords() {
-      return ledger.bufferedRecords;
-    },
-  };
-}
+import { batch, credit, delivery, lane, nextBatchId, revoked, tick } from './delivery-harness.js';
 
 describe('coordinator delivery: lanes, credit ledger, failure policy, iterator', () => {
   it("delivers a shard's batches one at a time, in order; shards run concurrently", async () => {
@@ -790,7 +652,7 @@ describe('coordinator delivery: lanes, credit ledger, failure policy, iterator',
       v: PROTOCOL_VERSION,
       type: 'batch',
       shardId: 'A',
-      batchId: nextBatchId++,
+      batchId: nextBatchId(),
       lastSequenceNumber: '102',
       bytes: 20,
       encoding: 'json',

@@ -94,6 +94,7 @@ describe('coordinator events', () => {
       'checkpoint',
       'throttled',
       'handler.failed',
+      'record.expired',
       'worker.crashed',
       'error',
       'warning',

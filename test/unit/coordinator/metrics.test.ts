@@ -81,6 +81,7 @@ describe('coordinator metrics', () => {
       [N.handlerDuration]: 'histogram',
       [N.handlerFailures]: 'counter',
       [N.deadLetteredRecords]: 'counter',
+      [N.recordsExpired]: 'counter',
       [N.checkpointsWritten]: 'counter',
       [N.bufferedRecords]: 'gauge',
       [N.workerCrashes]: 'counter',

@@ -26,6 +26,11 @@ describe('coordinator handlerModule protocol guards', () => {
       { v, type: 'module-dead-letter', id: 2, records: [record], error, attempts: 1 },
       { v, type: 'module-batch-processed', event: { shardId: 's', records: 2, durationMs: 1.5 } },
       { v, type: 'module-handler-failed', error, attempt: 2, action: 'retry', records: 4 },
+      {
+        v,
+        type: 'module-record-expired',
+        event: { shardId: 's', records: 2, sequenceNumber: '9', ageMs: 61_000, action: 'skip' },
+      },
     ]) {
       expect(isModuleWorkerMessage(m), m.type).to.equal(true);
     }
@@ -53,6 +58,12 @@ describe('coordinator handlerModule protocol guards', () => {
       { v, type: 'module-batch-processed', event: { shardId: 's' } },
       { v, type: 'module-handler-failed', error, attempt: 2, action: 'explode', records: 4 },
       { v, type: 'module-event', event: 'batch.processed', payload: {} },
+      {
+        v,
+        type: 'module-record-expired',
+        event: { shardId: 's', records: 2, sequenceNumber: '9', ageMs: 61_000, action: 'retry' },
+      },
+      { v, type: 'module-record-expired', event: { shardId: 's', records: 2, ageMs: 1, action: 'skip' } },
     ]) {
       expect(isModuleWorkerMessage(m), JSON.stringify(m)).to.equal(false);
     }

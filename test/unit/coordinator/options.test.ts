@@ -75,6 +75,8 @@ describe('coordinator options', () => {
         backoffMs: { initial: 100, max: 30_000 },
         then: 'stop-shard',
       });
+      expect(o.maxRecordAgeMs).to.equal(Number.POSITIVE_INFINITY);
+      expect(o.parallelism).to.equal(1);
       expect(o.deadLetter).to.equal(undefined);
       expect(o.logger).to.equal(silentLogger);
       expect(o.metrics).to.equal(undefined);
@@ -210,6 +212,35 @@ describe('coordinator options', () => {
           resolveCoordinatorOptions({ ...noName, streamArn: 'arn:aws:sqs:eu-west-1:123456789012:stream/x' }),
         'streamArn',
       );
+    });
+  });
+
+  describe('maxRecordAgeMs and parallelism (handler controls)', () => {
+    const handler = () => undefined;
+    it('accept a handler, with their bounds', () => {
+      const o = resolve({ handler, maxRecordAgeMs: 60_000, parallelism: 8 });
+      expect(o.maxRecordAgeMs).to.equal(60_000);
+      expect(o.parallelism).to.equal(8);
+      expect(resolve({ handler, maxRecordAgeMs: Number.POSITIVE_INFINITY }).maxRecordAgeMs).to.equal(
+        Number.POSITIVE_INFINITY,
+      );
+      optionError(() => resolve({ handler, maxRecordAgeMs: 0 }), 'maxRecordAgeMs', />= 1 \(got 0\)/);
+      optionError(() => resolve({ handler, maxRecordAgeMs: 1.5 }), 'maxRecordAgeMs', /integer or Infinity/);
+      optionError(() => resolve({ handler, maxRecordAgeMs: '1m' }), 'maxRecordAgeMs', /must be a number/);
+      optionError(() => resolve({ handler, parallelism: 0 }), 'parallelism', />= 1/);
+      optionError(() => resolve({ handler, parallelism: 101 }), 'parallelism', /<= 100/);
+      optionError(() => resolve({ handler, parallelism: 2.5 }), 'parallelism', /integer/);
+    });
+
+    it('are refused in iterator mode, saying what to do instead', () => {
+      optionError(
+        () => resolve({ maxRecordAgeMs: 1_000 }),
+        'maxRecordAgeMs',
+        /needs handler or handlerModule/,
+      );
+      optionError(() => resolve({ parallelism: 2 }), 'parallelism', /needs handler or handlerModule/);
+      // Their defaults, given explicitly, are fine.
+      expect(resolve({ parallelism: 1 }).parallelism).to.equal(1);
     });
   });
 

@@ -170,7 +170,7 @@ async function harness(options: HarnessOptions = {}): Promise<Harness> {
     checkpoint: options.checkpoint ?? { mode: 'auto', intervalMs: 1_000 },
     ledger,
     crashGuard: new CrashGuard(),
-    stats: { recordsDelivered: 0, throttled: 0 },
+    stats: { recordsDelivered: 0, recordsExpired: 0, throttled: 0 },
     initialPosition: options.initialPosition ?? 'TRIM_HORIZON',
     readerOptions: (start) => ({
       shardId: SHARD,

@@ -10,15 +10,22 @@
  * - Every handler call, retry and isolated record first passes the lane's gate: nothing is handed out
  *   past the local lease deadline or once the lane halted (the work is then abandoned: its records are
  *   delivered again by whoever reads the shard next, from the checkpoint).
+ * - A partial-batch answer (handler-answer.ts): the records before the one reported failed are
+ *   processed at once; the call counts as a failed attempt of the rest, which alone is retried (then
+ *   isolated), as if the handler had thrown on a batch of those records.
+ * - `maxRecordAgeMs` (record-age.ts): before each handler call, records past the age get `then` instead
+ *   of the call (a run of them at a time, in order), the others are delivered as their own runs.
  *
  * One policy per host (or per worker thread for `handlerModule`); it keeps no per-shard state.
  */
 
 import type { BackoffMs, Logger, ShardPosition, ShardRecord } from '@shardline/common';
 import { backoffDelay, ErrorCodes, ShardlineError, serializeError, sleep } from '@shardline/common';
-import type { CoordinatorEvents } from '../events.js';
+import type { CoordinatorEventMap, CoordinatorEvents } from '../events.js';
 import type { RecordBatch, RecordHandler } from '../options.js';
+import { failedIndex, reportedFailure } from './handler-answer.js';
 import type { BuiltBatch } from './lane.js';
+import { type AgeRun, ageRuns, expiredError } from './record-age.js';
 
 /**
  * - `processed`: the whole batch was handled; reported.
@@ -34,6 +41,13 @@ export interface FailurePolicyOptions {
   onHandlerError: Readonly<{ retries: number; backoffMs: Readonly<BackoffMs>; then: string }>;
   events: CoordinatorEvents;
   logger: Logger;
+  /**
+   * Records older than this when they would be handed to the handler get `then` instead.
+   * @defaultValue Infinity (no limit)
+   */
+  maxRecordAgeMs?: number;
+  /** Counts expired records (status); the `handlerModule` worker relays its events instead. */
+  expired?: (shardId: string, records: number) => void;
   /** `then: 'dead-letter'`: sends records to the dead-letter queue. */
   deadLetter?: (
     shardId: string,
@@ -82,24 +96,45 @@ export class FailurePolicy {
   }
 
   /** Runs the handler on `records` (retries, then isolation, then `then`). */
-  async run<T>(
+  run<T>(
     lane: PolicyLane<T>,
     handler: RecordHandler<T>,
     records: ShardRecord<T>[],
     end: ShardPosition,
     millisBehindLatest: number | undefined,
   ): Promise<Outcome> {
+    return this.#run(lane, handler, records, end, millisBehindLatest, 0);
+  }
+
+  /** {@link run} from attempt `first` (a run split off by age keeps the attempts it had). */
+  async #run<T>(
+    lane: PolicyLane<T>,
+    handler: RecordHandler<T>,
+    records: ShardRecord<T>[],
+    end: ShardPosition,
+    millisBehindLatest: number | undefined,
+    first: number,
+  ): Promise<Outcome> {
     const { retries, backoffMs } = this.#o.onHandlerError;
-    const { batch } = lane.makeBatch(records, end, millisBehindLatest);
-    const started = performance.now();
-    for (let attempt = 0; ; attempt++) {
+    let pending = records;
+    let started = performance.now();
+    for (let attempt = first; ; attempt++) {
       if (!(await lane.gate())) return 'abandoned';
-      const error = await this.#attempt(lane, handler, batch);
+      const runs = ageRuns(pending, Date.now(), this.#maxAgeMs);
+      if (runs !== undefined) return this.#runByAge(lane, handler, runs, end, millisBehindLatest, attempt);
+      const { batch } = lane.makeBatch(pending, end, millisBehindLatest);
+      const { error, done } = await this.#attempt(lane, handler, batch);
       if (error === undefined) {
-        lane.reportProcessed(records.length, end, started, millisBehindLatest);
+        lane.reportProcessed(pending.length, end, started, millisBehindLatest);
         return 'processed';
       }
-      const base = { shardId: lane.shardId, error, attempt: attempt + 1, records: records.length };
+      if (done > 0) {
+        // A partial answer: the records before the failed one are processed, the rest is retried.
+        lane.reportProcessed(done, positionOf(pending[done - 1]!), started, millisBehindLatest);
+        pending = pending.slice(done);
+        started = performance.now();
+      }
+      const base = { shardId: lane.shardId, error, attempt: attempt + 1, records: pending.length };
       // A halt may be what made the handler fail: the batch is delivered again after a restart.
       if (lane.signal.aborted) return 'abandoned';
       if (attempt < retries) {
@@ -107,14 +142,47 @@ export class FailurePolicy {
         if (!(await this.#sleep(lane, backoffDelay(attempt, backoffMs as BackoffMs)))) return 'abandoned';
         continue;
       }
-      if (records.length === 1) return this.applyThen(lane, records, end, error, attempt + 1);
+      if (pending.length === 1) return this.applyThen(lane, pending, end, error, attempt + 1);
       this.#o.logger.warn(
-        { shardId: lane.shardId, err: serializeError(error), records: records.length },
+        { shardId: lane.shardId, err: serializeError(error), records: pending.length },
         'handler failed: delivering the batch one record at a time',
       );
       this.#o.events.emit('handler.failed', { ...base, action: 'isolate' });
-      return this.#isolate(lane, handler, batch, end, attempt + 2);
+      return this.#isolate(lane, handler, pending, end, millisBehindLatest, attempt + 2);
     }
+  }
+
+  /**
+   * A batch some records of which are past `maxRecordAgeMs`: each run, in order, gets `then` (expired)
+   * or the handler (the others, with the attempts they had). `'isolated'` once every run passed.
+   */
+  async #runByAge<T>(
+    lane: PolicyLane<T>,
+    handler: RecordHandler<T>,
+    runs: AgeRun<T>[],
+    end: ShardPosition,
+    millisBehindLatest: number | undefined,
+    attempt: number,
+  ): Promise<Outcome> {
+    for (const [n, run] of runs.entries()) {
+      if (!(await lane.gate())) return 'abandoned';
+      const runEnd = n === runs.length - 1 ? end : positionOf(run.records[run.records.length - 1]!);
+      const outcome = run.expired
+        ? await this.#expire(lane, run.records, runEnd, attempt)
+        : await this.#run(lane, handler, run.records, runEnd, millisBehindLatest, attempt);
+      if (outcome === 'abandoned' || outcome === 'failed') return outcome;
+    }
+    return 'isolated';
+  }
+
+  #expire<T>(
+    lane: PolicyLane<T>,
+    records: ShardRecord<T>[],
+    position: ShardPosition,
+    attempts: number,
+  ): Promise<Outcome> {
+    const error = expiredError(records, lane.shardId, Date.now(), this.#maxAgeMs);
+    return this.applyThen(lane, records, position, error, attempts, 'expired');
   }
 
   /**
@@ -127,7 +195,7 @@ export class FailurePolicy {
     position: ShardPosition,
     error: ShardlineError,
     attempts: number,
-    what: 'handler' | 'poison' = 'handler',
+    what: 'handler' | 'poison' | 'expired' = 'handler',
   ): Promise<Outcome> {
     const action = this.action;
     const first = records[0]!;
@@ -140,15 +208,18 @@ export class FailurePolicy {
         err: serializeError(error),
         action,
       },
-      what === 'poison' ? 'poison record' : 'handler failed',
+      what === 'poison' ? 'poison record' : what === 'expired' ? 'records expired' : 'handler failed',
     );
-    this.#o.events.emit('handler.failed', {
-      shardId: lane.shardId,
-      error,
-      attempt: attempts,
-      action,
-      records: records.length,
-    });
+    if (what === 'expired') this.#emitExpired(lane.shardId, records, error, action);
+    else {
+      this.#o.events.emit('handler.failed', {
+        shardId: lane.shardId,
+        error,
+        attempt: attempts,
+        action,
+        records: records.length,
+      });
+    }
     if (action === 'stop-shard') {
       lane.fail(error, positionOf(first));
       return 'failed';
@@ -160,17 +231,50 @@ export class FailurePolicy {
     return 'skipped';
   }
 
-  /** One handler call; the error it threw, if any. */
+  #emitExpired(
+    shardId: string,
+    records: ShardRecord<unknown>[],
+    error: ShardlineError,
+    action: ThenAction,
+  ): void {
+    const first = records[0]!;
+    const payload: CoordinatorEventMap['record.expired'] = {
+      shardId,
+      records: records.length,
+      sequenceNumber: first.sequenceNumber,
+      ageMs: (error.details?.ageMs as number | undefined) ?? 0,
+      action,
+    };
+    if (first.subSequenceNumber !== undefined) payload.subSequenceNumber = first.subSequenceNumber;
+    this.#o.expired?.(shardId, records.length);
+    this.#o.events.emit('record.expired', payload);
+  }
+
+  get #maxAgeMs(): number {
+    return this.#o.maxRecordAgeMs ?? Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * One handler call: the error it threw, or the failure it reported (a partial answer), with `done`
+   * records before it processed.
+   */
   async #attempt<T>(
     lane: PolicyLane<T>,
     handler: RecordHandler<T>,
     batch: RecordBatch<T>,
-  ): Promise<ShardlineError | undefined> {
+  ): Promise<{ error?: ShardlineError; done: number }> {
+    let answer: unknown;
     try {
-      await handler(batch);
-      return undefined;
+      answer = await handler(batch);
     } catch (thrown) {
-      return toHandlerError(thrown, lane.shardId);
+      return { error: toHandlerError(thrown, lane.shardId), done: 0 };
+    }
+    try {
+      const at = failedIndex(answer, batch.records, lane.shardId);
+      if (at === undefined) return { done: 0 };
+      return { error: reportedFailure(batch.records[at]!, lane.shardId), done: at };
+    } catch (invalid) {
+      return { error: toHandlerError(invalid, lane.shardId), done: 0 };
     }
   }
 
@@ -186,23 +290,29 @@ export class FailurePolicy {
 
   /**
    * Delivers the records of a batch that kept failing one at a time, in order, one attempt each:
-   * `then` applies only to the records that fail alone (`attempts`: what each has had by then).
+   * `then` applies only to the records that fail alone (`attempts`: what each has had by then), or
+   * are past `maxRecordAgeMs` by their turn.
    */
   async #isolate<T>(
     lane: PolicyLane<T>,
     handler: RecordHandler<T>,
-    batch: RecordBatch<T>,
+    records: ShardRecord<T>[],
     end: ShardPosition,
+    millisBehindLatest: number | undefined,
     attempts: number,
   ): Promise<Outcome> {
-    const { records, millisBehindLatest } = batch;
     for (const [n, record] of records.entries()) {
       if (!(await lane.gate())) return 'abandoned';
       // The last record reports the batch's end, as the whole batch would have.
       const position = n === records.length - 1 ? end : positionOf(record);
+      if (ageRuns([record], Date.now(), this.#maxAgeMs) !== undefined) {
+        const outcome = await this.#expire(lane, [record], position, attempts - 1);
+        if (outcome !== 'skipped') return outcome;
+        continue;
+      }
       const started = performance.now();
       const single = lane.makeBatch([record], position, millisBehindLatest).batch;
-      const error = await this.#attempt(lane, handler, single);
+      const { error } = await this.#attempt(lane, handler, single);
       if (error === undefined) {
         lane.reportProcessed(1, position, started, millisBehindLatest);
         continue;

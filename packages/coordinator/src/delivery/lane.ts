@@ -11,7 +11,7 @@
  *   before them are delivered, then `onHandlerError.then` applies to the poison record alone (without
  *   retries: decoding is deterministic, a retry fails the same way).
  * - Handler errors, retries and isolation are the {@link FailurePolicy}'s; the iterator is the
- *   {@link BatchIterator}'s. The lane knows nothing of credit: it tells its hooks when a batch is
+ *   {@link BatchIterator}'s; `parallelism` (concurrent key groups of one batch) is key-groups.ts'. The lane knows nothing of credit: it tells its hooks when a batch is
  *   finished with, and the session gives its room back to the credit ledger.
  *
  * The same class runs on the coordinator thread (handler and iterator modes) and inside a worker
@@ -19,12 +19,14 @@
  */
 
 import type { BatchMessage, Codec, Logger, ShardPosition, ShardRecord } from '@shardline/common';
-import { deserializeError, ShardlineOptionError, serializeError, splitBatch } from '@shardline/common';
+import { deserializeError, serializeError, splitBatch } from '@shardline/common';
 import { comparePositions } from '../checkpointer.js';
 import type { CoordinatorEvents } from '../events.js';
-import type { RecordBatch, RecordHandler } from '../options.js';
+import type { RecordHandler } from '../options.js';
 import type { BatchIterator } from './batch-iterator.js';
 import { type FailurePolicy, type Outcome, positionOf, toHandlerError } from './failure-policy.js';
+import { runByKey } from './key-groups.js';
+import { type BuiltBatch, buildBatch } from './user-batch.js';
 
 /** What a lane tells its owner. */
 export interface LaneHooks {
@@ -57,13 +59,14 @@ export interface LaneOptions<T> {
   hooks: LaneHooks;
   events: CoordinatorEvents;
   logger: Logger;
+  /**
+   * Handler mode: concurrent handler calls on one batch, by partition-key group (key-groups.ts).
+   * @defaultValue 1
+   */
+  parallelism?: number;
 }
 
-/** A batch built for the user, and whether `batch.checkpoint()` covered all of it. */
-export interface BuiltBatch<T> {
-  batch: RecordBatch<T>;
-  checkpointedToEnd(): boolean;
-}
+export type { BuiltBatch } from './user-batch.js';
 
 /** Whether the shard moves on after a run. */
 const passed = (outcome: Outcome) =>
@@ -77,6 +80,8 @@ export class Lane<T = unknown> {
   #busy = false;
   #paused = false;
   #halted = false;
+  /** `fail()` was called: a second failure (another key group) is not reported again. */
+  #failed = false;
   #gateWaiters: Array<(open: boolean) => void> = [];
   #idleWaiters: Array<() => void> = [];
   #delivered = 0;
@@ -252,9 +257,13 @@ export class Lane<T = unknown> {
   ): Promise<Outcome> {
     const last = positionOf(records[records.length - 1]!);
     const end = batchEnd !== undefined && comparePositions(batchEnd, last) > 0 ? batchEnd : last;
-    const { sink } = this.#o;
+    const { sink, policy } = this.#o;
     if (sink.mode === 'handler') {
-      return this.#o.policy.run(this, sink.handler, records, end, millisBehindLatest);
+      const parallelism = this.#o.parallelism ?? 1;
+      if (parallelism > 1) {
+        return runByKey(this, policy, sink.handler, records, end, millisBehindLatest, parallelism);
+      }
+      return policy.run(this, sink.handler, records, end, millisBehindLatest);
     }
     if (!(await this.gate())) return 'abandoned';
     const started = performance.now();
@@ -278,6 +287,8 @@ export class Lane<T = unknown> {
   /** `onHandlerError.then: 'stop-shard'`: halts the lane and tells the session. */
   fail(error: ShardlineErrorLike, position: ShardPosition | undefined): void {
     this.halt();
+    if (this.#failed) return;
+    this.#failed = true;
     this.#o.hooks.failed(error, position);
   }
 
@@ -290,6 +301,39 @@ export class Lane<T = unknown> {
   ): void {
     this.#delivered += records;
     this.#o.hooks.processed(end, records);
+    this.#emitProcessed(records, end, started, millisBehindLatest);
+  }
+
+  /**
+   * Key groups: `records` of a group were handled, up to `end` of that group (the shard's processed
+   * position moves separately, by {@link advance}).
+   */
+  reportHandled(
+    records: number,
+    end: ShardPosition,
+    started: number,
+    millisBehindLatest: number | undefined,
+  ): void {
+    this.#delivered += records;
+    this.#emitProcessed(records, end, started, millisBehindLatest);
+  }
+
+  /** Key groups: everything up to `position` is processed (`records` handed out since the last move). */
+  advance(position: ShardPosition, records: number): void {
+    this.#o.hooks.processed(position, records);
+  }
+
+  /** Writes a checkpoint at `position` now (`batch.checkpoint()`). */
+  writeCheckpoint(position: ShardPosition): Promise<void> {
+    return this.#o.hooks.checkpoint(position);
+  }
+
+  #emitProcessed(
+    records: number,
+    end: ShardPosition,
+    started: number,
+    millisBehindLatest: number | undefined,
+  ): void {
     const payload: {
       shardId: string;
       records: number;
@@ -310,35 +354,8 @@ export class Lane<T = unknown> {
 
   /** The user's view of `records`; its `checkpoint(upTo?)` writes through the hooks. */
   makeBatch(records: ShardRecord<T>[], end: ShardPosition, millisBehindLatest?: number): BuiltBatch<T> {
-    let toEnd = false;
-    const checkpoint = (position: ShardPosition, whole: boolean): Promise<void> =>
-      this.#o.hooks.checkpoint(position).then(() => {
-        if (whole) toEnd = true;
-      });
-    const batch: RecordBatch<T> = {
-      shardId: this.shardId,
-      records,
-      checkpoint: (upTo?: ShardRecord<T>) => {
-        if (upTo === undefined) return checkpoint(end, true);
-        const found = records.includes(upTo)
-          ? upTo
-          : records.find(
-              (r) =>
-                r.sequenceNumber === upTo?.sequenceNumber && r.subSequenceNumber === upTo?.subSequenceNumber,
-            );
-        if (found === undefined) {
-          return Promise.reject(
-            new ShardlineOptionError(
-              'upTo',
-              'must be a record of this batch (or omitted for the whole batch)',
-            ),
-          );
-        }
-        const last = found === records[records.length - 1];
-        return checkpoint(last ? end : positionOf(found), last);
-      },
-    };
-    if (millisBehindLatest !== undefined) batch.millisBehindLatest = millisBehindLatest;
-    return { batch, checkpointedToEnd: () => toEnd };
+    return buildBatch(this.shardId, records, end, millisBehindLatest, (position) =>
+      this.#o.hooks.checkpoint(position),
+    );
   }
 }

@@ -30,6 +30,8 @@ export const COORDINATOR_DEFAULTS = Object.freeze({
     // biome-ignore lint/suspicious/noThenProperty: the API's option name; a string, so never a thenable
     then: 'stop-shard' as const,
   }),
+  maxRecordAgeMs: Number.POSITIVE_INFINITY,
+  parallelism: 1,
   deadLetterQueue: 'shardline-dlq',
   fanOut: Object.freeze({
     transport: 'auto' as KinesisTransport,
@@ -50,6 +52,8 @@ export const LIMITS = Object.freeze({
   /** A shard iterator expires 5 minutes after it was issued: an idle wait that long always loses it. */
   iteratorLifetimeMs: 300_000,
   maxIdLength: 256,
+  /** Concurrent handler calls per shard: more would mostly queue on one shard's 2 MiB/s. */
+  maxParallelism: 100,
   /** SubscribeToShard allows one call per second per consumer and shard: a faster renewal is throttled. */
   minSubscriptionRenewMs: 1_000,
   /** AWS ends a subscription after 5 minutes: a longer renewal period would never apply. */

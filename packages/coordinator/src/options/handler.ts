@@ -9,8 +9,8 @@ import { pathToFileURL } from 'node:url';
 import type { BackoffMs, CodecName } from '@shardline/common';
 import { ShardlineOptionError, validateRetryOptions } from '@shardline/common';
 import type { RedisConnection } from '../leases/redis-options.js';
-import { identifier, objectOption, redisConnection, rejectUnknownKeys, show } from './checks.js';
-import { COORDINATOR_DEFAULTS } from './defaults.js';
+import { identifier, integer, objectOption, redisConnection, rejectUnknownKeys, show } from './checks.js';
+import { COORDINATOR_DEFAULTS, LIMITS } from './defaults.js';
 import type { RecordHandler, ResolvedCoordinatorOptions } from './types.js';
 
 /**
@@ -84,6 +84,36 @@ function checkModuleFile(url: URL, given?: string): void {
       `names no file (${url.pathname})${relative ? `: relative paths resolve against the working directory ${process.cwd()}` : ''}`,
     );
   }
+}
+
+/** `maxRecordAgeMs` and `parallelism`: handler controls, for `handler` and `handlerModule` only. */
+export function resolveHandlerControls(
+  o: Record<string, unknown>,
+  delivery: ResolvedCoordinatorOptions['delivery'],
+): Pick<ResolvedCoordinatorOptions, 'maxRecordAgeMs' | 'parallelism'> {
+  const maxRecordAgeMs = integer(o.maxRecordAgeMs, 'maxRecordAgeMs', COORDINATOR_DEFAULTS.maxRecordAgeMs, {
+    min: 1,
+    infinity: true,
+  });
+  const parallelism = integer(o.parallelism, 'parallelism', COORDINATOR_DEFAULTS.parallelism, {
+    min: 1,
+    max: LIMITS.maxParallelism,
+  });
+  if (delivery === 'iterator') {
+    if (maxRecordAgeMs !== COORDINATOR_DEFAULTS.maxRecordAgeMs) {
+      throw new ShardlineOptionError(
+        'maxRecordAgeMs',
+        'needs handler or handlerModule: when iterating the coordinator, check record.approximateArrivalTimestamp in the loop',
+      );
+    }
+    if (parallelism !== COORDINATOR_DEFAULTS.parallelism) {
+      throw new ShardlineOptionError(
+        'parallelism',
+        'needs handler or handlerModule: the iterator hands out one batch per shard at a time (remove parallelism, or pass a handler)',
+      );
+    }
+  }
+  return { maxRecordAgeMs, parallelism };
 }
 
 export function resolveOnHandlerError(value: unknown): ResolvedCoordinatorOptions['onHandlerError'] {

@@ -31,7 +31,12 @@ import {
 } from './checks.js';
 import { COORDINATOR_DEFAULTS, LIMITS } from './defaults.js';
 import { resolveFanOut } from './fan-out.js';
-import { resolveDeadLetter, resolveDelivery, resolveOnHandlerError } from './handler.js';
+import {
+  resolveDeadLetter,
+  resolveDelivery,
+  resolveHandlerControls,
+  resolveOnHandlerError,
+} from './handler.js';
 import type { CoordinatorOptions, ResolvedCoordinatorOptions } from './types.js';
 
 const TOP_LEVEL_KEYS = [
@@ -59,6 +64,8 @@ const TOP_LEVEL_KEYS = [
   'handler',
   'handlerModule',
   'onHandlerError',
+  'maxRecordAgeMs',
+  'parallelism',
   'deadLetter',
   'logger',
   'metrics',
@@ -333,6 +340,7 @@ export function resolveCoordinatorOptions<T = unknown>(
   const { delivery, handler, handlerModule } = resolveDelivery<T>(o, codecName);
 
   const onHandlerError = resolveOnHandlerError(o.onHandlerError);
+  const { maxRecordAgeMs, parallelism } = resolveHandlerControls(o, delivery);
   const deadLetter = resolveDeadLetter(o.deadLetter, onHandlerError.then, leases.redis);
 
   return Object.freeze({
@@ -364,6 +372,8 @@ export function resolveCoordinatorOptions<T = unknown>(
     handler,
     handlerModule,
     onHandlerError,
+    maxRecordAgeMs,
+    parallelism,
     deadLetter,
     logger: resolveLogger(o.logger),
     metrics: resolveMetricsOptions(o.metrics),

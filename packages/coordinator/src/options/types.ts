@@ -14,6 +14,7 @@ import type {
   PortableKinesisConfig,
   ShardRecord,
 } from '@shardline/common';
+import type { BatchAnswer } from '../delivery/handler-answer.js';
 import type { MemoryLeaseStore } from '../leases/memory.js';
 import type { RedisConnection } from '../leases/redis-options.js';
 
@@ -22,15 +23,29 @@ export interface RecordBatch<T = unknown> {
   shardId: string;
   records: ShardRecord<T>[];
   millisBehindLatest?: number;
-  /** Checkpoints up to `upTo` (by default the batch's last record). */
+  /**
+   * Checkpoints up to `upTo` (by default the batch's last record). With `parallelism` above 1, a batch
+   * is one key group's: this marks its records up to `upTo` processed and writes the shard's highest
+   * position below which every record is processed (nothing when an earlier record of another group is
+   * still under way).
+   */
   checkpoint(upTo?: ShardRecord<T>): Promise<void>;
 }
 
-/** A handler run on the coordinator thread; the shard's next batch waits until it settles. */
-export type RecordHandler<T = unknown> = (batch: RecordBatch<T>) => Promise<void> | void;
+/**
+ * A handler run on the coordinator thread; the shard's next batch waits until it settles. It may resolve
+ * to a partial-batch answer ({@link BatchAnswer}): the first record of the batch that failed. The records
+ * before it count as processed; it and the rest are retried under `onHandlerError`.
+ */
+export type RecordHandler<T = unknown> = (
+  batch: RecordBatch<T>,
+  // biome-ignore lint/suspicious/noConfusingVoidType: an async handler that returns nothing is Promise<void>
+) => Promise<void | BatchAnswer<T>> | void | BatchAnswer<T>;
 
 /** Where a shard without checkpoint starts. Children of a reshard always start at TRIM_HORIZON. */
 export type InitialPosition = 'TRIM_HORIZON' | 'LATEST' | { timestamp: Date };
+
+export type { BatchAnswer };
 
 export interface LeasesOptions {
   /**
@@ -82,7 +97,8 @@ export interface HandlerErrorOptions {
    * each record that fails alone (a batch of one record gets `then` directly). `'stop-shard'` stops
    * reading the shard at the first such record (status `failing`, lease released, checkpoint just
    * before it); `'dead-letter'` sends the record to the `deadLetter` queue and moves on; `'skip'` moves
-   * past it. Undecodable records get `then` at once, without retries.
+   * past it. Undecodable records get `then` at once, without retries, and so do records past
+   * `maxRecordAgeMs` (a skipped or dead-lettered one counts as processed).
    * @defaultValue 'stop-shard'
    */
   then?: 'stop-shard' | 'dead-letter' | 'skip';
@@ -226,6 +242,27 @@ export interface CoordinatorOptions<T = unknown> {
   handlerModule?: string | URL;
   /** @defaultValue { retries: Infinity, backoffMs: { initial: 100, max: 30000 }, then: 'stop-shard' } */
   onHandlerError?: HandlerErrorOptions;
+  /**
+   * `handler` / `handlerModule`: a record older than this (now minus its `approximateArrivalTimestamp`)
+   * when it would be handed to the handler, first call, retry or isolated record alike, is not: it gets
+   * `onHandlerError.then` (skipped, dead-lettered with `ERR_RECORD_EXPIRED`, or the shard stops before
+   * it), emits `record.expired` and is counted (`status().shards[].recordsExpired`,
+   * `shardline_records_expired_total`). A skipped or dead-lettered expired record counts as processed
+   * (checkpointed). Lambda's MaximumRecordAgeInSeconds. At least 1; `Infinity`: no limit.
+   * @defaultValue Infinity
+   */
+  maxRecordAgeMs?: number;
+  /**
+   * `handler` / `handlerModule`: up to this many concurrent handler calls per shard, for handlers for
+   * which per-partition-key order is enough (Lambda's ParallelizationFactor, within one shard). Each
+   * batch is split into key groups by a hash of the partition key (a key always falls in the same
+   * group, records keep their order in it); the groups run concurrently, each under `onHandlerError`
+   * on its own; the shard's next batch starts once every group of this one finished. The shard's
+   * processed position (the checkpoint) only advances to the highest position below which every record
+   * is processed. 1 to 100.
+   * @defaultValue 1
+   */
+  parallelism?: number;
   /** Required by `onHandlerError.then: 'dead-letter'`, and only used by it. */
   deadLetter?: DeadLetterOptions;
   /**
@@ -312,6 +349,8 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
     backoffMs: Readonly<BackoffMs>;
     then: 'stop-shard' | 'dead-letter' | 'skip';
   }>;
+  readonly maxRecordAgeMs: number;
+  readonly parallelism: number;
   readonly deadLetter: Readonly<{ queue: string; connection: RedisConnection }> | undefined;
   readonly logger: Logger;
   readonly metrics: MetricsOptions | undefined;

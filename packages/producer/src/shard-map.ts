@@ -280,7 +280,7 @@ export class ShardMap {
 
   /** Applies the stream's limits: the records waiting for them are checked when they are routed. */
   #useLimits(limits: StreamLimits): void {
-    const { options, logger, events } = this.#deps;
+    const { options, logger } = this.#deps;
     this.#limits = limits;
     if (limits.distribution !== 'AUTO') return;
     if (options.aggregate) {
@@ -293,9 +293,7 @@ export class ShardMap {
           'the shard and KCL consumers drop KPL aggregates (send plain records, or use a framed codec)',
       );
       logger.error({ err: this.#fatal }, 'producer: aggregate: true on an AUTO stream; records rejected');
-      const waiting = this.#unrouted.drain();
-      if (waiting.length > 0) this.#reject(waiting, this.#fatal);
-      else events.emit('error', { error: this.#fatal, records: 0 });
+      this.#reject(this.#unrouted.drain(), this.#fatal);
       return;
     }
     if (this.#orderedOption) {
@@ -307,9 +305,8 @@ export class ShardMap {
     }
   }
 
-  /** Rejects records accepted and queued (not in flight), and reports them. */
+  /** Rejects records accepted and queued (not in flight), and reports the error (even for none). */
   #reject(records: PendingRecord[], error: ShardlineError): void {
-    if (records.length === 0) return;
     const { buffer, events } = this.#deps;
     for (const record of records) buffer.unqueue(record);
     const rejected = buffer.rejectMany(records, error);

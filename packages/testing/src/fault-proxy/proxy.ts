@@ -18,6 +18,9 @@
  * Shard- and stream-aware features (rule `shardId` / `streamName`, partial-failure, limits) need to read
  * the request, so they work for JSON clients (the AWS SDK v3 for JavaScript). Requests in CBOR (the Java
  * SDKs' default) get operation-level faults only, answered in CBOR.
+ *
+ * Over 450 lines: the request pipeline (`#handle`, each rule action in its turn, then limits, then the
+ * forwarding) reads best in one piece.
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';

@@ -41,11 +41,11 @@ describe('producer: limits read from the stream (kinesis-mock, MaxRecordSizeInKi
     await kinesis?.stop();
   });
 
-  it('writes records up to the raised limit in requests over 5 MiB, and rejects a larger one naming it', async () => {
+  it('writes records up to the raised limit in requests over 5 MiB, rejects a larger one naming it; a consumer reads each once', async () => {
     const stream = nextStream('large');
     const created = await kinesis.createStream(stream, { shards: 2 });
     await direct.send(
-      new UpdateMaxRecordSizeCommand({ StreamARN: created.streamArn, MaxRecordSizeInKiB: 3072 }),
+      new UpdateMaxRecordSizeCommand({ StreamARN: created.streamArn, MaxRecordSizeInKiB: 2048 }),
     );
     const producer = new Producer<Uint8Array>({
       streamName: stream,
@@ -59,7 +59,7 @@ describe('producer: limits read from the stream (kinesis-mock, MaxRecordSizeInKi
     producer.on('put', (e) => puts.push(e));
     try {
       const sizes = [
-        ...Array.from({ length: 6 }, () => 2.5 * MiB),
+        ...Array.from({ length: 4 }, () => 1.5 * MiB),
         ...Array.from({ length: 60 }, () => 1000),
       ];
       const receipts = await Promise.all(
@@ -67,13 +67,13 @@ describe('producer: limits read from the stream (kinesis-mock, MaxRecordSizeInKi
       );
       expect(producer.streamLimits).to.deep.include({
         source: 'stream',
-        maxRecordSizeInKiB: 3072,
-        maxRecordBytes: 3 * MiB,
+        maxRecordSizeInKiB: 2048,
+        maxRecordBytes: 2 * MiB,
         maxRequestBytes: 10 * MiB,
       });
-      const tooLarge = await rejection(producer.put(payload(999, 3 * MiB), { partitionKey: 'key-0' }));
+      const tooLarge = await rejection(producer.put(payload(999, 2 * MiB), { partitionKey: 'key-0' }));
       expect(tooLarge.code).to.equal(ErrorCodes.INVALID_RECORD);
-      expect(tooLarge.message).to.contain('MaxRecordSizeInKiB 3072 from DescribeStreamSummary');
+      expect(tooLarge.message).to.contain('MaxRecordSizeInKiB 2048 from DescribeStreamSummary');
 
       const read = await readStream(kinesis, direct, stream);
       expect(read.map((r) => indexOf(r.data)).sort((a, b) => a - b)).to.deep.equal(sizes.map((_, i) => i));
@@ -84,6 +84,37 @@ describe('producer: limits read from the stream (kinesis-mock, MaxRecordSizeInKi
       });
       expect(Math.max(...puts.map((p) => p.bytes)), 'some request carried over 5 MiB').to.be.above(5 * MiB);
       expect(Math.max(...puts.map((p) => p.bytes)), 'no request over 10 MiB').to.be.at.most(10 * MiB);
+
+      // A consumer reads them all, the large ones included, each once.
+      const sizesSeen = new Map<number, number>();
+      let duplicates = 0;
+      const consumer = await startCoordinator<Uint8Array>({
+        streamName: stream,
+        group: 'large',
+        kinesis: kinesis.clientConfig,
+        codec: 'raw',
+        leases: { store: new MemoryLeaseStore() },
+        idleFetchIntervalMs: 100,
+        workerThreads: 2,
+        handler: (batch: RecordBatch<Uint8Array>) => {
+          for (const r of batch.records) {
+            const i = indexOf(r.data);
+            if (sizesSeen.has(i)) duplicates++;
+            sizesSeen.set(i, r.data.length);
+          }
+        },
+      });
+      try {
+        await waitFor(
+          () => sizesSeen.size >= sizes.length,
+          () => `${sizesSeen.size} of ${sizes.length}`,
+          60_000,
+        );
+      } finally {
+        await consumer.stop();
+      }
+      expect(duplicates).to.equal(0);
+      expect([...sizesSeen].sort((a, b) => a[0] - b[0])).to.deep.equal(sizes.map((bytes, i) => [i, bytes]));
     } finally {
       await producer.close();
     }

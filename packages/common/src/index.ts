@@ -104,6 +104,13 @@ export {
   ShardRouter,
   validatePartitionKey,
 } from './routing.js';
+export type { RecordDistribution, StreamLimits, StreamLimitsSource } from './stream-limits.js';
+export {
+  CLASSIC_STREAM_LIMITS,
+  describeRecordLimit,
+  KINESIS_LIMITS,
+  streamLimitsFromSummary,
+} from './stream-limits.js';
 export type { Clock, RateLimiterOptions, TokenBucketOptions } from './token-bucket.js';
 export { RateLimiter, TokenBucket } from './token-bucket.js';
 export type { TypedEventListener, TypedEventsOptions } from './typed-events.js';

@@ -1,6 +1,7 @@
 /** A record as Kinesis returns it, before KPL deaggregation and codec decoding. */
 export interface KinesisRecordInput {
   data: Uint8Array;
+  /** `''` for a record without a key (`AUTO` streams). */
   partitionKey: string;
   sequenceNumber: string;
   explicitHashKey?: string;
@@ -11,6 +12,10 @@ export interface KinesisRecordInput {
 export interface ShardRecord<T = unknown> {
   /** Decoded by the codec. */
   data: T;
+  /**
+   * The record's partition key; `''` when it has none (on a stream whose RecordDistributionStrategy is
+   * `AUTO`, Kinesis returns no key for a record written without one).
+   */
   partitionKey: string;
   sequenceNumber: string;
   /** Set for records unpacked from a KPL aggregate or a framed codec. */

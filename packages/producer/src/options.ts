@@ -65,7 +65,10 @@ export interface ProducerOptions<T = unknown> {
    */
   codec?: CodecName | Codec<T>;
   /**
-   * KPL-aggregate user records per destination shard (each sub-record keeps its own partition key).
+   * KPL-aggregate user records per destination shard (each sub-record keeps its own partition key), into
+   * aggregates of at most 1 MiB; a record too large for one is sent plain. Refused on a stream whose
+   * RecordDistributionStrategy is `AUTO` (every `put()` rejects `ERR_INVALID_OPTION`): KCL consumers drop
+   * KPL aggregates there.
    * @defaultValue false
    */
   aggregate?: boolean;
@@ -91,7 +94,8 @@ export interface ProducerOptions<T = unknown> {
   retry?: ProducerRetryOptions;
   /**
    * Most PutRecords requests carrying entries of one shard in flight at once. `1` keeps per-partition-key
-   * order across retries (see the README's ordering section for the throughput cost); the default,
+   * order across retries (see the README's ordering section for the throughput cost), except on an `AUTO`
+   * stream, where Kinesis keeps no per-key order and `1` only limits concurrency; the default,
    * unlimited, lets a shard's records ride in every concurrent request.
    * @defaultValue Infinity
    */

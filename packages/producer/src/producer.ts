@@ -22,6 +22,7 @@ import {
   isKinesisClient,
   ShardlineError,
   ShardlineOptionError,
+  type StreamLimits,
 } from '@shardline/common';
 import { RequestBuilder } from './batching.js';
 import { RecordBuffer } from './buffer.js';
@@ -122,7 +123,7 @@ export class Producer<T = unknown> {
       metrics: this.#metrics,
       buffer,
       map: this.#map,
-      builder: new RequestBuilder(shared, buffer),
+      builder: new RequestBuilder(shared, buffer, this.#map),
     });
     if (o.signal !== undefined) {
       if (o.signal.aborted) this.#stop(abortError(o.signal));
@@ -144,7 +145,7 @@ export class Producer<T = unknown> {
     let record: PendingRecord;
     try {
       this.#checkOpen();
-      record = makeRecord(this.options, data, options);
+      record = makeRecord(this.options, data, options, this.#map.limits);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -234,6 +235,17 @@ export class Producer<T = unknown> {
     return this.#events.on(event, listener);
   }
 
+  /**
+   * What the producer respects on this stream, read with DescribeStreamSummary before the first shard map
+   * (undefined until then): the record limit (`MaxRecordSizeInKiB`, up to 10 MiB, or the classic 1 MiB when
+   * the stream reports none, as the local emulators do), the request limits (10 MiB, or the classic 5 MiB;
+   * 500 entries), their `source`, and the record `distribution` (`AUTO`: Kinesis picks the shard). Read once:
+   * a producer started before UpdateMaxRecordSize keeps the limits it read.
+   */
+  get streamLimits(): StreamLimits | undefined {
+    return this.#map.limits;
+  }
+
   /** Records accepted and not settled yet (at most `maxBufferedRecords`). */
   get bufferedRecords(): number {
     return this.#buffer.buffered;
@@ -253,6 +265,8 @@ export class Producer<T = unknown> {
   #checkOpen(): void {
     if (this.#stopped && this.options.signal?.aborted) throw abortError(this.options.signal);
     if (this.#closed) throw new ShardlineError(ErrorCodes.CLOSED, 'producer is closed: put() after close()');
+    const fatal = this.#map.fatal;
+    if (fatal !== undefined) throw fatal;
   }
 
   #write(chunk: unknown, callback: (error?: Error | null) => void, onError: (error: unknown) => void): void {
@@ -263,7 +277,7 @@ export class Producer<T = unknown> {
         throw invalidRecord('chunk', 'must be an object { data, partitionKey?, explicitHashKey? }');
       }
       const c = chunk as ProducerRecord<T>;
-      record = makeRecord(this.options, c.data, c);
+      record = makeRecord(this.options, c.data, c, this.#map.limits);
     } catch (error) {
       callback(error as Error);
       return;

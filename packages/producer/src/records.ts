@@ -9,24 +9,39 @@ import {
   type Codec,
   classifyAwsError,
   codecs,
+  describeRecordLimit,
   ErrorCodes,
+  KINESIS_LIMITS,
   KinesisError,
+  KPL_DEFAULT_MAX_BYTES,
   parseExplicitHashKey,
   type RateLimiter,
   ShardlineError,
+  type StreamLimits,
   validatePartitionKey,
 } from '@shardline/common';
 import { Deque } from './deque.js';
 import type { ResolvedProducerOptions } from './options.js';
 
-/** PutRecords limits. */
-export const PUT_RECORDS_MAX_ENTRIES = 500;
-export const PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024;
-/** Largest Kinesis record, counting data + partition key. */
-export const MAX_RECORD_BYTES = 1_048_576;
+/**
+ * The classic PutRecords limits (500 entries, 5 MiB per request, 1 MiB per record counting data + partition
+ * key): what the producer uses on a stream that reports no `MaxRecordSizeInKiB`. A stream that reports one
+ * gets its own record limit and 10 MiB requests (see `Producer.streamLimits` and `KINESIS_LIMITS`).
+ */
+export const PUT_RECORDS_MAX_ENTRIES = KINESIS_LIMITS.putRecordsMaxEntries;
+export const PUT_RECORDS_MAX_BYTES = KINESIS_LIMITS.classicPutRecordsMaxBytes;
+/** Largest Kinesis record (data + partition key) on a stream that reports no `MaxRecordSizeInKiB`. */
+export const MAX_RECORD_BYTES = KINESIS_LIMITS.classicMaxRecordBytes;
+/**
+ * Largest KPL aggregate or framed pack of several records (data + partition key). It stays at 1 MiB on a
+ * stream that allows larger records: Kinesis meant those for the odd large record (its burst capacity
+ * refills at the 1 MiB/s shard rate), and KPL readers and Lambda expect aggregates of at most 1 MiB. A
+ * single record larger than this goes as a plain entry (KPL readers pass plain records through).
+ */
+export const AGGREGATE_MAX_BYTES = KPL_DEFAULT_MAX_BYTES;
 /**
  * Upper bound of what KPL framing adds around one user record (magic, MD5, protobuf tags and lengths,
- * the key table entry): used to refuse at `put()` a record that could never be aggregated.
+ * the key table entry): used to decide whether a record fits an aggregate.
  */
 export const AGGREGATE_OVERHEAD_BYTES = 64;
 
@@ -45,8 +60,10 @@ export interface PutReceipt {
 export interface PutOptions {
   /**
    * 1 to 256 characters; picks the shard (MD5). Records with the same key keep their order only with
-   * `maxInFlightPerShard: 1`.
-   * @defaultValue a random UUID per record, which spreads records evenly over the shards
+   * `maxInFlightPerShard: 1`. On a stream whose RecordDistributionStrategy is `AUTO`, Kinesis ignores it
+   * (it picks the shard itself and keeps no per-key order); a record put without one is sent without one,
+   * and its readers see an empty `partitionKey`.
+   * @defaultValue a random UUID per record, which spreads records evenly over the shards (none on `AUTO`)
    */
   partitionKey?: string;
   /** Decimal 0..2^128-1: routes the record to the shard holding this hash key instead of the key's MD5. */
@@ -79,14 +96,19 @@ export class PendingRecord {
   reject!: (error: unknown) => void;
   /** Set by writable(): called when the record is accepted after waiting for room. */
   onAccepted: (() => void) | undefined;
+  /** Its size was checked against the stream's own limits (not only against the 10 MiB maximum). */
+  sizeChecked = false;
 
   constructor(
     readonly data: Uint8Array,
+    /** The caller's key, or a random UUID when they gave none (see `keyGiven`). */
     readonly partitionKey: string,
     readonly explicitHashKey: string | undefined,
     readonly keyBytes: number,
     /** data + partition key, as Kinesis counts a record. */
     readonly bytes: number,
+    /** The caller gave the partition key; on an `AUTO` stream a record without one is sent without one. */
+    readonly keyGiven: boolean,
   ) {}
 }
 
@@ -159,13 +181,16 @@ export function invalidRecord(
 }
 
 /**
- * Validates and encodes one `put()`: the key, the explicit hash key, the codec, the size.
+ * Validates and encodes one `put()`: the key, the explicit hash key, the codec, the size (against the
+ * stream's limits when they are known, else against the 10 MiB Kinesis maximum; {@link checkRecordSize}
+ * checks it again once they are).
  * @throws ShardlineError `ERR_INVALID_RECORD` / `ERR_CODEC` naming the problem.
  */
 export function makeRecord<T>(
   options: ResolvedProducerOptions<T>,
   data: T,
   putOptions: PutOptions | undefined,
+  limits: StreamLimits | undefined,
 ): PendingRecord {
   let explicitHashKey: string | undefined;
   let hashKey: bigint | undefined;
@@ -186,28 +211,54 @@ export function makeRecord<T>(
   const partitionKey = key === undefined ? randomUUID() : validatePartitionKey(key);
   const payload = options.codec.encodeItem(data);
   const keyBytes = key === undefined ? partitionKey.length : Buffer.byteLength(partitionKey, 'utf8');
-  const bytes = payload.length + keyBytes;
-  if (options.aggregate) {
-    const alone = bytes + keyBytes + (explicitHashKey?.length ?? 0) + AGGREGATE_OVERHEAD_BYTES;
-    if (alone > MAX_RECORD_BYTES) {
-      throw invalidRecord(
-        'data',
-        `is too large to aggregate: ${payload.length} bytes of data + ${keyBytes} bytes of partition key + ` +
-          `KPL framing exceed the ${MAX_RECORD_BYTES}-byte Kinesis record limit`,
-        { bytes: alone, maxBytes: MAX_RECORD_BYTES },
-      );
-    }
-  } else if (bytes > MAX_RECORD_BYTES) {
-    throw invalidRecord(
+  const record = new PendingRecord(
+    payload,
+    partitionKey,
+    explicitHashKey,
+    keyBytes,
+    payload.length + keyBytes,
+    key !== undefined,
+  );
+  record.hashKey = hashKey;
+  const error = checkRecordSize(record, limits);
+  if (error !== undefined) throw error;
+  return record;
+}
+
+/**
+ * The error for a record over its stream's record limit (or, with `limits` unknown yet, over the 10 MiB
+ * Kinesis maximum), naming the limit and where it came from; undefined when it fits. Marks the record
+ * checked once `limits` are known.
+ */
+export function checkRecordSize(
+  record: PendingRecord,
+  limits: StreamLimits | undefined,
+): ShardlineError | undefined {
+  const max = limits?.maxRecordBytes ?? KINESIS_LIMITS.maxRecordBytes;
+  if (record.bytes > max) {
+    const limit =
+      limits === undefined
+        ? `the ${max}-byte Kinesis maximum record size (10 MiB)`
+        : describeRecordLimit(limits);
+    return invalidRecord(
       'data',
-      `is too large: ${payload.length} bytes of data + ${keyBytes} bytes of partition key = ${bytes}, over the ` +
-        `${MAX_RECORD_BYTES}-byte Kinesis record limit`,
-      { bytes, maxBytes: MAX_RECORD_BYTES },
+      `is too large: ${record.data.length} bytes of data + ${record.keyBytes} bytes of partition key = ` +
+        `${record.bytes}, over ${limit}`,
+      { bytes: record.bytes, maxBytes: max, limitSource: limits?.source ?? 'kinesis-maximum' },
     );
   }
-  const record = new PendingRecord(payload, partitionKey, explicitHashKey, keyBytes, bytes);
-  record.hashKey = hashKey;
-  return record;
+  if (limits !== undefined) record.sizeChecked = true;
+  return undefined;
+}
+
+/** The size of a record as one KPL aggregate of its own. */
+export function aggregatedSize(record: PendingRecord): number {
+  return record.bytes + record.keyBytes + (record.explicitHashKey?.length ?? 0) + AGGREGATE_OVERHEAD_BYTES;
+}
+
+/** The PartitionKey a record's entry carries: none on an `AUTO` stream when the caller gave none. */
+export function wireKey(record: PendingRecord, auto: boolean): string | undefined {
+  return auto && !record.keyGiven ? undefined : record.partitionKey;
 }
 
 /** A Kinesis error for a whole call, with a clear message for a missing stream. */

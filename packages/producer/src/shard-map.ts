@@ -1,8 +1,10 @@
 /**
- * The producer's shard map: the open shards from ListShards (all pages), the queue and pacing state of
- * each, the routing of records to them, and the refreshes (initial, periodic, after a misrouted record,
- * after a gap). The predicted shard only groups and paces: Kinesis routes by hash key itself, so a stale
- * map never loses or misplaces a record; it only mis-paces until the map is refreshed.
+ * The producer's shard map: the stream's limits (DescribeStreamSummary, once, before the first listing),
+ * the open shards from ListShards (all pages), the queue and pacing state of each, the routing of records
+ * to them, and the refreshes (initial, periodic, after a misrouted record, after a gap). The predicted
+ * shard only groups and paces: Kinesis routes by hash key itself, so a stale map never loses or misplaces
+ * a record; it only mis-paces until the map is refreshed. On an `AUTO` stream Kinesis picks the shard:
+ * records go to the shard queues in turn, and an answer's shard never counts as misrouted.
  */
 // Time comes from the global `performance` (not an import from node:perf_hooks) so that fake timers
 // installed by tests drive the refresh timers here as they do elsewhere in the producer.
@@ -14,13 +16,17 @@ import {
   partitionKeyToHashKey,
   RateLimiter,
   retry,
+  type ShardlineError,
+  ShardlineOptionError,
   ShardRouter,
+  type StreamLimits,
 } from '@shardline/common';
 import type { RecordBuffer } from './buffer.js';
 import { Deque } from './deque.js';
 import type { ProducerEmitter, RefreshReason } from './events.js';
 import type { ResolvedProducerOptions } from './options.js';
-import { describeCallError, type PendingRecord, ShardState } from './records.js';
+import { checkRecordSize, describeCallError, type PendingRecord, ShardState } from './records.js';
+import { readStreamLimits } from './stream-summary.js';
 
 /** Least time between two refreshes caused by misrouted records, so a burst of them costs one ListShards. */
 const MISROUTE_REFRESH_MIN_MS = 1_000;
@@ -41,8 +47,13 @@ export interface ShardMapDeps {
 
 export class ShardMap {
   readonly #deps: ShardMapDeps;
-  /** Ordered mode (`maxInFlightPerShard: 1`). */
-  readonly #ordered: boolean;
+  /** Ordered mode asked for (`maxInFlightPerShard: 1`); not kept on an `AUTO` stream. */
+  readonly #orderedOption: boolean;
+  #limits: StreamLimits | undefined;
+  /** Set when the producer cannot write to this stream as configured: every record rejects with it. */
+  #fatal: ShardlineError | undefined;
+  /** `AUTO` streams: the next shard queue in turn. */
+  #turn = 0;
   #router: ShardRouter | undefined;
   #shards = new Map<string, ShardState>();
   #list: ShardState[] = [];
@@ -58,7 +69,27 @@ export class ShardMap {
 
   constructor(deps: ShardMapDeps) {
     this.#deps = deps;
-    this.#ordered = deps.options.maxInFlightPerShard === 1;
+    this.#orderedOption = deps.options.maxInFlightPerShard === 1;
+  }
+
+  /** The stream's limits, once read (before the first shard map). */
+  get limits(): StreamLimits | undefined {
+    return this.#limits;
+  }
+
+  /** Why no record can be written (aggregate: true on an `AUTO` stream), or undefined. */
+  get fatal(): ShardlineError | undefined {
+    return this.#fatal;
+  }
+
+  /** Kinesis picks the shard (RecordDistributionStrategy AUTO). */
+  get auto(): boolean {
+    return this.#limits?.distribution === 'AUTO';
+  }
+
+  /** Ordered mode in force: asked for, and the stream places records by key. */
+  get #ordered(): boolean {
+    return this.#orderedOption && !this.auto;
   }
 
   /** Whether a shard map was loaded (nothing can be sent before). */
@@ -73,6 +104,13 @@ export class ShardMap {
 
   /** Puts an accepted record in its shard queue (tail, or head for a retry), or keeps it for a later map. */
   route(record: PendingRecord, front: boolean): void {
+    if (this.#fatal !== undefined || (!record.sizeChecked && this.#limits !== undefined)) {
+      const error = this.#fatal ?? checkRecordSize(record, this.#limits);
+      if (error !== undefined) {
+        this.#reject([record], error);
+        return;
+      }
+    }
     const router = this.#router;
     if (router === undefined) {
       this.#unroute(record, front);
@@ -82,6 +120,9 @@ export class ShardMap {
     let shard: ShardState | undefined;
     if (this.#list.length === 1) {
       shard = this.#list[0];
+    } else if (this.auto) {
+      // Kinesis ignores the keys: spreading the records in turn keeps the shards' pacing even.
+      shard = this.#list[this.#turn++ % this.#list.length];
     } else {
       try {
         record.hashKey ??= partitionKeyToHashKey(record.partitionKey);
@@ -109,6 +150,7 @@ export class ShardMap {
 
   /** A record was acknowledged on another shard than predicted: the map is stale (at most one refresh a second). */
   misrouted(): void {
+    if (this.auto) return;
     if (performance.now() - this.#lastMisrouteRefresh >= MISROUTE_REFRESH_MIN_MS) {
       this.#lastMisrouteRefresh = performance.now();
       void this.refresh('misrouted');
@@ -188,9 +230,15 @@ export class ShardMap {
   }
 
   async #load(reason: RefreshReason): Promise<void> {
-    const { options, logger, events, buffer } = this.#deps;
+    const { options, logger, events } = this.#deps;
     let open: Shard[];
     try {
+      if (this.#limits === undefined) {
+        const limits = await readStreamLimits(this.#deps);
+        if (this.#stopped) return;
+        this.#useLimits(limits);
+        if (this.#fatal !== undefined) return;
+      }
       open = await retry(() => this.#listOpenShards(), {
         retries: options.retry.retries,
         backoffMs: options.retry.backoffMs,
@@ -204,10 +252,7 @@ export class ShardMap {
       const failure = describeCallError(options, error, 'ListShards');
       if (this.#router === undefined) {
         // Nothing can be sent without a shard map: the waiting records fail now, not after endless retries.
-        const unrouted = this.#unrouted.drain();
-        for (const record of unrouted) buffer.unqueue(record);
-        const rejected = buffer.rejectMany(unrouted, failure);
-        events.emit('error', { error: failure, records: rejected });
+        this.#reject(this.#unrouted.drain(), failure);
       } else {
         logger.warn({ err: failure }, 'producer: shard map refresh failed; keeping the current one');
         events.emit('error', { error: failure, records: 0 });
@@ -231,6 +276,41 @@ export class ShardMap {
       return;
     }
     this.#apply(router, open, reason);
+  }
+
+  /** Applies the stream's limits: the records waiting for them are checked when they are routed. */
+  #useLimits(limits: StreamLimits): void {
+    const { options, logger } = this.#deps;
+    this.#limits = limits;
+    if (limits.distribution !== 'AUTO') return;
+    if (options.aggregate) {
+      const stream = options.streamArn ?? options.streamName;
+      // Refused rather than sent plain: KCL readers drop KPL aggregates on AUTO streams, so a consumer
+      // of this stream could lose them silently, and a silent switch would change what consumers receive.
+      this.#fatal = new ShardlineOptionError(
+        'aggregate',
+        `must be false for stream '${stream}': its RecordDistributionStrategy is AUTO, where Kinesis picks ` +
+          'the shard and KCL consumers drop KPL aggregates (send plain records, or use a framed codec)',
+      );
+      logger.error({ err: this.#fatal }, 'producer: aggregate: true on an AUTO stream; records rejected');
+      this.#reject(this.#unrouted.drain(), this.#fatal);
+      return;
+    }
+    if (this.#orderedOption) {
+      logger.warn(
+        { stream: options.streamArn ?? options.streamName },
+        'producer: the stream distributes records itself (AUTO): maxInFlightPerShard: 1 limits concurrency ' +
+          'but keeps no per-key order',
+      );
+    }
+  }
+
+  /** Rejects records accepted and queued (not in flight), and reports the error (even for none). */
+  #reject(records: PendingRecord[], error: ShardlineError): void {
+    const { buffer, events } = this.#deps;
+    for (const record of records) buffer.unqueue(record);
+    const rejected = buffer.rejectMany(records, error);
+    events.emit('error', { error, records: rejected });
   }
 
   async #listOpenShards(): Promise<Shard[]> {

@@ -14,10 +14,12 @@ export type {
   FaultErrorName,
   FaultRule,
   FaultRuleHandle,
+  JsonBody,
   KinesisOperation,
   LatencyFault,
   PartialFailureFault,
   ResetFault,
+  TransformAction,
 } from './fault-proxy/rules.js';
 export type {
   CreatedStream,

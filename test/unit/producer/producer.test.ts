@@ -135,7 +135,7 @@ describe('producer (unit, fake time)', () => {
         'x'.repeat(1_048_576 - 2 - 3),
         { partitionKey: 'abcd' },
         ErrorCodes.INVALID_RECORD,
-        'over the 1048576-byte',
+        'over the classic 1048576-byte Kinesis record limit (the stream reported no MaxRecordSizeInKiB)',
       ],
       [
         'options that are not an object',
@@ -168,11 +168,21 @@ describe('producer (unit, fake time)', () => {
       expect((await receipt).sequenceNumber).to.be.a('string');
     });
 
-    it('rejects, with aggregate: true, a record too large to aggregate even though it fits a record', async () => {
+    it('sends, with aggregate: true, a record too large to aggregate as a plain record, between aggregates', async () => {
       const producer = make({ lingerMs: 0, codec: 'raw', aggregate: true });
-      const error = await rejection(producer.put(new Uint8Array(1_048_576 - 10), { partitionKey: 'abcd' }));
-      expect(error.code).to.equal(ErrorCodes.INVALID_RECORD);
-      expect(error.message).to.contain('too large to aggregate');
+      const small1 = producer.put(new Uint8Array([1]), { partitionKey: 'a' });
+      const big = producer.put(new Uint8Array(1_048_576 - 10), { partitionKey: 'abcd' });
+      const small2 = producer.put(new Uint8Array([2]), { partitionKey: 'b' });
+      // The big record waits for a full byte bucket (1 MiB/s) after the first aggregate spent some of it.
+      await tick(3_000);
+      const receipts = await Promise.all([small1, big, small2]);
+      const entries = stub.puts.flatMap((p) => p.Records!);
+      expect(entries.map((e) => e.Data!.length)).to.have.length(3);
+      expect(entries[1]!.Data!.length, 'the big record as it was put').to.equal(1_048_576 - 10);
+      expect(entries[1]!.PartitionKey).to.equal('abcd');
+      expect(receipts[1]!.subSequenceNumber, 'a plain record has no sub-sequence').to.equal(undefined);
+      expect(receipts[0]!.subSequenceNumber).to.equal(0);
+      expect(receipts[2]!.subSequenceNumber).to.equal(0);
     });
 
     it('gives each record without a key its own random key', async () => {

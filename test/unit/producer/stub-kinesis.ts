@@ -1,8 +1,10 @@
 /**
- * An in-memory stand-in for the KinesisClient calls the producer makes (ListShards, PutRecords), so unit
- * tests can script answers and drive time with fake timers.
+ * An in-memory stand-in for the KinesisClient calls the producer makes (DescribeStreamSummary, ListShards,
+ * PutRecords), so unit tests can script answers and drive time with fake timers.
  */
 import {
+  DescribeStreamSummaryCommand,
+  type DescribeStreamSummaryCommandInput,
   ListShardsCommand,
   type ListShardsCommandInput,
   PutRecordsCommand,
@@ -10,6 +12,7 @@ import {
   type PutRecordsCommandOutput,
   type PutRecordsResultEntry,
   type Shard,
+  type StreamDescriptionSummary,
 } from '@aws-sdk/client-kinesis';
 import { MAX_HASH_KEY, ShardRouter } from '@shardline/common';
 
@@ -51,12 +54,20 @@ export class StubKinesis {
   puts: PutRecordsCommandInput[] = [];
   listShardsCalls: ListShardsCommandInput[] = [];
   listShardsError: Error | undefined;
+  /**
+   * Fields of the DescribeStreamSummary answer beyond the required ones (MaxRecordSizeInKiB,
+   * RecordDistributionStrategy); none by default, as the local emulators answer.
+   */
+  summary: Partial<StreamDescriptionSummary> = {};
+  describeCalls: DescribeStreamSummaryCommandInput[] = [];
+  describeError: Error | undefined;
   destroyed = false;
   /** ListShards page size (NextToken = the next index); undefined answers everything at once. */
   pageSize: number | undefined;
   onPut: PutHandler | undefined;
   #seq = 0;
   /** Successful entries in the order they were written, with their shard. */
+  /** `partitionKey` is '' for an entry sent without one (AUTO streams). */
   written: Array<{ partitionKey: string; data: Uint8Array; shardId: string; sequenceNumber: string }> = [];
 
   constructor(shards: Shard[] = evenShards(1)) {
@@ -74,6 +85,18 @@ export class StubKinesis {
       return {
         Shards: shards.slice(from, to),
         NextToken: to < shards.length ? String(to) : undefined,
+      };
+    }
+    if (command instanceof DescribeStreamSummaryCommand) {
+      this.describeCalls.push(command.input);
+      if (this.describeError !== undefined) throw this.describeError;
+      return {
+        StreamDescriptionSummary: {
+          StreamName: command.input.StreamName ?? 'stream',
+          StreamStatus: 'ACTIVE',
+          OpenShardCount: this.shards.length,
+          ...this.summary,
+        },
       };
     }
     if (command instanceof PutRecordsCommand) {
@@ -106,9 +129,18 @@ export class StubKinesis {
         failed++;
         return { ErrorCode: code, ErrorMessage: `${code} (stub)` };
       }
-      const shardId = router.shardFor(entry.PartitionKey!, entry.ExplicitHashKey);
+      // An AUTO stream's entry may come without a key: Kinesis picks the shard (here: the first).
+      const shardId =
+        entry.PartitionKey === undefined
+          ? router.shardIds[0]!
+          : router.shardFor(entry.PartitionKey, entry.ExplicitHashKey);
       const sequenceNumber = String(++this.#seq).padStart(20, '0');
-      this.written.push({ partitionKey: entry.PartitionKey!, data: entry.Data!, shardId, sequenceNumber });
+      this.written.push({
+        partitionKey: entry.PartitionKey ?? '',
+        data: entry.Data!,
+        shardId,
+        sequenceNumber,
+      });
       return { ShardId: shardId, SequenceNumber: sequenceNumber };
     });
     return { Records: records, FailedRecordCount: failed, $metadata: {} };

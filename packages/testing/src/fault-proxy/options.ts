@@ -21,7 +21,7 @@ export interface FaultProxyOptions {
   shardMapTtlMs?: number;
   /** Account id in error messages, unless the request names one (ARN, 12-digit access key id). @defaultValue '000000000000' */
   accountId?: string;
-  /** Larger request bodies are refused with HTTP 413 (Kinesis accepts at most 5 MiB per PutRecords). @defaultValue 16 MiB */
+  /** Larger request bodies are refused with HTTP 413 (Kinesis accepts at most 10 MiB of records per PutRecords, 13.4 MiB as base64 JSON). @defaultValue 16 MiB */
   maxRequestBytes?: number;
   /** Where internal problems are reported. @defaultValue silentLogger */
   logger?: Logger;

@@ -18,6 +18,9 @@
  * Shard- and stream-aware features (rule `shardId` / `streamName`, partial-failure, limits) need to read
  * the request, so they work for JSON clients (the AWS SDK v3 for JavaScript). Requests in CBOR (the Java
  * SDKs' default) get operation-level faults only, answered in CBOR.
+ *
+ * Over 450 lines: the request pipeline (`#handle`, each rule action in its turn, then limits, then the
+ * forwarding) reads best in one piece.
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -367,11 +370,19 @@ export class FaultProxy {
       this.#counters.throttledEntries += throttledEntries;
     }
 
+    // A transform rewrites JSON calls that answer JSON; anything else goes through as it is.
+    const transform =
+      action?.type === 'transform' && ctx.json !== undefined && ctx.operation !== 'SubscribeToShard'
+        ? action
+        : undefined;
+    if (transform !== undefined) increment(this.#counters.injected, 'transform');
+
     const entries =
       ctx.operation === 'PutRecords' && ctx.entries !== undefined
         ? { total: ctx.entries.length, injected: injectedEntries, throttled: throttledEntries }
         : undefined;
-    const cause = injectedEntries > 0 ? 'rule' : throttledEntries > 0 ? 'limits' : undefined;
+    const cause =
+      injectedEntries > 0 || transform !== undefined ? 'rule' : throttledEntries > 0 ? 'limits' : undefined;
     this.#emitFor(ctx, {
       outcome: 'forwarded',
       latencyMs,
@@ -380,9 +391,13 @@ export class FaultProxy {
     });
 
     if (failures.size > 0) {
-      await this.#upstream.forwardPutRecords(res, ctx, failures);
-    } else if (ctx.operation === 'GetShardIterator' || ctx.operation === 'GetRecords') {
-      await this.#upstream.forwardLearning(res, ctx);
+      await this.#upstream.forwardPutRecords(res, ctx, failures, transform);
+    } else if (
+      transform !== undefined ||
+      ctx.operation === 'GetShardIterator' ||
+      ctx.operation === 'GetRecords'
+    ) {
+      await this.#upstream.forwardLearning(res, ctx, transform);
     } else {
       await this.#upstream.forwardPiped(req, res, body, false, ctx);
     }

@@ -28,7 +28,9 @@ export type KinesisOperation =
   | 'RegisterStreamConsumer'
   | 'SplitShard'
   | 'SubscribeToShard'
+  | 'UpdateMaxRecordSize'
   | 'UpdateShardCount'
+  | 'UpdateStreamRecordDistributionStrategy'
   | (string & {});
 
 /**
@@ -89,7 +91,26 @@ export interface PartialFailureFault {
   errorCode?: 'ProvisionedThroughputExceededException' | 'InternalFailure';
 }
 
-export type FaultAction = ErrorFault | LatencyFault | ResetFault | PartialFailureFault;
+/** A JSON body, parsed. */
+export type JsonBody = Record<string, unknown>;
+
+/**
+ * Rewrite a JSON call on its way: the upstream gets `request(body)` instead of the client's body (rule
+ * matching and limits use the client's), and the client gets `response(answer, request)` instead of the
+ * upstream's successful answer (error answers go back untouched). For what an emulator cannot answer:
+ * a DescribeStreamSummary carrying `MaxRecordSizeInKiB` or `RecordDistributionStrategy`, records without a
+ * `PartitionKey`, a request an emulator would refuse. Each function gets its own copy to change or
+ * replace, and returns the body to use. A function that throws fails the call with HTTP 502. CBOR calls and
+ * SubscribeToShard (an event stream) are not rewritten.
+ */
+export interface TransformAction {
+  type: 'transform';
+  request?: (body: JsonBody) => JsonBody;
+  /** `request` is the body the upstream got (after the request transform). */
+  response?: (answer: JsonBody, request: JsonBody) => JsonBody;
+}
+
+export type FaultAction = ErrorFault | LatencyFault | ResetFault | PartialFailureFault | TransformAction;
 
 /**
  * When to inject what. All given conditions must hold for a call to match.
@@ -209,10 +230,31 @@ export function validateRule(rule: FaultRule): Readonly<FaultRule> {
       }
       break;
     }
+    case 'transform': {
+      for (const name of ['request', 'response'] as const) {
+        if (action[name] !== undefined && typeof action[name] !== 'function') {
+          throw new ShardlineOptionError(
+            `rule.action.${name}`,
+            `must be a function (got ${describe(action[name])})`,
+          );
+        }
+      }
+      if (action.request === undefined && action.response === undefined) {
+        throw new ShardlineOptionError('rule.action', 'must have a request or a response function (or both)');
+      }
+      const ops = rule.operation === undefined ? [] : [rule.operation].flat();
+      if (ops.includes('SubscribeToShard')) {
+        throw new ShardlineOptionError(
+          'rule.operation',
+          "must not include 'SubscribeToShard' for a transform action (its answer is an event stream)",
+        );
+      }
+      break;
+    }
     default:
       throw new ShardlineOptionError(
         'rule.action.type',
-        `must be 'error', 'latency', 'reset' or 'partial-failure' (got ${describe((action as { type?: unknown }).type)})`,
+        `must be 'error', 'latency', 'reset', 'partial-failure' or 'transform' (got ${describe((action as { type?: unknown }).type)})`,
       );
   }
   if (rule.operation !== undefined) {

@@ -14,6 +14,7 @@ import {
 } from '@shardline/common';
 import type { ShardLimiter } from './limits.js';
 import type { EntryFailure, RequestContext } from './matching.js';
+import type { JsonBody, TransformAction } from './rules.js';
 import { type IteratorShards, openShardRanges, type StreamRef, streamKey } from './shards.js';
 import {
   AMZ_JSON_1_1,
@@ -70,6 +71,40 @@ export function sendResponse(res: http.ServerResponse, response: WireResponse): 
   if (res.headersSent || res.destroyed) return;
   res.writeHead(response.status, response.headers);
   res.end(response.body);
+}
+
+/** The body a transform rule sends upstream instead of the client's, or undefined without one. */
+function transformRequest(
+  json: JsonBody | undefined,
+  transform: TransformAction | undefined,
+): { json: JsonBody; body: Buffer } | undefined {
+  if (json === undefined || transform?.request === undefined) return undefined;
+  const out = transform.request(structuredClone(json));
+  return { json: out, body: Buffer.from(JSON.stringify(out), 'utf8') };
+}
+
+/** The answer a transform rule gives instead of a successful upstream answer, or undefined. */
+function transformResponse(
+  parsed: JsonBody | undefined,
+  request: JsonBody | undefined,
+  transform: TransformAction | undefined,
+): Buffer | undefined {
+  if (parsed === undefined || transform?.response === undefined) return undefined;
+  const out = transform.response(structuredClone(parsed), structuredClone(request ?? {}));
+  return Buffer.from(JSON.stringify(out), 'utf8');
+}
+
+/** Relays the upstream's status and headers with `body` (its Content-Length set again when rewritten). */
+function sendRelayed(
+  res: http.ServerResponse,
+  upstream: http.IncomingMessage,
+  body: Buffer,
+  rewritten: boolean,
+): void {
+  const headers = filterHeaders(upstream.rawHeaders, rewritten ? ['content-length'] : []);
+  if (rewritten) headers.push('Content-Length', String(body.length));
+  res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, headers);
+  res.end(body);
 }
 
 /** What the {@link Upstream} reads from and reports to its proxy. */
@@ -177,41 +212,48 @@ export class Upstream {
     upstream.pipe(res);
   }
 
-  /** GetShardIterator / GetRecords: forwards, learns iterator -> shard from the answer, charges read bytes. */
-  async forwardLearning(res: http.ServerResponse, ctx: RequestContext): Promise<void> {
-    const upstream = await this.#forward(ctx.req, ctx.body, false);
+  /**
+   * A call whose answer the proxy reads whole: GetShardIterator / GetRecords (it learns iterator -> shard
+   * from the answer and charges read bytes) and calls a transform rule rewrites.
+   */
+  async forwardLearning(
+    res: http.ServerResponse,
+    ctx: RequestContext,
+    transform?: TransformAction,
+  ): Promise<void> {
+    const sent = transformRequest(ctx.json, transform);
+    const upstream = await this.#forward(ctx.req, sent?.body ?? ctx.body, sent !== undefined);
     const answer = await readAll(upstream);
     const status = upstream.statusCode ?? 502;
-    if (status === 200 && ctx.json !== undefined) {
-      const parsed = parseJsonObject(answer);
-      if (parsed !== undefined) {
-        if (
-          ctx.operation === 'GetShardIterator' &&
-          ctx.stream !== undefined &&
-          typeof ctx.json.ShardId === 'string'
-        ) {
-          this.#sources.iterators.remember(parsed.ShardIterator, {
-            stream: ctx.stream,
-            shardId: ctx.json.ShardId,
-          });
-        } else if (ctx.operation === 'GetRecords' && ctx.iterator !== undefined) {
-          this.#sources.iterators.remember(parsed.NextShardIterator, ctx.iterator);
-          const limiter = this.#sources.limiter();
-          if (limiter !== undefined && Array.isArray(parsed.Records)) {
-            let bytes = 0;
-            for (const record of parsed.Records as Array<Record<string, unknown> | null>) {
-              if (record === null || typeof record !== 'object') continue;
-              bytes += base64ByteLength(record.Data);
-              if (typeof record.PartitionKey === 'string')
-                bytes += Buffer.byteLength(record.PartitionKey, 'utf8');
-            }
-            limiter.chargeRead(`${streamKey(ctx.iterator.stream)}|${ctx.iterator.shardId}`, bytes);
+    const json = ctx.json;
+    const parsed = status === 200 && json !== undefined ? parseJsonObject(answer) : undefined;
+    if (parsed !== undefined && json !== undefined) {
+      if (
+        ctx.operation === 'GetShardIterator' &&
+        ctx.stream !== undefined &&
+        typeof json.ShardId === 'string'
+      ) {
+        this.#sources.iterators.remember(parsed.ShardIterator, {
+          stream: ctx.stream,
+          shardId: json.ShardId,
+        });
+      } else if (ctx.operation === 'GetRecords' && ctx.iterator !== undefined) {
+        this.#sources.iterators.remember(parsed.NextShardIterator, ctx.iterator);
+        const limiter = this.#sources.limiter();
+        if (limiter !== undefined && Array.isArray(parsed.Records)) {
+          let bytes = 0;
+          for (const record of parsed.Records as Array<Record<string, unknown> | null>) {
+            if (record === null || typeof record !== 'object') continue;
+            bytes += base64ByteLength(record.Data);
+            if (typeof record.PartitionKey === 'string')
+              bytes += Buffer.byteLength(record.PartitionKey, 'utf8');
           }
+          limiter.chargeRead(`${streamKey(ctx.iterator.stream)}|${ctx.iterator.shardId}`, bytes);
         }
       }
     }
-    res.writeHead(status, upstream.statusMessage, filterHeaders(upstream.rawHeaders));
-    res.end(answer);
+    const rewritten = transformResponse(parsed, sent?.json ?? ctx.json, transform);
+    sendRelayed(res, upstream, rewritten ?? answer, rewritten !== undefined);
   }
 
   /**
@@ -222,6 +264,7 @@ export class Upstream {
     res: http.ServerResponse,
     ctx: RequestContext,
     failures: Map<number, EntryFailure>,
+    transform?: TransformAction,
   ): Promise<void> {
     const json = ctx.json!;
     const records = json.Records as unknown[];
@@ -236,13 +279,15 @@ export class Upstream {
     }
     const kept = records.filter((_, i) => !failures.has(i));
     if (kept.length === 0) {
-      sendResponse(
-        res,
-        jsonResponse({ FailedRecordCount: records.length, Records: records.map((_, i) => failed(i)) }),
-      );
+      const answer = { FailedRecordCount: records.length, Records: records.map((_, i) => failed(i)) };
+      sendResponse(res, jsonResponse(transform?.response?.(answer, json) ?? answer));
       return;
     }
-    const body = Buffer.from(JSON.stringify({ ...json, Records: kept }), 'utf8');
+    const sentJson = transformRequest({ ...json, Records: kept }, transform)?.json ?? {
+      ...json,
+      Records: kept,
+    };
+    const body = Buffer.from(JSON.stringify(sentJson), 'utf8');
     const upstream = await this.#forward(ctx.req, body, true);
     const answer = await readAll(upstream);
     const status = upstream.statusCode ?? 502;
@@ -260,14 +305,9 @@ export class Upstream {
       typeof parsed.FailedRecordCount === 'number'
         ? parsed.FailedRecordCount
         : upstreamRecords.filter((r) => (r as Record<string, unknown> | null)?.ErrorCode != null).length;
-    const out = Buffer.from(
-      JSON.stringify({ ...parsed, FailedRecordCount: upstreamFailed + failures.size, Records: merged }),
-      'utf8',
-    );
-    const headers = filterHeaders(upstream.rawHeaders, ['content-length']);
-    headers.push('Content-Length', String(out.length));
-    res.writeHead(status, upstream.statusMessage, headers);
-    res.end(out);
+    const result = { ...parsed, FailedRecordCount: upstreamFailed + failures.size, Records: merged };
+    const out = Buffer.from(JSON.stringify(transform?.response?.(result, sentJson) ?? result), 'utf8');
+    sendRelayed(res, upstream, out, true);
   }
 
   /** Forwards a request whose answer the client will not see (`forward: true` faults). */

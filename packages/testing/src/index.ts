@@ -19,6 +19,8 @@ export type {
   PartialFailureFault,
   ResetFault,
 } from './fault-proxy/rules.js';
+export type { LocalDynamoDb, LocalDynamoDbOptions } from './local-dynamodb.js';
+export { LOCAL_DYNAMODB_DEFAULTS, startLocalDynamoDb } from './local-dynamodb.js';
 export type {
   CreatedStream,
   CreateStreamOptions,

@@ -18,25 +18,10 @@
  * handoffs, plus this host once it has sent a heartbeat (heartbeat() writes nothing).
  */
 import { randomUUID } from 'node:crypto';
-import {
-  type AttributeValue,
-  DeleteItemCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  ScanCommand,
-  type ScanCommandOutput,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ErrorCodes, SHARD_END, ShardlineError, ShardlineOptionError } from '@shardline/common';
-import {
-  checkpointToAttributes,
-  type ItemLease,
-  KCL,
-  leaseFromItem,
-  newLeaseItem,
-  SHARDLINE,
-} from './dynamodb-item.js';
+import { LeaseCalls, n, s } from './dynamodb-calls.js';
+import { checkpointToAttributes, type ItemLease, newLeaseItem } from './dynamodb-item.js';
 import { LeaseObserver, monotonicNow } from './dynamodb-observer.js';
 import {
   createDynamoDbClient,
@@ -44,7 +29,6 @@ import {
   type DynamoDbLeaseManagerOptions,
   resolveDynamoDbLeases,
 } from './dynamodb-options.js';
-import { dynamoError, ensureLeaseTable, isConditionFailed } from './dynamodb-table.js';
 import type {
   Checkpoint,
   HeldLease,
@@ -60,20 +44,6 @@ import { validCheckpoint, validCounter, validSeeds, validShardId } from './valid
 /** Writes in flight at once for ensureLeases. */
 const ENSURE_CONCURRENCY = 16;
 
-type Command = GetItemCommand | PutItemCommand | UpdateItemCommand | DeleteItemCommand | ScanCommand;
-
-const n = (value: number): AttributeValue => ({ N: String(value) });
-const s = (value: string): AttributeValue => ({ S: value });
-
-/** Names of the attributes used in expressions (#name -> attribute). */
-const NAMES: Record<string, string> = {
-  '#key': KCL.leaseKey,
-  '#owner': KCL.leaseOwner,
-  '#counter': KCL.leaseCounter,
-  '#acq': SHARDLINE.acquisitions,
-  '#cpOwner': KCL.checkpointOwner,
-};
-
 /** The holder's conditions: still the owner, no acquisition since its own. */
 const HOLDER = '#owner = :me AND #acq = :token';
 
@@ -83,10 +53,9 @@ export class DynamoDbLeaseManager implements LeaseManager {
   readonly tableName: string;
   readonly #client: DynamoDBClient;
   readonly #ownClient: boolean;
-  readonly #createTable: boolean;
   readonly #callTimeoutMs: number;
   readonly #observer: LeaseObserver;
-  #ready: Promise<void> | undefined;
+  readonly #calls: LeaseCalls;
   #closed = false;
   #listing: { startedAt: number; leases: Promise<ItemLease[]> } | undefined;
   #heartbeat: { at: number; shards: number } | undefined;
@@ -113,106 +82,26 @@ export class DynamoDbLeaseManager implements LeaseManager {
     this.leaseDurationMs = leaseDurationMs ?? DYNAMODB_LEASE_DEFAULTS.leaseDurationMs;
     this.#callTimeoutMs = callTimeoutMs ?? DYNAMODB_LEASE_DEFAULTS.callTimeoutMs;
     this.tableName = resolved.tableName;
-    this.#createTable = resolved.createTable === true;
     this.#ownClient = resolved.client === undefined;
     this.#client = resolved.client ?? createDynamoDbClient(resolved);
     this.#observer = new LeaseObserver(hostId, this.leaseDurationMs);
+    this.#calls = new LeaseCalls({
+      client: this.#client,
+      tableName: this.tableName,
+      createTable: resolved.createTable === true,
+      callTimeoutMs: this.#callTimeoutMs,
+      assertOpen: (operation) => this.#assertOpen(operation),
+      observe: (lease, at) => this.#observer.observe(lease, at),
+    });
   }
 
-  /** One DynamoDB call bounded by `timeoutMs`; a failed condition is rethrown as it is. */
-  async #send<T>(operation: string, command: Command, timeoutMs = this.#callTimeoutMs): Promise<T> {
+  #assertOpen(operation: string): void {
     if (this.#closed) {
       throw new ShardlineError(
         ErrorCodes.CLOSED,
-        `lease manager of host '${this.hostId}' is closed: cannot ${operation}`,
+        `lease manager of host '${this.hostId}' is closed: cannot ${operation}()`,
       );
     }
-    this.#ready ??= ensureLeaseTable(this.#client, this.tableName, this.#createTable).catch(
-      (error: unknown) => {
-        this.#ready = undefined;
-        throw error;
-      },
-    );
-    await this.#ready;
-    try {
-      return (await this.#client.send(command as never, {
-        abortSignal: AbortSignal.timeout(timeoutMs),
-      })) as T;
-    } catch (error) {
-      if (isConditionFailed(error)) throw error;
-      throw dynamoError(error, operation, this.tableName);
-    }
-  }
-
-  #key(shardId: string): Record<string, AttributeValue> {
-    return { [KCL.leaseKey]: s(shardId) };
-  }
-
-  async #get(shardId: string): Promise<ItemLease | undefined> {
-    const out = await this.#send<{ Item?: Record<string, AttributeValue> }>(
-      'GetItem',
-      new GetItemCommand({ TableName: this.tableName, Key: this.#key(shardId), ConsistentRead: true }),
-    );
-    const lease = out.Item === undefined ? undefined : leaseFromItem(out.Item);
-    if (lease !== undefined) this.#observer.observe(lease, monotonicNow());
-    return lease;
-  }
-
-  /** A conditional update; the item after it, or undefined when the condition failed. */
-  async #update(
-    operation: string,
-    shardId: string,
-    update: string,
-    condition: string,
-    values: Record<string, AttributeValue>,
-    timeoutMs?: number,
-  ): Promise<ItemLease | undefined> {
-    const used = Object.fromEntries(
-      Object.entries({ ...NAMES, ...EXTRA_NAMES }).filter(([k]) =>
-        new RegExp(`${k}\\b`).test(`${update} ${condition}`),
-      ),
-    );
-    try {
-      const out = await this.#send<{ Attributes?: Record<string, AttributeValue> }>(
-        operation,
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: this.#key(shardId),
-          UpdateExpression: update,
-          ConditionExpression: `attribute_exists(#key) AND ${condition}`,
-          ExpressionAttributeNames: { ...used, '#key': KCL.leaseKey },
-          ExpressionAttributeValues: values,
-          ReturnValues: 'ALL_NEW',
-        }),
-        timeoutMs,
-      );
-      const lease = out.Attributes === undefined ? undefined : leaseFromItem(out.Attributes);
-      if (lease !== undefined) this.#observer.observe(lease, monotonicNow());
-      return lease;
-    } catch (error) {
-      if (isConditionFailed(error)) return undefined;
-      throw error;
-    }
-  }
-
-  async #scan(): Promise<ItemLease[]> {
-    const leases: ItemLease[] = [];
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const out: ScanCommandOutput = await this.#send(
-        'Scan',
-        new ScanCommand({ TableName: this.tableName, ConsistentRead: true, ExclusiveStartKey: start }),
-      );
-      const at = monotonicNow();
-      for (const item of out.Items ?? []) {
-        const lease = leaseFromItem(item);
-        if (lease === undefined) continue;
-        this.#observer.observe(lease, at);
-        leases.push(lease);
-      }
-      start = out.LastEvaluatedKey;
-    } while (start !== undefined);
-    return leases.sort((a, b) => (a.shardId < b.shardId ? -1 : a.shardId > b.shardId ? 1 : 0));
   }
 
   /** A listing started within a quarter lease (or in flight), else a new one. */
@@ -225,7 +114,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
   }
 
   #list(now = monotonicNow()): Promise<ItemLease[]> {
-    const leases = this.#scan();
+    const leases = this.#calls.scan();
     this.#listing = { startedAt: now, leases };
     leases.catch(() => {
       if (this.#listing?.leases === leases) this.#listing = undefined;
@@ -240,26 +129,14 @@ export class DynamoDbLeaseManager implements LeaseManager {
     const work = checked.map((seed) => async () => {
       const lease = existing.get(seed.shardId);
       if (lease === undefined) {
-        try {
-          await this.#send(
-            'PutItem',
-            new PutItemCommand({
-              TableName: this.tableName,
-              Item: newLeaseItem(seed.shardId, seed.parentShardIds, seed.childShardIds),
-              ConditionExpression: 'attribute_not_exists(#key)',
-              ExpressionAttributeNames: { '#key': KCL.leaseKey },
-            }),
-          );
+        if (await this.#calls.putNew(newLeaseItem(seed.shardId, seed.parentShardIds, seed.childShardIds)))
           return;
-        } catch (error) {
-          if (!isConditionFailed(error)) throw error;
-        }
       } else if (seed.childShardIds.every((c) => lease.childShardIds.includes(c))) {
         return;
       }
       if (seed.childShardIds.length === 0) return;
       // ADD to a string set is a union: no counter change (KCL's updateLeaseWithMetaInfo neither).
-      await this.#update('UpdateItem', seed.shardId, 'ADD #children :children', 'attribute_exists(#key)', {
+      await this.#calls.update(seed.shardId, 'ADD #children :children', 'attribute_exists(#key)', {
         ':children': { SS: [...new Set(seed.childShardIds)] },
       });
     });
@@ -279,13 +156,13 @@ export class DynamoDbLeaseManager implements LeaseManager {
 
   async getLease(shardId: string): Promise<Lease | undefined> {
     validShardId('shardId', shardId);
-    const lease = await this.#get(shardId);
+    const lease = await this.#calls.get(shardId);
     return lease === undefined ? undefined : this.#observer.toLease(lease, monotonicNow());
   }
 
   async acquire(shardId: string): Promise<Lease | undefined> {
     validShardId('shardId', shardId);
-    const lease = await this.#get(shardId);
+    const lease = await this.#calls.get(shardId);
     if (lease === undefined) return undefined;
     const now = monotonicNow();
     if (lease.owner !== undefined && lease.owner !== this.hostId && !this.#observer.expired(lease, now))
@@ -295,8 +172,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
     const token = lease.acquisitions + 1;
     const switched = lease.owner !== undefined && lease.owner !== this.hostId;
     const sent = monotonicNow();
-    const after = await this.#update(
-      'UpdateItem',
+    const after = await this.#calls.update(
       shardId,
       `SET #owner = :me, #counter = #counter + :one, #acq = :token${
         switched ? ', #switches = if_not_exists(#switches, :zero) + :one' : ''
@@ -331,8 +207,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
       return undefined;
     }
     const sent = monotonicNow();
-    const after = await this.#update(
-      'UpdateItem',
+    const after = await this.#calls.update(
       shardId,
       'SET #counter = #counter + :one',
       HOLDER,
@@ -376,24 +251,10 @@ export class DynamoDbLeaseManager implements LeaseManager {
   async removeLease(shardId: string, counter: number): Promise<boolean> {
     validShardId('shardId', shardId);
     validCounter(counter);
-    const lease = await this.#get(shardId);
+    const lease = await this.#calls.get(shardId);
     if (lease === undefined || lease.acquisitions !== counter) return false;
     if (!this.#observer.expired(lease, monotonicNow())) return false;
-    try {
-      await this.#send(
-        'DeleteItem',
-        new DeleteItemCommand({
-          TableName: this.tableName,
-          Key: this.#key(shardId),
-          ConditionExpression: '#counter = :seen',
-          ExpressionAttributeNames: { '#counter': KCL.leaseCounter },
-          ExpressionAttributeValues: { ':seen': n(lease.leaseCounter) },
-        }),
-      );
-    } catch (error) {
-      if (isConditionFailed(error)) return false;
-      throw error;
-    }
+    if (!(await this.#calls.deleteAt(shardId, lease.leaseCounter))) return false;
     this.#observer.forget(shardId);
     return true;
   }
@@ -401,8 +262,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
   async release(shardId: string, counter: number, failure?: LeaseFailure): Promise<boolean> {
     validShardId('shardId', shardId);
     validCounter(counter);
-    const after = await this.#update(
-      'UpdateItem',
+    const after = await this.#calls.update(
       shardId,
       `SET #counter = #counter + :one${failure === undefined ? '' : ', #failure = :failure'} REMOVE #owner, #cpOwner`,
       HOLDER,
@@ -422,8 +282,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
     validCounter(counter);
     const value = validCheckpoint(checkpoint);
     const a = checkpointToAttributes(value);
-    const after = await this.#update(
-      'UpdateItem',
+    const after = await this.#calls.update(
       shardId,
       `SET #cp = :cp, #sub = :sub, #switches = :zero, #counter = #counter + :one${
         a.wholeRecord === undefined ? '' : ', #whole = :whole'
@@ -441,7 +300,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
       },
     );
     if (after !== undefined) return;
-    const current = await this.#get(shardId);
+    const current = await this.#calls.get(shardId);
     if (
       current !== undefined &&
       current.owner === this.hostId &&
@@ -482,7 +341,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
     if (typeof toHostId !== 'string' || toHostId.length === 0) {
       throw new ShardlineOptionError('toHostId', `must be a non-empty string (got ${String(toHostId)})`);
     }
-    const lease = await this.#get(shardId);
+    const lease = await this.#calls.get(shardId);
     const now = monotonicNow();
     if (lease === undefined || lease.owner === undefined || lease.owner === toHostId) return false;
     if (this.#observer.expired(lease, now) || this.#observer.liveHandoff(lease, now) !== undefined)
@@ -490,8 +349,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
     const id = randomUUID();
     // Not the holder's write: the counter stays (as KCL's initiateGracefulLeaseHandoff), so the
     // request neither fences the owner's renewals nor looks like one to observers.
-    const after = await this.#update(
-      'UpdateItem',
+    const after = await this.#calls.update(
       shardId,
       'SET #handoffTo = :to, #handoffId = :id',
       `(#owner = :owner OR #cpOwner = :owner) AND ${
@@ -511,8 +369,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
     if (typeof shards !== 'number' || !Number.isInteger(shards) || shards < 0) {
       throw new ShardlineOptionError('shards', `must be an integer >= 0 (got ${String(shards)})`);
     }
-    if (this.#closed)
-      throw new ShardlineError(ErrorCodes.CLOSED, `lease manager of host '${this.hostId}' is closed`);
+    this.#assertOpen('heartbeat');
     this.#heartbeat = { at: monotonicNow(), shards };
   }
 
@@ -544,8 +401,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
   }
 
   async now(): Promise<number> {
-    if (this.#closed)
-      throw new ShardlineError(ErrorCodes.CLOSED, `lease manager of host '${this.hostId}' is closed`);
+    this.#assertOpen('now');
     return monotonicNow();
   }
 
@@ -557,18 +413,3 @@ export class DynamoDbLeaseManager implements LeaseManager {
     if (this.#ownClient) this.#client.destroy();
   }
 }
-
-/** Attribute names only some expressions use. */
-const EXTRA_NAMES: Record<string, string> = {
-  '#children': KCL.childShardIds,
-  '#switches': KCL.ownerSwitchesSinceCheckpoint,
-  '#cp': KCL.checkpoint,
-  '#sub': KCL.checkpointSubSequenceNumber,
-  '#pendingSub': KCL.pendingCheckpointSubSequenceNumber,
-  '#pendingState': KCL.pendingCheckpointState,
-  '#pending': KCL.pendingCheckpoint,
-  '#whole': SHARDLINE.wholeRecord,
-  '#handoffTo': SHARDLINE.handoffTo,
-  '#handoffId': SHARDLINE.handoffId,
-  '#failure': SHARDLINE.failure,
-};

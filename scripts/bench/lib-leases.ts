@@ -376,7 +376,7 @@ export async function redisCommands(
   o: { shards: number; windowMs: number },
 ): Promise<RedisLoad> {
   const server = await startRedisServer();
-  const streamName = `bench-leases-idle-${leaseDurationMs}-${process.pid}`;
+  const streamName = `bench-leases-idle-${leaseDurationMs}-${o.shards}-${process.pid}`;
   await kinesis.createStream(streamName, { shards: o.shards });
   const group = new Group(
     kinesis,

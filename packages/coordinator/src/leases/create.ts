@@ -31,7 +31,6 @@ export function createLeaseManager(
       ...o.leases.dynamodb,
       hostId: o.hostId,
       leaseDurationMs: o.leaseDurationMs,
-      logger: o.logger,
     });
   }
   return new MemoryLeaseManager({

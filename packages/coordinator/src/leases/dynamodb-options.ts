@@ -7,7 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
-import { type Logger, ShardlineOptionError } from '@shardline/common';
+import { ShardlineOptionError } from '@shardline/common';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { isObject, rejectUnknownKeys, show } from '../options/checks.js';
 
@@ -51,8 +51,6 @@ export interface DynamoDbLeaseManagerOptions extends DynamoDbLeasesOptions {
    * @defaultValue 5000
    */
   callTimeoutMs?: number;
-  /** @defaultValue silent */
-  logger?: Logger;
 }
 
 export const DYNAMODB_LEASE_DEFAULTS = Object.freeze({

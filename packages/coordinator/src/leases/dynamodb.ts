@@ -76,8 +76,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
         throw new ShardlineOptionError(name, `must be a finite number >= 1 (got ${String(value)})`);
       }
     }
-    const { logger: _logger, ...rest } = table;
-    const resolved = resolveDynamoDbLeases(rest, '');
+    const resolved = resolveDynamoDbLeases(table, '');
     this.hostId = hostId;
     this.leaseDurationMs = leaseDurationMs ?? DYNAMODB_LEASE_DEFAULTS.leaseDurationMs;
     this.#callTimeoutMs = callTimeoutMs ?? DYNAMODB_LEASE_DEFAULTS.callTimeoutMs;

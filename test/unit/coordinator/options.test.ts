@@ -357,6 +357,11 @@ describe('coordinator options', () => {
         'leases.dynamodb.client',
       );
       optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl' }, keyPrefix: 'app' } }),
+        'leases.keyPrefix',
+        /tableName/,
+      );
+      optionError(
         () => resolve({ leases: { dynamodb: { tableName: 'tbl' }, redis: 'redis://h' } }),
         'leases.dynamodb',
         /remove one/,

@@ -124,6 +124,12 @@ function resolveLeases(value: unknown): ResolvedCoordinatorOptions['leases'] {
   const redis = leases.redis === undefined ? undefined : redisConnection(leases.redis, 'leases.redis');
   const dynamodb =
     leases.dynamodb === undefined ? undefined : resolveDynamoDbLeases(leases.dynamodb, 'leases.dynamodb');
+  if (dynamodb !== undefined && leases.keyPrefix !== undefined) {
+    throw new ShardlineOptionError(
+      'leases.keyPrefix',
+      'is for Redis keys: a DynamoDB lease table is one group and stream already (leases.dynamodb.tableName); remove it',
+    );
+  }
   if (dynamodb !== undefined && redis !== undefined) {
     throw new ShardlineOptionError(
       'leases.dynamodb',

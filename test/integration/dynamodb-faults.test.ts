@@ -2,9 +2,11 @@
  * DynamoDB leases under faults, through the testing kit's FaultProxy in front of dynalite (it answers
  * any awsJson call it is told to fail, DynamoDB's too): throttled writes
  * (ProvisionedThroughputExceededException, ThrottlingException) and denied calls come back as clear
- * errors naming the table and, for AccessDenied, the permission; two coordinators, one of them
+ * errors naming the table and, for AccessDenied, the permission; a reply lost to a reset connection
+ * (through the TCP fault proxy) does not lose the lease or the checkpoint; two coordinators, one of them
  * throttled for several lease durations, never deliver a shard at once, and every record arrives.
  */
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { RecordBatch } from '@shardline/coordinator';
 import { DynamoDbLeaseManager, startCoordinator } from '@shardline/coordinator';
 import {
@@ -13,6 +15,7 @@ import {
   type LocalKinesis,
   startLocalDynamoDb,
   startLocalKinesis,
+  startTcpFaultProxy,
 } from '@shardline/testing';
 import { expect } from 'chai';
 import { rejection } from '../support/assertions.js';
@@ -102,6 +105,54 @@ describe('DynamoDB leases under faults (FaultProxy in front of dynalite)', funct
       expect(direct.message).to.include(`'${tableName}'`).and.include(error);
     });
   }
+
+  it('a reply lost to a reset connection: the SDK retry of the checkpoint lands (fenced by the token, not the counter)', async () => {
+    const tcp = await startTcpFaultProxy({ target: db.endpoint });
+    const raw = db.client();
+    try {
+      const a = new DynamoDbLeaseManager({
+        tableName,
+        createTable: true,
+        ...db.clientConfig,
+        endpoint: tcp.clientUrl(db.endpoint),
+        hostId: 'A',
+      });
+      managers.push(a);
+      await a.ensureLeases([{ shardId: 's0', parentShardIds: [] }]);
+      const lease = (await a.acquire('s0'))!;
+      const counter = async () =>
+        Number(
+          (await raw.send(new GetItemCommand({ TableName: tableName, Key: { leaseKey: { S: 's0' } } }))).Item!
+            .leaseCounter!.N,
+        );
+      const before = await counter();
+      let written = false;
+      // Replies are held long enough to cut the connection after the write took effect upstream.
+      tcp.delay(1_500);
+      const checkpoint = a.checkpoint('s0', lease.counter, { sequenceNumber: '42', subSequenceNumber: 3 });
+      await waitFor(
+        () => written,
+        () => 'the first attempt to take effect in dynalite',
+        10_000,
+        20,
+        async () => {
+          written = (await counter()) > before;
+        },
+      );
+      tcp.delay(0);
+      expect(tcp.reset(), 'connections reset').to.be.at.least(1);
+      await checkpoint;
+      expect(await counter(), 'written twice: the first attempt, then the retry').to.equal(before + 2);
+      expect((await a.getLease('s0'))!.checkpoint).to.deep.equal({
+        sequenceNumber: '42',
+        subSequenceNumber: 3,
+      });
+      expect(await a.renew('s0', lease.counter), 'still the holder').to.not.equal(undefined);
+    } finally {
+      raw.destroy();
+      await tcp.stop();
+    }
+  });
 
   it('AccessDenied names the call and the permission it needs', async () => {
     const a = manager('A', true);

@@ -101,8 +101,11 @@ describe('DynamoDB leases under faults (FaultProxy in front of dynalite)', funct
           await a.checkpoint('s0', lease.counter, { sequenceNumber: '1' });
         })(),
       );
-      expect(direct.code).to.equal('ERR_THROTTLED');
-      expect(direct.message).to.include(`'${tableName}'`).and.include(error);
+      // Throttled on every attempt the SDK makes; should its retries outlast the call timeout, the
+      // outcome is unknown instead (ERR_TRANSIENT). Either way the table is named.
+      expect(direct.code, direct.message).to.be.oneOf(['ERR_THROTTLED', 'ERR_TRANSIENT']);
+      expect(direct.message).to.include(`'${tableName}'`);
+      if (direct.code === 'ERR_THROTTLED') expect(direct.message).to.include(error);
     });
   }
 

@@ -15,6 +15,9 @@ export function monotonicNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** Past this many handoff request ids, those seen more than two lease durations ago are dropped. */
+const MAX_REQUESTS_REMEMBERED = 1_024;
+
 interface Seen {
   leaseCounter: number;
   at: number;
@@ -45,6 +48,12 @@ export class LeaseObserver {
     }
     if (lease.handoffId !== undefined && !this.#handoffSeen.has(lease.handoffId)) {
       this.#handoffSeen.set(lease.handoffId, at);
+      // Requests are live for a lease duration: forget those long past (ids are never reused).
+      if (this.#handoffSeen.size > MAX_REQUESTS_REMEMBERED) {
+        for (const [id, seenAt] of this.#handoffSeen) {
+          if (seenAt < at - 2 * this.#durationMs) this.#handoffSeen.delete(id);
+        }
+      }
     }
   }
 

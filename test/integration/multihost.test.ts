@@ -5,8 +5,9 @@
  * counter; the tests check coverage, duplicates, per-key order, overlapping lease generations and lease
  * timing from those reports, and print the measured figures (failover, rebalance, duplicates).
  * The Redis outage test runs its hosts on a private redis-server that it pauses with SIGSTOP.
- * The same cases but the Redis outage run again with DynamoDB leases (one dynalite child process, a
- * lease table per test), the hosts timing expiry on their own clocks as KCL does.
+ * Spread, SIGKILL failover, graceful stop and join, split and merge run again with DynamoDB leases
+ * (one dynalite child process, a lease table per test), the hosts timing expiry on their own clocks as
+ * KCL does.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { MergeShardsCommand, type Shard, SplitShardCommand } from '@aws-sdk/client-kinesis';
@@ -372,73 +373,75 @@ for (const store of ['redis', 'dynamodb'] as Store[]) {
       expect(result.unique).to.equal(production.produced.length);
     });
 
-    it('a host paused (SIGSTOP) past its lease cannot checkpoint after it resumes, and never overlaps', async () => {
-      const production = produce();
-      const [a, b, c] = await startAll(['host-a', 'host-b', 'host-c']);
-      const manager = observer();
-      await waitForSpread(manager, ['host-a', 'host-b', 'host-c'], SPREAD_MS[store]);
-      const stale = c!;
-      const staleLeases = (await owners(manager)).get(stale.hostId) ?? [];
-      const staleShards = staleLeases.map((l) => l.shardId);
-      const since = Date.now();
-      await waitFor(
-        () => shardsDeliveredBy(stale, since).size === 2,
-        () => `${stale.hostId}: ${[...shardsDeliveredBy(stale, since)]}`,
-        10_000,
-      );
+    // Redis only, for suite time: on DynamoDB a paused host is the partition test's case (partition.test.ts).
+    if (store === 'redis')
+      it('a host paused (SIGSTOP) past its lease cannot checkpoint after it resumes, and never overlaps', async () => {
+        const production = produce();
+        const [a, b, c] = await startAll(['host-a', 'host-b', 'host-c']);
+        const manager = observer();
+        await waitForSpread(manager, ['host-a', 'host-b', 'host-c'], SPREAD_MS[store]);
+        const stale = c!;
+        const staleLeases = (await owners(manager)).get(stale.hostId) ?? [];
+        const staleShards = staleLeases.map((l) => l.shardId);
+        const since = Date.now();
+        await waitFor(
+          () => shardsDeliveredBy(stale, since).size === 2,
+          () => `${stale.hostId}: ${[...shardsDeliveredBy(stale, since)]}`,
+          10_000,
+        );
 
-      const pausedAt = Date.now();
-      stale.signal('SIGSTOP');
-      let takenAt = new Map<string, number>();
-      await waitFor(
-        () => {
-          takenAt = firstBatches([a!, b!], staleShards, pausedAt);
-          return takenAt.size === staleShards.length;
-        },
-        () => `taken over: ${[...takenAt.keys()]} of ${staleShards}`,
-        LEASE_MS + 10_000,
-      );
-      const resumedAt = Date.now();
-      stale.signal('SIGCONT');
-      await waitFor(
-        () => staleShards.every((id) => stale.events('lease.lost').some((e) => e.payload.shardId === id)),
-        () => `lease.lost: ${stale.events('lease.lost').map((e) => e.payload.shardId)} of ${staleShards}`,
-        10_000,
-      );
-      // Whatever the resumed host had processed and not checkpointed stays unwritten: its old counters
-      // are fenced in the store.
-      const fenced = stale
-        .events('checkpoint')
-        .filter(
-          (e) =>
-            e.t >= resumedAt &&
-            staleLeases.some((l) => l.shardId === e.payload.shardId && l.counter === e.payload.counter),
+        const pausedAt = Date.now();
+        stale.signal('SIGSTOP');
+        let takenAt = new Map<string, number>();
+        await waitFor(
+          () => {
+            takenAt = firstBatches([a!, b!], staleShards, pausedAt);
+            return takenAt.size === staleShards.length;
+          },
+          () => `taken over: ${[...takenAt.keys()]} of ${staleShards}`,
+          LEASE_MS + 10_000,
         );
-      expect(fenced, 'checkpoints written with a stale counter').to.deep.equal([]);
-      const asStale = observer(redis.url, stale.hostId);
-      for (const lease of staleLeases) {
-        const error = await asStale.checkpoint(lease.shardId, lease.counter, { sequenceNumber: '1' }).then(
-          () => undefined,
-          (e: { code?: string }) => e,
+        const resumedAt = Date.now();
+        stale.signal('SIGCONT');
+        await waitFor(
+          () => staleShards.every((id) => stale.events('lease.lost').some((e) => e.payload.shardId === id)),
+          () => `lease.lost: ${stale.events('lease.lost').map((e) => e.payload.shardId)} of ${staleShards}`,
+          10_000,
         );
-        expect(error?.code, `checkpoint of ${lease.shardId} with stale counter ${lease.counter}`).to.equal(
-          'ERR_LEASE_LOST',
-        );
-      }
+        // Whatever the resumed host had processed and not checkpointed stays unwritten: its old counters
+        // are fenced in the store.
+        const fenced = stale
+          .events('checkpoint')
+          .filter(
+            (e) =>
+              e.t >= resumedAt &&
+              staleLeases.some((l) => l.shardId === e.payload.shardId && l.counter === e.payload.counter),
+          );
+        expect(fenced, 'checkpoints written with a stale counter').to.deep.equal([]);
+        const asStale = observer(redis.url, stale.hostId);
+        for (const lease of staleLeases) {
+          const error = await asStale.checkpoint(lease.shardId, lease.counter, { sequenceNumber: '1' }).then(
+            () => undefined,
+            (e: { code?: string }) => e,
+          );
+          expect(error?.code, `checkpoint of ${lease.shardId} with stale counter ${lease.counter}`).to.equal(
+            'ERR_LEASE_LOST',
+          );
+        }
 
-      await production.stop();
-      await waitForAll(production);
-      const result = analyse(hosts, production.produced);
-      const lost = stale.events('lease.lost').map((e) => `${e.payload.shardId}:${e.payload.reason}`);
-      console.log(
-        `      paused ${resumedAt - pausedAt} ms; taken over after ${Math.max(...takenAt.values()) - pausedAt} ms; ` +
-          `resumed host: lease.lost ${lost.join(', ')}; ${result.duplicates.length} duplicates of ${result.unique}`,
-      );
-      expect(result.overlaps).to.deep.equal([]);
-      expect(result.orderErrors).to.deep.equal([]);
-      expect(result.missing).to.deep.equal([]);
-      expect(result.unique).to.equal(production.produced.length);
-    });
+        await production.stop();
+        await waitForAll(production);
+        const result = analyse(hosts, production.produced);
+        const lost = stale.events('lease.lost').map((e) => `${e.payload.shardId}:${e.payload.reason}`);
+        console.log(
+          `      paused ${resumedAt - pausedAt} ms; taken over after ${Math.max(...takenAt.values()) - pausedAt} ms; ` +
+            `resumed host: lease.lost ${lost.join(', ')}; ${result.duplicates.length} duplicates of ${result.unique}`,
+        );
+        expect(result.overlaps).to.deep.equal([]);
+        expect(result.orderErrors).to.deep.equal([]);
+        expect(result.missing).to.deep.equal([]);
+        expect(result.unique).to.equal(production.produced.length);
+      });
 
     // Redis only: the DynamoDB calls' timeouts and a hung DynamoDB are in dynamodb-faults.test.ts.
     if (store === 'redis')

@@ -1,22 +1,43 @@
 /**
  * Resharding while producing and consuming: split one shard and merge two. Every record arrives once,
  * and for every key all its parent-shard records come before its child-shard records. On kinesis-mock
- * (ChildShards at shard end) and kinesalite (no ChildShards: children come from ListShards).
+ * (ChildShards at shard end) and kinesalite (no ChildShards: children come from ListShards); with
+ * in-memory leases, and on kinesalite with DynamoDB leases (dynalite), where a second run on the same
+ * lease table then resumes after the final checkpoints: none of the records is delivered again.
  */
+
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { MergeShardsCommand, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import type { RecordBatch } from '@shardline/coordinator';
 import { startCoordinator } from '@shardline/coordinator';
-import { type LocalKinesisEngine, startLocalKinesis } from '@shardline/testing';
+import {
+  type LocalDynamoDb,
+  type LocalKinesisEngine,
+  startLocalDynamoDb,
+  startLocalKinesis,
+} from '@shardline/testing';
 import { expect } from 'chai';
 import { expectExactlyOnceInOrder, type Item, keyedItems, putItems, waitFor } from './coordinator-helpers.js';
 
-for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
-  describe(`startCoordinator across a split and a merge (${engine})`, function () {
-    this.timeout(60_000);
+const VARIANTS: Array<[LocalKinesisEngine, 'memory' | 'dynamodb']> = [
+  ['kinesis-mock', 'memory'],
+  ['kinesalite', 'memory'],
+  ['kinesalite', 'dynamodb'],
+];
+
+for (const [engine, store] of VARIANTS) {
+  describe(`startCoordinator across a split and a merge (${engine}, ${store} leases)`, function () {
+    this.timeout(90_000);
 
     it('delivers every record once, parents before children for every key', async () => {
       const kinesis = await startLocalKinesis({ engine });
+      let db: LocalDynamoDb | undefined;
       try {
+        db = store === 'dynamodb' ? await startLocalDynamoDb() : undefined;
+        const leases =
+          db === undefined
+            ? {}
+            : { dynamodb: { tableName: 'reshard-leases', createTable: true, ...db.clientConfig } };
         const stream = `reshard-${process.pid}`;
         const { shards } = await kinesis.createStream(stream, { shards: 4 });
         const client = kinesis.client();
@@ -34,6 +55,7 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
           streamName: stream,
           group: 'reshard',
           kinesis: kinesis.clientConfig,
+          leases,
           idleFetchIntervalMs: 100,
           workerThreads: 2,
           checkpoint: { intervalMs: 100 },
@@ -102,7 +124,44 @@ for (const engine of ['kinesis-mock', 'kinesalite'] as LocalKinesisEngine[]) {
         } finally {
           await coordinator.stop();
         }
+        if (db === undefined) return;
+        // The lease table as a KCL worker would read it: the three parents at SHARD_END.
+        const raw = db.client();
+        const items = (await raw.send(new ScanCommand({ TableName: 'reshard-leases' }))).Items!;
+        raw.destroy();
+        expect(items).to.have.length(7);
+        expect(items.filter((i) => i.checkpoint?.S === 'SHARD_END')).to.have.length(3);
+        expect(
+          items.every((i) => i.leaseOwner === undefined),
+          'released on stop',
+        ).to.equal(true);
+        // A second run on the same table resumes after the final checkpoints: only new records come.
+        const again: Item[] = [];
+        const second = await startCoordinator<Item>({
+          streamName: stream,
+          group: 'reshard',
+          kinesis: kinesis.clientConfig,
+          leases,
+          idleFetchIntervalMs: 100,
+          handler: (batch: RecordBatch<Item>) => {
+            for (const r of batch.records) again.push(r.data);
+          },
+        });
+        try {
+          const before = produced.length;
+          await produce(200);
+          await waitFor(
+            () => again.length >= 200,
+            () => `${again.length} of 200 after the restart`,
+            30_000,
+          );
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          expectExactlyOnceInOrder(again, produced.slice(before));
+        } finally {
+          await second.stop();
+        }
       } finally {
+        await db?.stop();
         await kinesis.stop();
       }
     });

@@ -58,8 +58,16 @@ export interface HostConfig {
     region: string;
     credentials: { accessKeyId: string; secretAccessKey: string };
   };
-  redisUrl: string;
-  keyPrefix: string;
+  /** The lease store: Redis (url and key prefix), or a DynamoDB lease table when `dynamodb` is set. */
+  redisUrl?: string;
+  keyPrefix?: string;
+  dynamodb?: {
+    tableName: string;
+    endpoint: string;
+    region: string;
+    credentials: { accessKeyId: string; secretAccessKey: string };
+    createTable?: boolean;
+  };
   leaseDurationMs: number;
   checkpointIntervalMs?: number;
   /** The coordinator's initialPosition. @defaultValue 'TRIM_HORIZON' */

@@ -3,20 +3,24 @@
  * deadline holds against a partitioned Redis, a stop keeps its leases until its handlers finish, a
  * handoff is not held up by a retry sleep, a crash before the first batch at LATEST loses nothing,
  * `initialPosition` applies to shards whose parents are long gone, and leases of gone shards are
- * cleaned up once nothing needs them.
+ * cleaned up once nothing needs them (on Redis and on DynamoDB leases).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import type { Coordinator, CoordinatorOptions } from '@shardline/coordinator';
 import {
+  DynamoDbLeaseManager,
+  type LeaseManager,
   MemoryLeaseManager,
   MemoryLeaseStore,
   RedisLeaseManager,
   startCoordinator,
 } from '@shardline/coordinator';
 import {
+  type LocalDynamoDb,
   type LocalKinesis,
+  startLocalDynamoDb,
   startLocalKinesis,
   startTcpFaultProxy,
   type TestRedis,
@@ -129,63 +133,96 @@ describe('lease safety (kinesalite, worker threads)', function () {
         await proxy.stop();
       }
     });
-
-    it('leases of shards gone from the stream are removed once nothing needs them; a gone parent stays while its child has no checkpoint', async () => {
-      const name = await stream(1);
-      const [shard] = (await kinesis.listShards(name)).map((s) => s.ShardId!);
-      const seeder = new RedisLeaseManager({
-        redis: redis.url,
-        group: 'cleanup',
-        stream: name,
-        hostId: 'seeder',
-        keyPrefix: redis.keyPrefix,
-      });
-      try {
-        // Two shards long gone from the stream: one nobody needs, one the live shard names as its parent.
-        await seeder.ensureLeases([
-          { shardId: 'shardId-000000000090', parentShardIds: [] },
-          { shardId: 'shardId-000000000091', parentShardIds: [], childShardIds: [shard!] },
-          { shardId: shard!, parentShardIds: ['shardId-000000000091'] },
-        ]);
-        const ids = async () => (await seeder.listLeases()).map((l) => l.shardId).sort();
-        let leases: string[] = await ids();
-        const c = await start({
-          streamName: name,
-          group: 'cleanup',
-          leases: { redis: redis.url, keyPrefix: redis.keyPrefix },
-          leaseDurationMs: 3_000,
-          shardSyncIntervalMs: 1_000,
-          leaseCleanupDelayMs: 0,
-          handler: () => undefined,
-        });
-        await waitFor(
-          () => !leases.includes('shardId-000000000090'),
-          () => `leases: ${leases}`,
-          15_000,
-          200,
-          async () => {
-            leases = await ids();
-          },
-        );
-        // The child has read nothing yet, so has no checkpoint: its parent's lease is kept.
-        expect(leases).to.deep.equal(['shardId-000000000091', shard].sort());
-        await putItems(client, name, keyedItems(10, 2));
-        await waitFor(
-          () => leases.length === 1,
-          () => `leases: ${leases}`,
-          15_000,
-          200,
-          async () => {
-            leases = await ids();
-          },
-        );
-        expect(leases).to.deep.equal([shard]);
-        expect(readingShards(c)).to.deep.equal([shard]);
-      } finally {
-        await seeder.close();
-      }
-    });
   });
+
+  for (const store of ['redis', 'dynamodb'] as const) {
+    describe(`with ${store === 'redis' ? 'Redis' : 'DynamoDB'} leases: gone shards`, () => {
+      let redis: TestRedis | undefined;
+      let db: LocalDynamoDb | undefined;
+      beforeEach(async () => {
+        if (store === 'redis') redis = await useTestRedis('lease-safety');
+        else db = await startLocalDynamoDb();
+      });
+      afterEach(async () => {
+        await Promise.all(running.splice(0).map((c) => c.stop()));
+        await redis?.cleanup();
+        await db?.stop();
+      });
+
+      function leaseOptions(): NonNullable<CoordinatorOptions<unknown>['leases']> {
+        return db === undefined
+          ? { redis: redis!.url, keyPrefix: redis!.keyPrefix }
+          : { dynamodb: { tableName: 'cleanup-leases', createTable: true, ...db.clientConfig } };
+      }
+
+      function seederFor(name: string): LeaseManager {
+        return db === undefined
+          ? new RedisLeaseManager({
+              redis: redis!.url,
+              group: 'cleanup',
+              stream: name,
+              hostId: 'seeder',
+              keyPrefix: redis!.keyPrefix,
+            })
+          : new DynamoDbLeaseManager({
+              tableName: 'cleanup-leases',
+              createTable: true,
+              ...db.clientConfig,
+              hostId: 'seeder',
+            });
+      }
+
+      it('leases of shards gone from the stream are removed once nothing needs them; a gone parent stays while its child has no checkpoint', async () => {
+        const name = await stream(1);
+        const [shard] = (await kinesis.listShards(name)).map((s) => s.ShardId!);
+        const seeder = seederFor(name);
+        try {
+          // Two shards long gone from the stream: one nobody needs, one the live shard names as its parent.
+          await seeder.ensureLeases([
+            { shardId: 'shardId-000000000090', parentShardIds: [] },
+            { shardId: 'shardId-000000000091', parentShardIds: [], childShardIds: [shard!] },
+            { shardId: shard!, parentShardIds: ['shardId-000000000091'] },
+          ]);
+          const ids = async () => (await seeder.listLeases()).map((l) => l.shardId).sort();
+          let leases: string[] = await ids();
+          const c = await start({
+            streamName: name,
+            group: 'cleanup',
+            leases: leaseOptions(),
+            leaseDurationMs: 3_000,
+            shardSyncIntervalMs: 1_000,
+            leaseCleanupDelayMs: 0,
+            handler: () => undefined,
+          });
+          await waitFor(
+            () => !leases.includes('shardId-000000000090'),
+            () => `leases: ${leases}`,
+            15_000,
+            200,
+            async () => {
+              leases = await ids();
+            },
+          );
+          // The child has read nothing yet, so has no checkpoint: its parent's lease is kept.
+          expect(leases).to.deep.equal(['shardId-000000000091', shard].sort());
+          await putItems(client, name, keyedItems(10, 2));
+          await waitFor(
+            () => leases.length === 1,
+            () => `leases: ${leases}`,
+            15_000,
+            200,
+            async () => {
+              leases = await ids();
+            },
+          );
+          expect(leases).to.deep.equal([shard]);
+          expect(readingShards(c)).to.deep.equal([shard]);
+        } finally {
+          await seeder.close();
+        }
+      });
+    });
+  }
 
   it('stop() with a handler slower than the lease: the lease is renewed until the handler finished, no other host reads the shard meanwhile', async () => {
     const LEASE_MS = 2_000;

@@ -5,12 +5,15 @@
  * then (retried), in handler mode and in iterator mode. Every hold of a batch is recorded as (host,
  * shard, start, end): no two hosts may ever hold a batch of one shard at overlapping times, no record
  * may be lost, per-key order must hold, and duplicates (records of a moved shard processed after its
- * last checkpoint) are counted and reported.
+ * last checkpoint) are counted and reported. Run again (handler mode) with DynamoDB leases: the
+ * partitioned host reaches dynalite through the proxy, the others directly.
  */
 
-import { RedisLeaseManager } from '@shardline/coordinator';
+import { DynamoDbLeaseManager, type LeaseManager, RedisLeaseManager } from '@shardline/coordinator';
 import {
+  type LocalDynamoDb,
   type LocalKinesis,
+  startLocalDynamoDb,
   startLocalKinesis,
   startTcpFaultProxy,
   type TcpFaultProxy,
@@ -35,8 +38,8 @@ const KEYS = 60;
 /** Processing time per batch: well under the deadline margin (20% of the lease). */
 const PROCESS_MS = 120;
 
-/** Owner -> shards whose lease it holds unexpired, on the Redis clock. */
-async function owners(manager: RedisLeaseManager): Promise<Map<string, string[]>> {
+/** Owner -> shards whose lease it holds unexpired, on the store clock. */
+async function owners(manager: LeaseManager): Promise<Map<string, string[]>> {
   const [leases, now] = await Promise.all([manager.listLeases(), manager.now()]);
   const out = new Map<string, string[]>();
   for (const lease of leases) {
@@ -46,10 +49,18 @@ async function owners(manager: RedisLeaseManager): Promise<Map<string, string[]>
   return out;
 }
 
-for (const mode of ['handler', 'iterator'] as const) {
-  describe(`a partition of one host from Redis (${mode} mode, child processes, real Redis, kinesalite)`, function () {
+// The DynamoDB store runs the handler mode only: the iterator mode exercises the coordinator, not the store.
+const VARIANTS = [
+  ['handler', 'redis'],
+  ['iterator', 'redis'],
+  ['handler', 'dynamodb'],
+] as const;
+
+for (const [mode, store] of VARIANTS) {
+  describe(`a partition of one host from ${store === 'redis' ? 'Redis' : 'DynamoDB'} (${mode} mode, child processes, ${store === 'redis' ? 'real Redis' : 'dynalite'}, kinesalite)`, function () {
     this.timeout(120_000);
     let kinesis: LocalKinesis;
+    let db: LocalDynamoDb | undefined;
     let redis: TestRedis;
     let proxy: TcpFaultProxy;
     let hosts: HostProcess[];
@@ -59,15 +70,17 @@ for (const mode of ['handler', 'iterator'] as const) {
 
     before(async () => {
       kinesis = await startLocalKinesis({ engine: 'kinesalite', inProcess: false });
+      if (store === 'dynamodb') db = await startLocalDynamoDb();
     });
 
     after(async () => {
       await kinesis?.stop();
+      await db?.stop();
     });
 
     beforeEach(async () => {
       redis = await useTestRedis('partition');
-      proxy = await startTcpFaultProxy({ target: redis.url });
+      proxy = await startTcpFaultProxy({ target: db === undefined ? redis.url : db.endpoint });
       hosts = [];
       productions = [];
       streamName = `partition-${mode}-${process.pid}-${++counter}`;
@@ -83,7 +96,11 @@ for (const mode of ['handler', 'iterator'] as const) {
       for (const h of hosts) expect(h.running, `${h.hostId} still running`).to.equal(false);
     });
 
-    function startHost(hostId: string, redisUrl: string): HostProcess {
+    /** The store's URL (Redis) or endpoint (DynamoDB), direct or through the proxy. */
+    const direct = () => (db === undefined ? redis.url : db.endpoint);
+    const tableName = () => `${streamName}-leases`;
+
+    function startHost(hostId: string, url: string): HostProcess {
       const config = kinesis.clientConfig;
       const host = new HostProcess({
         hostId,
@@ -94,8 +111,9 @@ for (const mode of ['handler', 'iterator'] as const) {
           region: String(config.region),
           credentials: config.credentials as HostConfig['kinesis']['credentials'],
         },
-        redisUrl,
-        keyPrefix: redis.keyPrefix,
+        ...(db === undefined
+          ? { redisUrl: url, keyPrefix: redis.keyPrefix }
+          : { dynamodb: { tableName: tableName(), createTable: true, ...db.clientConfig, endpoint: url } }),
         leaseDurationMs: LEASE_MS,
         mode,
         processMs: PROCESS_MS,
@@ -108,24 +126,33 @@ for (const mode of ['handler', 'iterator'] as const) {
     it('the partitioned host stops before its leases expire, the others take its shards, it rejoins; no overlap, nothing lost', async () => {
       const production = new Production(kinesis, streamName, KEYS);
       productions.push(production);
-      const a = startHost('host-a', redis.url);
-      const b = startHost('host-b', redis.url);
-      const c = startHost('host-c', proxy.clientUrl(redis.url));
+      const a = startHost('host-a', direct());
+      const b = startHost('host-b', direct());
+      const c = startHost('host-c', proxy.clientUrl(direct()));
       const all = [a, b, c];
       await waitFor(
         () => all.every((h) => h.has('ready')),
         () => describeHosts(all),
         20_000,
       );
-      // Spread 2/2/2 (read straight from Redis), then every host delivering from its two shards.
-      const observer = new RedisLeaseManager({
-        redis: redis.url,
-        group: 'partition',
-        stream: streamName,
-        hostId: 'observer',
-        keyPrefix: redis.keyPrefix,
-        leaseDurationMs: LEASE_MS,
-      });
+      // Spread 2/2/2 (read straight from the store), then every host delivering from its two shards.
+      const observer: LeaseManager =
+        db === undefined
+          ? new RedisLeaseManager({
+              redis: redis.url,
+              group: 'partition',
+              stream: streamName,
+              hostId: 'observer',
+              keyPrefix: redis.keyPrefix,
+              leaseDurationMs: LEASE_MS,
+            })
+          : new DynamoDbLeaseManager({
+              tableName: tableName(),
+              createTable: true,
+              ...db.clientConfig,
+              hostId: 'observer',
+              leaseDurationMs: LEASE_MS,
+            });
       let owned = new Map<string, string[]>();
       try {
         await waitFor(
@@ -151,7 +178,7 @@ for (const mode of ['handler', 'iterator'] as const) {
 
       const partitionedAt = Date.now();
       expect(proxy.blackhole(), 'host-c connections blackholed').to.be.at.least(1);
-      // host-c gives its leases up on its own clock, before they can expire in Redis.
+      // host-c gives its leases up on its own clock, before they can expire in the store.
       await waitFor(
         () => c.events('lease.lost').filter((e) => e.t >= partitionedAt).length >= cShards.length,
         () => `lease.lost on host-c: ${c.events('lease.lost').map((e) => e.payload.shardId)}`,
@@ -163,7 +190,7 @@ for (const mode of ['handler', 'iterator'] as const) {
           .filter((e) => e.t >= partitionedAt)
           .map((e) => e.t),
       );
-      // The other hosts take host-c's shards (after expiry on the Redis clock).
+      // The other hosts take host-c's shards (after expiry on the store clock).
       let takenAt = new Map<string, number>();
       await waitFor(
         () => {

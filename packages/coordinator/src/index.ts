@@ -14,6 +14,9 @@ export type {
 } from './events.js';
 export type { EnsureStreamConsumerOptions, StreamConsumer } from './fan-out.js';
 export { ensureStreamConsumer, streamArnOf } from './fan-out.js';
+export { DynamoDbLeaseManager } from './leases/dynamodb.js';
+export type { DynamoDbLeaseManagerOptions, DynamoDbLeasesOptions } from './leases/dynamodb-options.js';
+export { DYNAMODB_LEASE_DEFAULTS } from './leases/dynamodb-options.js';
 export type { MemoryLeaseManagerOptions, MemoryLeaseStoreOptions } from './leases/memory.js';
 export { MemoryLeaseManager, MemoryLeaseStore } from './leases/memory.js';
 export type {

@@ -21,6 +21,8 @@ export type {
   ResetFault,
   TransformAction,
 } from './fault-proxy/rules.js';
+export type { LocalDynamoDb, LocalDynamoDbOptions } from './local-dynamodb.js';
+export { LOCAL_DYNAMODB_DEFAULTS, startLocalDynamoDb } from './local-dynamodb.js';
 export type {
   CreatedStream,
   CreateStreamOptions,

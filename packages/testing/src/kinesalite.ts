@@ -6,7 +6,7 @@ import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes, ShardlineError } from '@shardline/common';
-import { packageScriptPath, spawnNodeWithWatchdog, stopLoggingUnexpectedExit } from './child-process.js';
+import { startListeningChild } from './listening-child.js';
 import type { EmulatorHandle, ResolvedLocalKinesisOptions } from './local-kinesis.js';
 
 /** The options kinesalite's factory reads (see its cli.js). */
@@ -18,20 +18,6 @@ interface KinesaliteOptions {
 }
 
 type KinesaliteFactory = (options: KinesaliteOptions) => Server;
-
-/** What kinesalite-server.cjs sends over IPC. */
-export type KinesaliteChildMessage =
-  | { v: 1; type: 'listening'; port: number }
-  | { v: 1; type: 'error'; message: string };
-
-export function isKinesaliteChildMessage(value: unknown): value is KinesaliteChildMessage {
-  if (typeof value !== 'object' || value === null) return false;
-  const message = value as Record<string, unknown>;
-  if (message.v !== 1) return false;
-  if (message.type === 'listening') return Number.isInteger(message.port);
-  if (message.type === 'error') return typeof message.message === 'string';
-  return false;
-}
 
 const HOST = '127.0.0.1';
 
@@ -83,43 +69,12 @@ export async function startKinesaliteInProcess(
 }
 
 export async function startKinesaliteChild(options: ResolvedLocalKinesisOptions): Promise<EmulatorHandle> {
-  const child = spawnNodeWithWatchdog({
+  const port = await startListeningChild({
     name: 'kinesalite',
-    script: packageScriptPath('kinesalite-server.cjs'),
+    script: 'kinesalite-server.cjs',
     args: [JSON.stringify({ ...kinesaliteOptions(options), port: options.port ?? 0, host: HOST })],
+    startupTimeoutMs: options.startupTimeoutMs,
+    logger: options.logger,
   });
-  let timer: NodeJS.Timeout | undefined;
-  let onMessage: ((message: unknown) => void) | undefined;
-  const outcome = await new Promise<KinesaliteChildMessage | 'exited' | 'timeout'>((resolve) => {
-    onMessage = (message) => {
-      if (isKinesaliteChildMessage(message)) resolve(message);
-    };
-    child.child.on('message', onMessage);
-    void child.exited.then(() => resolve('exited'));
-    timer = setTimeout(() => resolve('timeout'), options.startupTimeoutMs);
-  });
-  clearTimeout(timer);
-  child.child.off('message', onMessage!);
-  if (typeof outcome === 'object' && outcome.type === 'listening') {
-    options.logger.debug({ port: outcome.port, pid: child.pid }, 'kinesalite child listening');
-    return {
-      endpoint: `http://${HOST}:${outcome.port}`,
-      port: outcome.port,
-      pid: child.pid!,
-      stop: stopLoggingUnexpectedExit(child, options.logger),
-    };
-  }
-  await child.kill();
-  const reason =
-    outcome === 'timeout'
-      ? `did not start within ${options.startupTimeoutMs} ms (startupTimeoutMs)`
-      : outcome === 'exited'
-        ? `${child.describeExit()} before it was ready`
-        : `failed: ${outcome.message}`;
-  const output = child.outputTail();
-  throw new ShardlineError(
-    ErrorCodes.INTERNAL,
-    `kinesalite child process ${reason}${output === '' ? '' : `; its output ends with:\n${output}`}`,
-    { details: { pid: child.pid, output } },
-  );
+  return { endpoint: `http://${HOST}:${port.port}`, port: port.port, pid: port.pid, stop: port.stop };
 }

@@ -51,7 +51,12 @@ describe('coordinator options', () => {
       expect(o.stream).to.equal('orders');
       expect(o.group).to.equal('billing');
       expect(o.kinesis).to.deep.equal({});
-      expect(o.leases).to.deep.equal({ redis: undefined, keyPrefix: 'shardline', store: undefined });
+      expect(o.leases).to.deep.equal({
+        redis: undefined,
+        dynamodb: undefined,
+        keyPrefix: 'shardline',
+        store: undefined,
+      });
       expect(o.maxShardConsumers).to.equal(Number.POSITIVE_INFINITY);
       expect(o.workerThreads).to.equal(Math.min(os.availableParallelism(), 4));
       expect(o.initialPosition).to.equal('TRIM_HORIZON');
@@ -346,6 +351,57 @@ describe('coordinator options', () => {
       expect(resolve({ leases: { store } }).leases.store).to.equal(store);
       optionError(() => resolve({ leases: { store: {} } }), 'leases.store');
       optionError(() => resolve({ leases: { store, redis: 'redis://h' } }), 'leases.store', /remove one/);
+    });
+
+    it('takes leases.dynamodb, checking each field by its full name', () => {
+      const d = resolve({ leases: { dynamodb: { tableName: 'orders-leases', region: 'eu-west-1' } } }).leases
+        .dynamodb!;
+      expect(d).to.deep.include({ tableName: 'orders-leases', region: 'eu-west-1', createTable: false });
+      expect(Object.isFrozen(d)).to.equal(true);
+      const local = { tableName: 'orders-leases', endpoint: 'http://127.0.0.1:4567', createTable: true };
+      expect(resolve({ leases: { dynamodb: local } }).leases.dynamodb).to.deep.include(local);
+      optionError(() => resolve({ leases: { dynamodb: 'orders' } }), 'leases.dynamodb');
+      optionError(() => resolve({ leases: { dynamodb: {} } }), 'leases.dynamodb.tableName');
+      optionError(() => resolve({ leases: { dynamodb: { tableName: 'a b' } } }), 'leases.dynamodb.tableName');
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl', table: 'x' } } }),
+        'leases.dynamodb.table',
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl', endpoint: 'ftp://h' } } }),
+        'leases.dynamodb.endpoint',
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl', region: 7 } } }),
+        'leases.dynamodb.region',
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl', credentials: 'k' } } }),
+        'leases.dynamodb.credentials',
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl', createTable: 1 } } }),
+        'leases.dynamodb.createTable',
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl', client: {} } } }),
+        'leases.dynamodb.client',
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl' }, keyPrefix: 'app' } }),
+        'leases.keyPrefix',
+        /tableName/,
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl' }, redis: 'redis://h' } }),
+        'leases.dynamodb',
+        /remove one/,
+      );
+      optionError(
+        () => resolve({ leases: { dynamodb: { tableName: 'tbl' }, store: new MemoryLeaseStore() } }),
+        'leases.store',
+        /leases.dynamodb/,
+      );
     });
   });
 

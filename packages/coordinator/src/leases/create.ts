@@ -1,6 +1,10 @@
-/** The lease store a coordinator's options ask for: Redis when `leases.redis` is set, else in memory. */
+/**
+ * The lease store a coordinator's options ask for: Redis when `leases.redis` is set, DynamoDB when
+ * `leases.dynamodb` is, else in memory.
+ */
 
 import type { ResolvedCoordinatorOptions } from '../options.js';
+import { DynamoDbLeaseManager } from './dynamodb.js';
 import { MemoryLeaseManager } from './memory.js';
 import { RedisLeaseManager } from './redis.js';
 import type { LeaseManager } from './types.js';
@@ -20,6 +24,13 @@ export function createLeaseManager(
       leaseDurationMs: o.leaseDurationMs,
       keyPrefix: o.leases.keyPrefix,
       logger: o.logger,
+    });
+  }
+  if (o.leases.dynamodb !== undefined) {
+    return new DynamoDbLeaseManager({
+      ...o.leases.dynamodb,
+      hostId: o.hostId,
+      leaseDurationMs: o.leaseDurationMs,
     });
   }
   return new MemoryLeaseManager({

@@ -29,7 +29,7 @@ import type {
   LeaseManager,
   LeaseSeed,
 } from './types.js';
-import { validCheckpoint, validCounter, validIds, validShardId } from './validation.js';
+import { validCheckpoint, validCounter, validSeeds, validShardId } from './validation.js';
 
 /** The keys of one group and stream. All share the hash tag `{<group>:<stream>}`: one Cluster slot. */
 export interface LeaseKeys {
@@ -140,25 +140,9 @@ export class RedisLeaseManager implements LeaseManager {
   }
 
   async ensureLeases(seeds: readonly LeaseSeed[]): Promise<void> {
-    if (!Array.isArray(seeds)) {
-      throw new ShardlineOptionError(
-        'seeds',
-        `must be an array of { shardId, parentShardIds } (got ${typeof seeds})`,
-      );
-    }
     const args: string[] = [];
-    for (const [i, seed] of seeds.entries()) {
-      if (typeof seed !== 'object' || seed === null) {
-        throw new ShardlineOptionError(
-          `seeds[${i}]`,
-          'must be an object { shardId, parentShardIds, childShardIds? }',
-        );
-      }
-      const shardId = validShardId(`seeds[${i}].shardId`, seed.shardId);
-      const parents = validIds(`seeds[${i}].parentShardIds`, seed.parentShardIds);
-      const children =
-        seed.childShardIds === undefined ? [] : validIds(`seeds[${i}].childShardIds`, seed.childShardIds);
-      args.push(shardId, JSON.stringify(parents), JSON.stringify(children));
+    for (const seed of validSeeds(seeds)) {
+      args.push(seed.shardId, JSON.stringify(seed.parentShardIds), JSON.stringify(seed.childShardIds));
     }
     // A shard the cached listing lacks (created by a host that does not raise the version): read all.
     if (!this.#listing.hasAll(seeds.map((seed) => seed.shardId))) this.#listing.invalidate();

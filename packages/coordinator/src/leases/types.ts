@@ -13,7 +13,10 @@ export interface Lease {
    * counter the caller got when it acquired, so a host whose lease moved cannot write.
    */
   counter: number;
-  /** When the lease expires, in ms on the lease store's clock (the Redis server's for Redis). */
+  /**
+   * When the lease expires, in ms on the lease store's clock: the Redis server's for Redis; for DynamoDB
+   * this host's monotonic clock, a lease duration after this host saw its `leaseCounter` change.
+   */
   expiresAtMs: number | undefined;
   checkpoint: Checkpoint | undefined;
   parentShardIds: string[];
@@ -21,14 +24,16 @@ export interface Lease {
   /** A host that asked the owner to hand this lease over. */
   handoffTo: string | undefined;
   /**
-   * The store's clock (ms) when this copy was read or written, where the store tells it (Redis does).
+   * The store's clock (ms) when this copy was read or written, where the store tells it (Redis does;
+   * DynamoDB: the local time of the read, or of the send for acquire and renew).
    * `expiresAtMs - readAtMs` is how long the lease still had: less than leaseDurationMs after a renew
    * while a handoff is pending (the Redis store caps renewals then), so a host must time its lease
    * from it rather than assume a full duration.
    */
   readAtMs?: number;
   /**
-   * When the lease was first acquired, in ms on the store's clock; kept for good. A shard started at
+   * When the lease was first acquired, in epoch ms (the Redis server's clock; the acquiring host's for
+   * DynamoDB); kept for good. A shard started at
    * `LATEST` whose first owner wrote no checkpoint is read from this time (less a margin) by the next
    * owner, so what arrived between the two is not skipped. Undefined for a lease never acquired, and
    * where the store does not keep it (leases written by an older version).
@@ -87,7 +92,8 @@ export interface LeaseCallOptions {
 }
 
 /**
- * Where leases and checkpoints live: in memory (one host) or Redis (many hosts). Every transition is
+ * Where leases and checkpoints live: in memory (one host), Redis or DynamoDB (many hosts); the public
+ * contract of a lease store (see the coordinator README, "Lease stores"). Every transition is
  * atomic and fenced by owner + counter. Methods that change a lease return the lease as it is after the
  * change, or undefined when the change was refused (not the owner, stale counter, not free).
  */
@@ -135,9 +141,9 @@ export interface LeaseManager {
   requestHandoff(shardId: string, toHostId: string): Promise<boolean>;
   /** Records this host as alive, holding `shards` leases. */
   heartbeat(shards: number): Promise<void>;
-  /** Hosts seen within one lease duration. */
+  /** Hosts seen within one lease duration (DynamoDB: derived from lease owners and handoff requesters). */
   liveHosts(): Promise<HostInfo[]>;
-  /** The store's clock (ms), the one lease expiry is measured on. */
+  /** The store's clock (ms), the one lease expiry is measured on (DynamoDB: this host's monotonic clock). */
   now(): Promise<number>;
   close(): Promise<void>;
 }

@@ -4,7 +4,7 @@
  */
 
 import { SHARD_END, ShardlineOptionError } from '@shardline/common';
-import type { Checkpoint } from './types.js';
+import type { Checkpoint, LeaseSeed } from './types.js';
 
 const MAX_SHARD_ID_LENGTH = 256;
 const MAX_SEQUENCE_LENGTH = 256;
@@ -68,4 +68,28 @@ export function validCheckpoint(checkpoint: unknown): Checkpoint {
     );
   }
   return { sequenceNumber: c.sequenceNumber, subSequenceNumber: c.subSequenceNumber };
+}
+
+/** Seeds checked and copied (duplicate ids within one list kept): a bad one throws naming `seeds[i]...`. */
+export function validSeeds(seeds: unknown): Array<Required<LeaseSeed>> {
+  if (!Array.isArray(seeds)) {
+    throw new ShardlineOptionError(
+      'seeds',
+      `must be an array of { shardId, parentShardIds } (got ${typeof seeds})`,
+    );
+  }
+  return seeds.map((seed: LeaseSeed | null, i) => {
+    if (typeof seed !== 'object' || seed === null) {
+      throw new ShardlineOptionError(
+        `seeds[${i}]`,
+        'must be an object { shardId, parentShardIds, childShardIds? }',
+      );
+    }
+    return {
+      shardId: validShardId(`seeds[${i}].shardId`, seed.shardId),
+      parentShardIds: validIds(`seeds[${i}].parentShardIds`, seed.parentShardIds),
+      childShardIds:
+        seed.childShardIds === undefined ? [] : validIds(`seeds[${i}].childShardIds`, seed.childShardIds),
+    };
+  });
 }

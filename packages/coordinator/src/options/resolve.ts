@@ -16,6 +16,7 @@ import {
   ShardlineOptionError,
   silentLogger,
 } from '@shardline/common';
+import { resolveDynamoDbLeases } from '../leases/dynamodb-options.js';
 import { MemoryLeaseStore } from '../leases/memory.js';
 import {
   identifier,
@@ -126,8 +127,22 @@ function resolveKinesis(value: unknown): {
 
 function resolveLeases(value: unknown): ResolvedCoordinatorOptions['leases'] {
   const leases = objectOption(value, 'leases', "{ redis: 'redis://127.0.0.1:6379', keyPrefix: 'shardline' }");
-  rejectUnknownKeys(leases, ['redis', 'keyPrefix', 'store'], 'leases.');
+  rejectUnknownKeys(leases, ['redis', 'dynamodb', 'keyPrefix', 'store'], 'leases.');
   const redis = leases.redis === undefined ? undefined : redisConnection(leases.redis, 'leases.redis');
+  const dynamodb =
+    leases.dynamodb === undefined ? undefined : resolveDynamoDbLeases(leases.dynamodb, 'leases.dynamodb');
+  if (dynamodb !== undefined && leases.keyPrefix !== undefined) {
+    throw new ShardlineOptionError(
+      'leases.keyPrefix',
+      'is for Redis keys: a DynamoDB lease table is one group and stream already (leases.dynamodb.tableName); remove it',
+    );
+  }
+  if (dynamodb !== undefined && redis !== undefined) {
+    throw new ShardlineOptionError(
+      'leases.dynamodb',
+      'cannot be combined with leases.redis: the leases live in one store; remove one of them',
+    );
+  }
   const keyPrefix = noBraces(
     identifier(
       leases.keyPrefix ?? COORDINATOR_DEFAULTS.keyPrefix,
@@ -144,15 +159,15 @@ function resolveLeases(value: unknown): ResolvedCoordinatorOptions['leases'] {
         `must be a MemoryLeaseStore (got ${show(leases.store)})`,
       );
     }
-    if (redis !== undefined) {
+    if (redis !== undefined || dynamodb !== undefined) {
       throw new ShardlineOptionError(
         'leases.store',
-        'cannot be combined with leases.redis: a MemoryLeaseStore is for in-memory leases; remove one of them',
+        `cannot be combined with leases.${redis !== undefined ? 'redis' : 'dynamodb'}: a MemoryLeaseStore is for in-memory leases; remove one of them`,
       );
     }
     store = leases.store;
   }
-  return Object.freeze({ redis, keyPrefix, store });
+  return Object.freeze({ redis, dynamodb, keyPrefix, store });
 }
 
 function resolveInitialPosition(value: unknown): ResolvedCoordinatorOptions['initialPosition'] {

@@ -15,6 +15,7 @@ import type {
   ShardRecord,
 } from '@shardline/common';
 import type { BatchAnswer } from '../delivery/handler-answer.js';
+import type { DynamoDbLeasesOptions } from '../leases/dynamodb-options.js';
 import type { MemoryLeaseStore } from '../leases/memory.js';
 import type { RedisConnection } from '../leases/redis-options.js';
 
@@ -53,6 +54,13 @@ export interface LeasesOptions {
    * @defaultValue undefined
    */
   redis?: RedisConnection;
+  /**
+   * Leases in DynamoDB, in a KCL-compatible lease table (see the coordinator README and
+   * docs/dynamodb-lease-table.md): `{ tableName, region?, endpoint?, credentials?, client?, createTable? }`.
+   * Exclusive with `redis` and `store`.
+   * @defaultValue undefined
+   */
+  dynamodb?: DynamoDbLeasesOptions;
   /**
    * Prefix of every Redis key: `<keyPrefix>:{<group>:<stream>}:...`.
    * @defaultValue 'shardline'
@@ -318,6 +326,7 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly workerKinesisConfig: PortableKinesisConfig;
   readonly leases: Readonly<{
     redis: RedisConnection | undefined;
+    dynamodb: Readonly<DynamoDbLeasesOptions> | undefined;
     keyPrefix: string;
     store: MemoryLeaseStore | undefined;
   }>;

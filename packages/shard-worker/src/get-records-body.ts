@@ -35,15 +35,25 @@ type Stack = GetRecordsCommand['middlewareStack'];
 
 /**
  * Adds the raw-body reading to one GetRecords command; `slot.result` holds the answer after `send`
- * resolved, when this parser took it (else the SDK's output is the answer).
+ * resolved, when this parser took it (else the SDK's output is the answer). With `slot.bodyOnly`, a
+ * successful JSON answer is not parsed at all: its bytes are kept as `slot.body` (for the reader that
+ * parses them: see first-fetch.ts).
  */
-export function readGetRecordsBody(command: GetRecordsCommand, slot: { result?: GetRecordsResult }): void {
+export function readGetRecordsBody(
+  command: GetRecordsCommand,
+  slot: { result?: GetRecordsResult; bodyOnly?: boolean; body?: Buffer },
+): void {
   const middleware = (next: Next) => async (args: unknown) => {
     const out = await next(args);
     const response = out.response as RawResponse;
     const body = response?.body as AsyncIterable<Uint8Array> | undefined;
     if (response?.statusCode !== 200 || !isJson(response.headers) || !isStream(body)) return out;
     const bytes = await collect(body);
+    if (slot.bodyOnly === true) {
+      slot.body = bytes;
+      response.body = new Uint8Array([0x7b, 0x7d]); // '{}'
+      return out;
+    }
     const parsed = parseGetRecordsBody(bytes);
     if (parsed === undefined) {
       // Not for this parser: the SDK reads these bytes (and reports what is wrong with them).

@@ -42,6 +42,12 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   /** A shard whose thread crashed this many times within `crashWindowMs` is not restarted again. */
   maxCrashes: 3,
   crashWindowMs: 60_000,
+  /**
+   * At most this many readers get their first answer fetched on the main thread while no worker thread
+   * is up (see {@link SupervisorOptions.firstFetch}): at 200 shards, 200 such calls would cost the main
+   * thread most of a second at start-up; the others start on the threads as before.
+   */
+  maxFirstFetches: 16,
 });
 
 /** How a reader task finished: its outcome, or the crash of its thread. */
@@ -94,6 +100,8 @@ export class Supervisor {
   #warm = false;
   /** First fetches under way: the fetcher's client is closed once the threads are up and none is. */
   #firstInFlight = 0;
+  /** First fetches started (at most SUPERVISOR_DEFAULTS.maxFirstFetches). */
+  #firstStarted = 0;
   #closed = false;
 
   constructor(options: SupervisorOptions) {
@@ -197,7 +205,10 @@ export class Supervisor {
     const firstAbort = new AbortController();
     const firstFetch = this.#firstFetch;
     const run =
-      firstFetch === undefined || this.#warm || options.fanOut !== undefined
+      firstFetch === undefined ||
+      this.#warm ||
+      options.fanOut !== undefined ||
+      this.#firstStarted++ >= SUPERVISOR_DEFAULTS.maxFirstFetches
         ? dispatch(undefined)
         : (async () => {
             await Promise.resolve();

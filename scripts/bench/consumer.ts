@@ -714,7 +714,7 @@ async function main(): Promise<void> {
       'consumers against an endpoint that costs nothing. What the library adds to a drain is its start ("first record after"): ' +
       'it starts its worker threads (a thread, then loading the SDK and the reader: about 0.2-0.3 s each under plain node, ' +
       "about twice that here, where the threads inherit tsx's loader from the bench process), lists the shards and takes the " +
-      "leases (tens of ms); meanwhile the coordinator's thread makes the first GetShardIterator and GetRecords of each shard " +
+      "leases (tens of ms); meanwhile the coordinator's thread makes the first GetShardIterator and GetRecords of each shard (of up to 16) " +
       "(the raw loop's first calls too), so the threads' start is off the first call's path, but on this 2-core machine it " +
       'takes CPU from kinesalite while kinesalite serves those first calls. Each memory row runs in its own child process (a fresh heap). The latency rows include up to one idle fetch interval ' +
       'whenever a GetRecords comes back empty, and the 200 ms spacing of the 5 calls/s per shard. The ceiling row shows what ' +

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { ErrorCodes, ShardlineError, ShardlineOptionError } from './errors.js';
 import { FIXED_OVERHEAD, MAGIC_0, MAGIC_1, MAGIC_2, MAGIC_3, MAGIC_BYTES } from './kpl.js';
-import { AggregatedRecordType } from './kpl-proto.js';
+import { aggregatedRecordType } from './kpl-proto.js';
 import { parseExplicitHashKey, validatePartitionKey } from './routing.js';
 
 /** Largest Kinesis record: data plus partition key, as the PutRecords limit counts it. */
@@ -221,7 +221,7 @@ class AggregateBuilder {
       explicit_hash_key_table: this.#ehkTable,
       records: this.#records,
     };
-    const writer = AggregatedRecordType.encode(message);
+    const writer = aggregatedRecordType().encode(message);
     const protoBytes = writer.pos;
     if (protoBytes !== this.#protoBytes) {
       // The incremental size is what keeps aggregates under maxBytes: if it ever drifts, fail loudly

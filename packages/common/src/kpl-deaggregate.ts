@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { KplError } from './errors.js';
 import { FIXED_OVERHEAD, isAggregated, MAGIC_BYTES, MD5_BYTES } from './kpl.js';
 import {
-  AggregatedRecordType,
+  aggregatedRecordType,
   type ProtoAggregatedRecord,
   type ProtoRecord,
   type ProtoUint64,
@@ -61,7 +61,7 @@ export function deaggregate(
 
   let message: ProtoAggregatedRecord;
   try {
-    message = AggregatedRecordType.decode(body) as unknown as ProtoAggregatedRecord;
+    message = aggregatedRecordType().decode(body) as unknown as ProtoAggregatedRecord;
   } catch (error) {
     throw new KplError(
       `${describeRecord(record)}: protobuf decoding failed: ${error instanceof Error ? error.message : String(error)}`,

@@ -1,6 +1,8 @@
 /**
  * The protobuf schema of the KPL aggregated record, defined in code (no .proto file to find at runtime,
- * so bundling works) and compiled once at module load.
+ * so bundling works) and compiled on first use: protobufjs is loaded then too, not at import, so a
+ * worker thread that never meets an aggregate does not pay its load and code generation (about a
+ * tenth of a second of each thread's start).
  *
  * ```proto
  * syntax = "proto2";
@@ -19,7 +21,8 @@
  * ```
  * @internal
  */
-import protobuf from 'protobufjs/light.js';
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs/light.js';
 
 // `edition: 'proto2'` matters: protobufjs 8 reads a JSON descriptor without it as proto3, where an optional
 // uint64 has no presence, so an explicit_hash_key_index of 0 would be dropped on encode and on decode.
@@ -68,11 +71,16 @@ export interface ProtoAggregatedRecord {
   records: ProtoRecord[];
 }
 
-const root = protobuf.Root.fromJSON(descriptor);
+let compiled: protobuf.Type | undefined;
 
-// setup() generates the encoders/decoders now rather than on the first record.
-root.lookupType('Tag').setup();
-root.lookupType('Record').setup();
-
-/** The compiled AggregatedRecord type. */
-export const AggregatedRecordType: protobuf.Type = root.lookupType('AggregatedRecord').setup();
+/** The compiled AggregatedRecord type (protobufjs loaded and the type compiled on the first call). */
+export function aggregatedRecordType(): protobuf.Type {
+  if (compiled !== undefined) return compiled;
+  const lib = createRequire(import.meta.url)('protobufjs/light.js') as typeof protobuf;
+  const root = lib.Root.fromJSON(descriptor);
+  // setup() generates the encoders/decoders of every type now rather than on the first record.
+  root.lookupType('Tag').setup();
+  root.lookupType('Record').setup();
+  compiled = root.lookupType('AggregatedRecord').setup();
+  return compiled;
+}

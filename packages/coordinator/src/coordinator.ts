@@ -19,6 +19,7 @@ import {
   ShardlineError,
   serializeError,
 } from '@shardline/common';
+import { firstFetcher } from '@shardline/shard-worker';
 import { Allocator } from './allocator.js';
 import { DeadLetterQueue } from './dead-letter.js';
 import { BatchIterator } from './delivery/batch-iterator.js';
@@ -137,6 +138,8 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     this.#supervisor = new Supervisor({
       workerThreads: o.workerThreads,
       logger: o.logger,
+      // The first readers' first answers are fetched on this thread while the worker threads start.
+      firstFetch: firstFetcher(o.workerKinesisConfig),
       ...moduleTaskSettings(o),
     });
     if (o.deadLetter !== undefined) {

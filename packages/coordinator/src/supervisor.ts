@@ -23,7 +23,13 @@ import {
   ShardlineError,
   serializeError,
 } from '@shardline/common';
-import type { ShardReaderOutcome, ShardReaderTask, ShardReaderTaskOptions } from '@shardline/shard-worker';
+import type {
+  FirstAnswer,
+  FirstFetcher,
+  ShardReaderOutcome,
+  ShardReaderTask,
+  ShardReaderTaskOptions,
+} from '@shardline/shard-worker';
 import { openShardReaderControl } from '@shardline/shard-worker';
 import { Piscina } from 'piscina';
 import type { ModuleCoordinatorMessage, ModuleWorkerMessage } from './module-protocol.js';
@@ -36,6 +42,12 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
   /** A shard whose thread crashed this many times within `crashWindowMs` is not restarted again. */
   maxCrashes: 3,
   crashWindowMs: 60_000,
+  /**
+   * At most this many readers get their first answer fetched on the main thread while no worker thread
+   * is up (see {@link SupervisorOptions.firstFetch}): at 200 shards, 200 such calls would cost the main
+   * thread most of a second at start-up; the others start on the threads as before.
+   */
+  maxFirstFetches: 16,
 });
 
 /** How a reader task finished: its outcome, or the crash of its thread. */
@@ -69,6 +81,13 @@ export interface SupervisorOptions {
   module?: ModuleTaskSettings;
   /** @internal tests: the worker file the pool runs instead (a tiny task that plays a reader). */
   filename?: string;
+  /**
+   * Fetches a reader's first GetRecords answer on this thread, for the readers started before any
+   * worker thread was up: their tasks go to the pool with that answer once it came, instead of waiting
+   * for the thread to start before their first call. Polling readers only; closed once a thread is up.
+   * @defaultValue undefined (never)
+   */
+  firstFetch?: FirstFetcher;
 }
 
 /** The worker pool. */
@@ -76,11 +95,19 @@ export class Supervisor {
   readonly #pool: Piscina;
   readonly #logger: Logger;
   readonly #module: ModuleTaskSettings | undefined;
+  readonly #firstFetch: SupervisorOptions['firstFetch'];
+  /** A reader has reported from a worker thread: the threads are up, readers start on them at once. */
+  #warm = false;
+  /** First fetches under way: the fetcher's client is closed once the threads are up and none is. */
+  #firstInFlight = 0;
+  /** First fetches started (at most SUPERVISOR_DEFAULTS.maxFirstFetches). */
+  #firstStarted = 0;
   #closed = false;
 
   constructor(options: SupervisorOptions) {
     this.#logger = options.logger;
     this.#module = options.module;
+    this.#firstFetch = options.firstFetch;
     const filename =
       options.filename ??
       (options.module !== undefined
@@ -139,6 +166,10 @@ export class Supervisor {
     let open = true;
     let stopped = false;
     const receive = (raw: unknown) => {
+      if (!this.#warm && (raw as { type?: unknown } | null)?.type === 'started') {
+        this.#warm = true;
+        if (this.#firstInFlight === 0) this.#firstFetch?.close();
+      }
       if (isModuleWorkerMessage(raw)) {
         onMessage(raw);
         return;
@@ -158,15 +189,41 @@ export class Supervisor {
       onMessage(message);
     };
     port.on('message', receive);
-    const task: ShardReaderTask & { module?: ModuleTaskSettings } = {
-      port: data.port2,
-      controlPort: control.port2,
-      options,
+    const dispatch = (first: FirstAnswer | undefined): Promise<ShardReaderOutcome> => {
+      const task: ShardReaderTask & { module?: ModuleTaskSettings } = {
+        port: data.port2,
+        controlPort: control.port2,
+        options: first === undefined ? options : { ...options, first },
+      };
+      if (this.#module !== undefined) task.module = this.#module;
+      const transferList: Array<MessagePort | ArrayBuffer> = [data.port2, control.port2];
+      if (first?.body !== undefined) transferList.push(first.body.buffer as ArrayBuffer);
+      return this.#pool.run(task, { transferList: transferList as never }) as Promise<ShardReaderOutcome>;
     };
-    if (this.#module !== undefined) task.module = this.#module;
-    const run = this.#pool.run(task, {
-      transferList: [data.port2, control.port2],
-    }) as Promise<ShardReaderOutcome>;
+    // Credit granted before the task runs (the reader's account opens right after this returns).
+    let credit = 0;
+    const firstAbort = new AbortController();
+    const firstFetch = this.#firstFetch;
+    const run =
+      firstFetch === undefined ||
+      this.#warm ||
+      options.fanOut !== undefined ||
+      this.#firstStarted++ >= SUPERVISOR_DEFAULTS.maxFirstFetches
+        ? dispatch(undefined)
+        : (async () => {
+            await Promise.resolve();
+            let first: FirstAnswer | undefined;
+            if (credit > 0 && !stopped) {
+              this.#firstInFlight++;
+              first = await firstFetch.fetch(options, credit, firstAbort.signal).catch(() => undefined);
+              if (--this.#firstInFlight === 0 && this.#warm) firstFetch.close();
+            }
+            if (this.#closed) {
+              throw new ShardlineError(ErrorCodes.CLOSED, 'the worker pool is closed');
+            }
+            // Messages sent meanwhile (credit, a stop over the control port) wait in the ports' queues.
+            return dispatch(stopped ? undefined : first);
+          })();
     const exited = run.then(
       (outcome): ReaderExit => {
         // A message posted by the reader is in this port's queue before the task's result arrives
@@ -198,6 +255,8 @@ export class Supervisor {
       controller.close();
     });
     const send = (message: CoordinatorMessage | ModuleCoordinatorMessage) => {
+      if (message.type === 'credit') credit += message.records;
+      else if (message.type === 'revoke') credit -= message.records;
       if (open) port.postMessage(message);
     };
     return {
@@ -206,6 +265,7 @@ export class Supervisor {
       stop(reason: string) {
         if (stopped || !open) return;
         stopped = true;
+        firstAbort.abort();
         // The answer is the outcome, which `exited` carries too (with the crash case); a task that ended
         // first closes the port and the call is never answered, which is fine.
         controller.control.stop(reason).catch(() => undefined);
@@ -218,6 +278,7 @@ export class Supervisor {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#firstFetch?.close();
     await this.#pool.destroy();
   }
 }

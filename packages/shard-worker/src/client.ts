@@ -10,6 +10,7 @@ import type {
   KinesisClient,
 } from '@aws-sdk/client-kinesis';
 import { GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-kinesis';
+import { readGetRecordsBody } from './get-records-body.js';
 
 /** Per-call options: the reader aborts an in-flight call when it is stopped. */
 export interface CallOptions {
@@ -40,12 +41,20 @@ export interface GetRecordsClient {
 /**
  * The real {@link GetRecordsClient} over a KinesisClient (build it with `createKinesisClient`, with
  * `maxAttempts: 1` so that the reader's own backoff, not the SDK's, handles throttling and counts it).
+ * A successful GetRecords answer is read from its raw body (see get-records-body.ts), not by the SDK's
+ * deserializer; errors are the SDK's.
  */
 export function kinesisGetRecordsClient(client: KinesisClient): GetRecordsClient {
   return {
     getShardIterator: (input, options) =>
       client.send(new GetShardIteratorCommand(input), sendOptions(options)),
-    getRecords: (input, options) => client.send(new GetRecordsCommand(input), sendOptions(options)),
+    getRecords: async (input, options) => {
+      const command = new GetRecordsCommand(input);
+      const slot: { result?: GetRecordsResult } = {};
+      readGetRecordsBody(command, slot);
+      const output = await client.send(command, sendOptions(options));
+      return slot.result ?? output;
+    },
   };
 }
 

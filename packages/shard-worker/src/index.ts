@@ -12,6 +12,13 @@ export type { FanOutReaderOptions } from './fan-out-options.js';
 export { FAN_OUT_READER_DEFAULTS } from './fan-out-options.js';
 export type { FanOutReaderDeps } from './fan-out-reader.js';
 export { FanOutReader } from './fan-out-reader.js';
+export {
+  type FirstAnswer,
+  type FirstFailure,
+  type FirstFetcher,
+  fetchFirstAnswer,
+  firstFetcher,
+} from './first-fetch.js';
 export type {
   BatchEncoding,
   InitialPosition,

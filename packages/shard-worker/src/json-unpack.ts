@@ -54,24 +54,34 @@ function asciiItemOf(codec: Codec): AsciiItem | undefined {
 
 /**
  * The texts of the response's plain records, as one string and where each starts (`-1`: an aggregate,
- * or a payload that is not all ASCII). Undefined when the codec has no fast path.
+ * or a payload that is not all ASCII). Undefined when the codec has no fast path. Payloads that lie one
+ * after the other in one buffer (as the raw-body reading of GetRecords decodes them) are read in place;
+ * others are copied into one buffer first.
  */
 function asciiTexts(records: readonly FetchedRecord[]): { text: string; starts: Int32Array } | undefined {
   const parts: Uint8Array[] = [];
   const starts = new Int32Array(records.length);
   let size = 0;
+  let contiguous = true;
+  let end = -1;
   for (let r = 0; r < records.length; r++) {
     const data = records[r]!.Data ?? EMPTY;
     if (isAggregated(data)) {
       starts[r] = -1;
+      contiguous = false;
       continue;
     }
+    if (contiguous && parts.length > 0 && (data.buffer !== parts[0]!.buffer || data.byteOffset !== end)) {
+      contiguous = false;
+    }
+    end = data.byteOffset + data.byteLength;
     starts[r] = size;
     parts.push(data);
     size += data.byteLength;
   }
   if (parts.length === 0) return undefined;
-  const joined = Buffer.concat(parts, size);
+  const first = parts[0]!;
+  const joined = contiguous ? Buffer.from(first.buffer, first.byteOffset, size) : Buffer.concat(parts, size);
   if (!isAscii(joined)) {
     for (let r = 0; r < records.length; r++) {
       if (starts[r]! >= 0 && !isAscii(records[r]!.Data ?? EMPTY)) starts[r] = -1;

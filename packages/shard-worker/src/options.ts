@@ -4,6 +4,7 @@
  */
 import type { BackoffMs, Codec, CodecName, LogLevel, ShardPosition } from '@shardline/common';
 import { resolveCodec, ShardlineOptionError, validateBackoff } from '@shardline/common';
+import type { FirstAnswer } from './first-fetch.js';
 
 /** Where a reader starts when there is no checkpoint. */
 export type InitialPosition = 'TRIM_HORIZON' | 'LATEST' | { timestamp: Date | number };
@@ -98,6 +99,12 @@ export interface ShardReaderOptions {
    * @defaultValue 'info'
    */
   logLevel?: LogLevel;
+  /**
+   * The reader's first GetRecords answer, already fetched (from the start position above) by the
+   * coordinator's thread: see first-fetch.ts. Taken as the first call when it parses.
+   * @defaultValue undefined (the reader makes its first calls itself)
+   */
+  first?: FirstAnswer;
 }
 
 /** Defaults of {@link ShardReaderOptions}. */
@@ -138,6 +145,7 @@ export interface ResolvedShardReaderOptions {
   readonly idleFetchIntervalMs: number;
   readonly idleFetchMaxIntervalMs: number;
   readonly codec: Codec;
+  readonly first: FirstAnswer | undefined;
   readonly encoding: BatchEncoding;
   readonly throttleBackoffMs: Readonly<BackoffMs>;
   readonly errorBackoffMs: Readonly<BackoffMs>;
@@ -336,7 +344,34 @@ export function resolveShardReaderOptions(options: ShardReaderOptions): Resolved
     throttleBackoffMs: resolveBackoff(options.throttleBackoffMs, d.throttleBackoffMs, 'throttleBackoffMs'),
     errorBackoffMs: resolveBackoff(options.errorBackoffMs, d.errorBackoffMs, 'errorBackoffMs'),
     logLevel,
+    first: resolveFirst(options.first),
   });
+}
+
+function resolveFirst(first: unknown): FirstAnswer | undefined {
+  if (first === undefined) return undefined;
+  const f = first as Partial<FirstAnswer> | null;
+  const failed = f?.failed;
+  if (
+    typeof f !== 'object' ||
+    f === null ||
+    (f.body === undefined) === (failed === undefined) ||
+    (f.body !== undefined && !(f.body instanceof Uint8Array)) ||
+    (failed !== undefined &&
+      (typeof failed !== 'object' ||
+        failed === null ||
+        typeof failed.name !== 'string' ||
+        typeof failed.message !== 'string' ||
+        (failed.operation !== 'GetShardIterator' && failed.operation !== 'GetRecords'))) ||
+    typeof f.requestedAtMs !== 'number' ||
+    !Number.isFinite(f.requestedAtMs)
+  ) {
+    throw new ShardlineOptionError(
+      'first',
+      `must be { body: Uint8Array } or { failed: { operation, name, message } }, with requestedAtMs: number (got ${show(first)})`,
+    );
+  }
+  return f as FirstAnswer;
 }
 
 function fetchRate(value: unknown): number {

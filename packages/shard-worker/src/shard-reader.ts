@@ -17,6 +17,8 @@ import {
   ShardlineOptionError,
 } from '@shardline/common';
 import type { GetRecordsClient, GetRecordsResult } from './client.js';
+import { firstFailureError, iteratorInput } from './first-fetch.js';
+import { parseGetRecordsBody } from './get-records-body.js';
 import type { IteratorStart, ResolvedShardReaderOptions, ShardReaderOptions } from './options.js';
 import { resolveShardReaderOptions } from './options.js';
 import { describeStart, isPort, ReaderPort } from './reader-port.js';
@@ -221,6 +223,7 @@ export class ShardReader {
   /** The GetRecords loop; {@link ReaderPort.start} runs it and finishes the reader when it returns. */
   async #run(): Promise<void> {
     const link = this.#link;
+    if ((await this.#takeFirst()) === 'stop') return;
     while (link.running()) {
       if (this.#iterator === undefined) {
         link.state = 'reading';
@@ -250,16 +253,11 @@ export class ShardReader {
 
   async #acquireIterator(): Promise<Failure | 'ok'> {
     const start = this.#resume;
-    const input: Record<string, unknown> = { ShardId: this.shardId, ShardIteratorType: start.type };
-    if (this.options.streamArn !== undefined) input.StreamARN = this.options.streamArn;
-    else input.StreamName = this.options.streamName;
-    if (start.type === 'AT_TIMESTAMP') input.Timestamp = start.timestamp;
-    if (start.type === 'AFTER_SEQUENCE_NUMBER' || start.type === 'AT_SEQUENCE_NUMBER') {
-      input.StartingSequenceNumber = start.sequenceNumber;
-    }
     const requestedAtMs = this.#clock.epochMs();
     try {
-      const out = await this.#client.getShardIterator(input as never, { abortSignal: this.#link.signal });
+      const out = await this.#client.getShardIterator(iteratorInput(this.options, start), {
+        abortSignal: this.#link.signal,
+      });
       if (!this.#link.running()) return 'stop';
       if (typeof out.ShardIterator !== 'string' || out.ShardIterator.length === 0) {
         // Kinesis answers no iterator for a shard that is closed and fully read.
@@ -268,19 +266,54 @@ export class ShardReader {
         return 'stop';
       }
       this.#iterator = out.ShardIterator;
-      if (start.type === 'LATEST') {
-        // Should this iterator expire before any record was handed out, LATEST again would skip what
-        // arrived meanwhile: resume from when it was asked for instead, less a margin for the skew
-        // between this host's clock and Kinesis' arrival timestamps (at-least-once: better a few
-        // records from just before the start than a gap).
-        this.#resume = { type: 'AT_TIMESTAMP', timestamp: new Date(requestedAtMs - LATEST_SKEW_MARGIN_MS) };
-      }
+      this.#afterLatest(start, requestedAtMs);
       this.#link.log('debug', 'shard iterator acquired', { start: describeStart(start) });
       return 'ok';
     } catch (error) {
       if (!this.#link.running()) return 'stop';
       return this.#onFailure(error, 'GetShardIterator');
     }
+  }
+
+  /**
+   * Should an iterator got at LATEST expire before any record was handed out, LATEST again would skip
+   * what arrived meanwhile: resume from when it was asked for instead, less a margin for the skew
+   * between this host's clock and Kinesis' arrival timestamps (at-least-once: better a few records
+   * from just before the start than a gap).
+   */
+  #afterLatest(start: IteratorStart, requestedAtMs: number): void {
+    if (start.type !== 'LATEST') return;
+    this.#resume = { type: 'AT_TIMESTAMP', timestamp: new Date(requestedAtMs - LATEST_SKEW_MARGIN_MS) };
+  }
+
+  /**
+   * The first answer, fetched by the coordinator's thread while this one started (see first-fetch.ts):
+   * taken as this reader's first calls (paced and counted as its own). A failed call is handled as the
+   * reader's own failure would be; a body that does not parse is dropped, and the reader starts as
+   * usual, with its own GetShardIterator.
+   */
+  async #takeFirst(): Promise<Failure | 'ok' | 'none'> {
+    const first = this.options.first;
+    if (first === undefined) return 'none';
+    const { body, failed } = first;
+    const response =
+      body === undefined
+        ? undefined
+        : parseGetRecordsBody(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    if (response === undefined && failed === undefined) return 'none';
+    const link = this.#link;
+    link.state = 'reading';
+    if (failed === undefined || failed.operation === 'GetRecords') {
+      // A GetRecords call was made, after an iterator was got.
+      await this.#limiter.take(0, 0, 1, link.signal, (ms, signal) => this.#clock.sleep(ms, signal));
+      if (!link.running()) return 'stop';
+      this.#afterLatest(this.options.start, first.requestedAtMs);
+    }
+    if (failed !== undefined) return this.#onFailure(firstFailureError(failed), failed.operation);
+    link.log('debug', 'first GetRecords answer taken from the coordinator', {
+      start: describeStart(this.options.start),
+    });
+    return this.#onRecords(response!);
   }
 
   async #onRecords(response: GetRecordsResult): Promise<Failure | 'ok'> {

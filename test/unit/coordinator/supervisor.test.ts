@@ -98,6 +98,61 @@ describe('Supervisor (a real pool of 2 threads, a fixture task)', () => {
     await supervisor.close();
   });
 
+  describe('first answers fetched on this thread while no thread is up', () => {
+    let fetches: Array<{ shardId: string; limit: number }>;
+    let cold: Supervisor;
+    let closed: number;
+
+    beforeEach(() => {
+      fetches = [];
+      closed = 0;
+      cold = new Supervisor({
+        workerThreads: 2,
+        logger,
+        filename: FIXTURE,
+        firstFetch: {
+          fetch: async (options, limit) => {
+            fetches.push({ shardId: options.shardId, limit });
+            return { body: new Uint8Array(7), requestedAtMs: Date.now() };
+          },
+          close: () => void closed++,
+        },
+      });
+    });
+
+    afterEach(async () => {
+      await cold.close();
+    });
+
+    it('fetches it with the credit granted as the limit, and the task gets it; once a thread is up, no more', async () => {
+      const received: Received[] = [];
+      const handle = cold.start(task('shard-f', { end: 'finish' }), (m) => received.push(m));
+      // As the reader's credit account does, right after start().
+      handle.send({ v: PROTOCOL_VERSION, type: 'credit', records: 123, bytes: 1_000 });
+      await handle.exited;
+      expect(fetches).to.deep.equal([{ shardId: 'shard-f', limit: 123 }]);
+      expect(received.map(logText)).to.include('first 7');
+      expect(closed, "the fetcher's client is closed once a thread is up").to.be.at.least(1);
+      const later: Received[] = [];
+      const next = cold.start(task('shard-g', { end: 'finish' }), (m) => later.push(m));
+      next.send({ v: PROTOCOL_VERSION, type: 'credit', records: 5, bytes: 5 });
+      await next.exited;
+      expect(fetches).to.have.length(1);
+      expect(later.map(logText)).to.not.include('first 7');
+    });
+
+    it(`fetches for at most maxFirstFetches (${SUPERVISOR_DEFAULTS.maxFirstFetches}) readers, and none without credit`, async () => {
+      const handles = Array.from({ length: SUPERVISOR_DEFAULTS.maxFirstFetches + 4 }, (_, i) => {
+        const handle = cold.start(task(`shard-${i}`, { end: 'finish' }), () => {});
+        if (i > 0) handle.send({ v: PROTOCOL_VERSION, type: 'credit', records: 10, bytes: 10 });
+        return handle;
+      });
+      await Promise.all(handles.map((h) => h.exited));
+      expect(fetches.map((f) => f.shardId)).to.not.include('shard-0');
+      expect(fetches.length).to.equal(SUPERVISOR_DEFAULTS.maxFirstFetches - 1);
+    });
+  });
+
   it('starts every thread at once', () => {
     expect(supervisor.threads).to.equal(2);
   });

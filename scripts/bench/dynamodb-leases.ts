@@ -196,7 +196,7 @@ async function main(): Promise<void> {
     const costs = [16, 200].map((shards) => ({ shards, ...monthly(shards) }));
     for (const c of costs) {
       rows.push(
-        `| DynamoDB request units per month, ${c.shards} shards (1 host; WRU do not grow with hosts, each host adds its own listings in RRU), leaseDurationMs ${IDLE_LEASE_MS.toLocaleString('en-US')} | ` +
+        `| DynamoDB request units per month, ${c.shards} shards (1 host, fitted from the 16- and 64-shard rows: linear in the leases held; WRU do not grow with hosts, each host adds its own listings in RRU), leaseDurationMs ${IDLE_LEASE_MS.toLocaleString('en-US')} | ` +
           `${(c.wru / 1e6).toFixed(1)} M WRU + ${(c.rru / 1e6).toFixed(1)} M RRU = ${usd(c.usd)}/month | on-demand ${PRICE.region}, $${PRICE.perMillionWrite}/M WRU, $${PRICE.perMillionRead}/M RRU (prices of ${PRICE.date}) | |`,
       );
       console.log(

@@ -126,8 +126,9 @@ describe('startCoordinator with handlerModule (kinesalite)', function () {
       onHandlerError: { retries: 1, backoffMs: { initial: 10, max: 20 }, then: 'stop-shard' },
     });
     c.on('handler.failed', (e) => failures.push(`${e.action}:${e.attempt}:${e.error.code}`));
+    // The shard shows 'failing' at once; its final checkpoint (after record 0) is written just after.
     await waitFor(
-      () => c.status().shards[0]!.state === 'failing',
+      () => c.status().shards[0]!.state === 'failing' && c.status().shards[0]!.checkpoint !== undefined,
       () => JSON.stringify(c.status().shards),
     );
     expect(failures).to.deep.equal(['retry:1:ERR_HANDLER', 'stop-shard:2:ERR_HANDLER']);

@@ -137,6 +137,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     this.#allocator = new Allocator({ hostId: o.hostId, maxShardConsumers: o.maxShardConsumers });
     this.#supervisor = new Supervisor({
       workerThreads: o.workerThreads,
+      threads: o.workerThreadsStart,
       logger: o.logger,
       // The first readers' first answers are fetched on this thread while the worker threads start.
       firstFetch: firstFetcher(o.workerKinesisConfig),

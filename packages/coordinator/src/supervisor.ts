@@ -1,6 +1,9 @@
 /**
- * Worker supervision: a piscina pool of `workerThreads` threads running `@shardline/shard-worker/worker`
- * tasks, one long-lived task per shard and several per thread.
+ * Worker supervision: up to `workerThreads` threads running `@shardline/shard-worker/worker` tasks, one
+ * long-lived task per shard and several per thread. Each thread is a one-thread piscina pool, so that
+ * this class places the readers (on the thread holding the fewest) and can start threads as readers
+ * come: with `threads: 'on-demand'` a thread starts only once every running one holds
+ * `readersPerThread` readers (a host reading 4 shards pays for one thread's start and memory, not 4).
  *
  * Two channels per reader. The data port carries what is ordered with the records: batches and the
  * reader's reports out, credit, revoke and acks in (and a `handlerModule`'s batch messages, which must
@@ -48,6 +51,12 @@ export const SUPERVISOR_DEFAULTS = Object.freeze({
    * thread most of a second at start-up; the others start on the threads as before.
    */
   maxFirstFetches: 16,
+  /**
+   * `threads: 'on-demand'`: readers a thread holds before the next one starts. One thread keeps 4 shards
+   * at Kinesis' 2 MiB/s read limit each with room to spare (about 0.4 of a core for 100-byte records;
+   * BENCHMARKS.md, Consumer-bound).
+   */
+  readersPerThread: 4,
 });
 
 /** How a reader task finished: its outcome, or the crash of its thread. */
@@ -70,7 +79,17 @@ export interface ReaderHandle {
 }
 
 export interface SupervisorOptions {
+  /** Most threads. */
   workerThreads: number;
+  /**
+   * `'all'`: every thread from the start (a `handlerModule`'s handlers need the cores at once);
+   * `'on-demand'`: the first with the first reader, another whenever every running thread holds
+   * `readersPerThread` readers. Threads never stop before {@link Supervisor.close}.
+   * @defaultValue 'all'
+   */
+  threads?: 'all' | 'on-demand';
+  /** @defaultValue SUPERVISOR_DEFAULTS.readersPerThread */
+  readersPerThread?: number;
   logger: Logger;
   /** @defaultValue SUPERVISOR_DEFAULTS.concurrentTasksPerWorker */
   concurrentTasksPerWorker?: number;
@@ -90,9 +109,19 @@ export interface SupervisorOptions {
   firstFetch?: FirstFetcher;
 }
 
+/** One thread: a one-thread piscina pool, and the readers placed on it. */
+interface PoolThread {
+  readonly pool: Piscina;
+  readers: number;
+}
+
 /** The worker pool. */
 export class Supervisor {
-  readonly #pool: Piscina;
+  readonly #threads: PoolThread[] = [];
+  readonly #maxThreads: number;
+  readonly #readersPerThread: number;
+  readonly #filename: string;
+  readonly #concurrentTasksPerWorker: number;
   readonly #logger: Logger;
   readonly #module: ModuleTaskSettings | undefined;
   readonly #firstFetch: SupervisorOptions['firstFetch'];
@@ -113,41 +142,74 @@ export class Supervisor {
       (options.module !== undefined
         ? fileURLToPath(new URL('./module-worker.js', import.meta.url))
         : createRequire(import.meta.url).resolve('@shardline/shard-worker/worker'));
-    this.#pool = new Piscina({
-      filename,
-      // Every thread from the start: piscina marks its initial threads ready at once, so its least-busy
-      // balancer spreads the first readers over all of them. With threads started on demand, the
-      // readers queued at start-up all land on the first thread that comes up and stay there (reader
-      // tasks live as long as their lease), leaving the other cores idle.
-      minThreads: options.workerThreads,
-      maxThreads: options.workerThreads,
-      concurrentTasksPerWorker:
-        options.concurrentTasksPerWorker ?? SUPERVISOR_DEFAULTS.concurrentTasksPerWorker,
-      // Reader tasks live as long as their lease: never time them out, never let idle threads go.
+    this.#filename = filename;
+    this.#maxThreads = options.workerThreads;
+    this.#readersPerThread = options.readersPerThread ?? SUPERVISOR_DEFAULTS.readersPerThread;
+    this.#concurrentTasksPerWorker =
+      options.concurrentTasksPerWorker ?? SUPERVISOR_DEFAULTS.concurrentTasksPerWorker;
+    if ((options.threads ?? 'all') === 'all') {
+      while (this.#threads.length < this.#maxThreads) this.#addThread();
+    }
+  }
+
+  #addThread(): PoolThread {
+    const pool = new Piscina({
+      filename: this.#filename,
+      // One thread, replaced by piscina if it dies; readers are placed on it by this class.
+      minThreads: 1,
+      maxThreads: 1,
+      concurrentTasksPerWorker: this.#concurrentTasksPerWorker,
+      // Reader tasks live as long as their lease: never time them out, never let the thread go.
       idleTimeout: Number.POSITIVE_INFINITY,
     });
     // A thread error with no task on it has nowhere else to go.
-    this.#pool.on('error', (error: unknown) =>
+    pool.on('error', (error: unknown) =>
       this.#logger.error({ err: serializeError(error) }, 'shard worker thread error'),
     );
+    const thread: PoolThread = { pool, readers: 0 };
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  /** The thread for the next reader: the one holding the fewest, or a new one when all hold their share. */
+  #place(): PoolThread {
+    let least: PoolThread | undefined;
+    for (const thread of this.#threads)
+      if (least === undefined || thread.readers < least.readers) least = thread;
+    if (
+      least === undefined ||
+      (least.readers >= this.#readersPerThread && this.#threads.length < this.#maxThreads)
+    ) {
+      return this.#addThread();
+    }
+    return least;
   }
 
   /** Threads alive now (for tests and status). */
   get threads(): number {
-    return this.#pool.threads.length;
+    let n = 0;
+    for (const thread of this.#threads) n += thread.pool.threads.length;
+    return n;
   }
 
-  /** The pool index (0 .. workerThreads - 1) of the thread whose `threadId` this is, if alive. */
+  /** Readers placed on each thread, in thread order (for tests and status). */
+  get readersPerThread(): number[] {
+    return this.#threads.map((thread) => thread.readers);
+  }
+
+  /** The index (0 .. workerThreads - 1, in start order) of the thread whose `threadId` this is, if alive. */
   threadIndex(threadId: number): number | undefined {
-    const index = this.#pool.threads.findIndex((thread) => thread.threadId === threadId);
+    const index = this.#threads.findIndex((thread) =>
+      thread.pool.threads.some((worker) => worker.threadId === threadId),
+    );
     return index === -1 ? undefined : index;
   }
 
   /** @internal tests: terminates one thread as a crash would. */
   terminateThread(index: number): Promise<number> {
-    const thread = this.#pool.threads[index];
-    if (thread === undefined) return Promise.resolve(0);
-    return thread.terminate();
+    const worker = this.#threads[index]?.pool.threads[0];
+    if (worker === undefined) return Promise.resolve(0);
+    return worker.terminate();
   }
 
   /**
@@ -189,6 +251,8 @@ export class Supervisor {
       onMessage(message);
     };
     port.on('message', receive);
+    const thread = this.#place();
+    thread.readers++;
     const dispatch = (first: FirstAnswer | undefined): Promise<ShardReaderOutcome> => {
       const task: ShardReaderTask & { module?: ModuleTaskSettings } = {
         port: data.port2,
@@ -198,7 +262,7 @@ export class Supervisor {
       if (this.#module !== undefined) task.module = this.#module;
       const transferList: Array<MessagePort | ArrayBuffer> = [data.port2, control.port2];
       if (first?.body !== undefined) transferList.push(first.body.buffer as ArrayBuffer);
-      return this.#pool.run(task, { transferList: transferList as never }) as Promise<ShardReaderOutcome>;
+      return thread.pool.run(task, { transferList: transferList as never }) as Promise<ShardReaderOutcome>;
     };
     // Credit granted before the task runs (the reader's account opens right after this returns).
     let credit = 0;
@@ -250,6 +314,7 @@ export class Supervisor {
       },
     );
     void exited.then(() => {
+      thread.readers--;
       open = false;
       port.close();
       controller.close();
@@ -279,7 +344,7 @@ export class Supervisor {
     if (this.#closed) return;
     this.#closed = true;
     this.#firstFetch?.close();
-    await this.#pool.destroy();
+    await Promise.all(this.#threads.map((thread) => thread.pool.destroy()));
   }
 }
 

@@ -304,8 +304,12 @@ export class ShardReader {
     const link = this.#link;
     link.state = 'reading';
     if (failed === undefined || failed.operation === 'GetRecords') {
-      // A GetRecords call was made, after an iterator was got.
-      await this.#limiter.take(0, 0, 1, link.signal, (ms, signal) => this.#clock.sleep(ms, signal));
+      // A GetRecords call was made, after an iterator was got, at requestedAtMs: the reader's own next
+      // call keeps the spacing from then (5 calls/s: 200 ms), not from now. The first answer of a
+      // large backlog takes longer than that to come, so the next call goes at once.
+      const spacingMs = 1_000 / this.options.fetchRatePerShard;
+      const waitMs = first.requestedAtMs + spacingMs - this.#clock.epochMs();
+      if (waitMs > 0) await this.#clock.sleep(Math.min(waitMs, spacingMs), link.signal);
       if (!link.running()) return 'stop';
       this.#afterLatest(this.options.start, first.requestedAtMs);
     }

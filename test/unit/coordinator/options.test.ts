@@ -433,6 +433,11 @@ describe('coordinator options', () => {
       optionError(() => resolve({ workerThreads: 0 }), 'workerThreads', /got 0/);
       optionError(() => resolve({ workerThreads: Number.POSITIVE_INFINITY }), 'workerThreads');
     });
+
+    it('unset, threads start on demand; set, all at once (a handlerModule: see delivery)', () => {
+      expect(resolve({}).workerThreadsStart).to.equal('on-demand');
+      expect(resolve({ workerThreads: 2 }).workerThreadsStart).to.equal('all');
+    });
   });
 
   describe('initialPosition', () => {
@@ -611,6 +616,10 @@ describe('coordinator options', () => {
       expect(o.delivery).to.equal('handler');
       expect(o.handler).to.equal(handler);
       optionError(() => resolve({ handler: 'fn' }), 'handler', /must be a function/);
+    });
+
+    it('with a handlerModule, every worker thread starts at once (the handlers run there)', () => {
+      expect(resolve({ handlerModule: modulePath }).workerThreadsStart).to.equal('all');
     });
 
     it('selects handlerModule from an absolute path, a relative path, a file URL or a URL object', () => {

@@ -157,6 +157,46 @@ describe('Supervisor (a real pool of 2 threads, a fixture task)', () => {
     expect(supervisor.threads).to.equal(2);
   });
 
+  it("threads: 'on-demand' starts a thread with the first reader and another once each holds readersPerThread", async () => {
+    const lazy = new Supervisor({
+      workerThreads: 2,
+      threads: 'on-demand',
+      readersPerThread: 2,
+      logger,
+      filename: FIXTURE,
+    });
+    try {
+      expect(lazy.threads).to.equal(0);
+      const threadOf = new Map<string, number>();
+      const hang = (shardId: string) =>
+        lazy.start(task(shardId, { end: 'hang' }), (m) => {
+          if (m.type === 'started') threadOf.set(shardId, (m as { threadId: number }).threadId);
+        });
+      const handles = [hang('a'), hang('b')];
+      expect(lazy.readersPerThread).to.deep.equal([2]);
+      handles.push(hang('c'));
+      expect(lazy.readersPerThread).to.deep.equal([2, 1]);
+      handles.push(hang('d'), hang('e'));
+      // At the most threads: the readers go on the thread holding the fewest.
+      expect(lazy.readersPerThread).to.deep.equal([3, 2]);
+      const deadline = Date.now() + 10_000;
+      while (threadOf.size < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(threadOf.size).to.equal(5);
+      expect(new Set(threadOf.values()).size).to.equal(2);
+      expect(threadOf.get('a')).to.equal(threadOf.get('b'));
+      expect(threadOf.get('c')).to.not.equal(threadOf.get('a'));
+      // A reader that exits leaves room on its thread: the next one goes there.
+      await lazy.terminateThread(lazy.threadIndex(threadOf.get('c')!)!);
+      const exits = await Promise.all([handles[2]!.exited, handles[3]!.exited]);
+      expect(exits.map((e) => e.kind)).to.deep.equal(['crashed', 'crashed']);
+      expect(lazy.readersPerThread).to.deep.equal([3, 0]);
+      hang('f');
+      expect(lazy.readersPerThread).to.deep.equal([3, 1]);
+    } finally {
+      await lazy.close();
+    }
+  });
+
   it('delivers every message in order, and exited resolves only after the last one was received', async () => {
     const received: Received[] = [];
     const handle = supervisor.start(task('shard-a', { logs: 500, end: 'finish' }), (m) => received.push(m));

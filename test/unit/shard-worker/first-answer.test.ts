@@ -68,6 +68,20 @@ describe("ShardReader: a first answer fetched by the coordinator's thread", () =
     expect(shard.getRecordsCalls[0]!.at - 1_700_000_000_000).to.be.at.least(200);
   });
 
+  it('keeps the spacing from when the first call was made: a first answer that took longer than that is followed at once', async () => {
+    const records = Array.from({ length: 10 }, (_, i) => jsonRecord(i));
+    const shard = new FakeShard(records);
+    // Made 900 ms ago (a large first answer takes that long on a busy endpoint).
+    const r = reader(shard, { body: body(records.slice(0, 3), 'it:3:99'), requestedAtMs: Date.now() - 900 });
+    end.credit(1_000);
+    r.start();
+    await advance(clock, 2_000);
+    expect(delivered()).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(shard.getRecordsCalls[0]!.at - 1_700_000_000_000).to.be.below(50);
+    // From there on, 5 calls/s.
+    expect(shard.getRecordsCalls[1]!.at - shard.getRecordsCalls[0]!.at).to.be.at.least(200);
+  });
+
   it("a first GetRecords that was throttled is the reader's throttle: counted, reported, backed off; then it reads all", async () => {
     const records = Array.from({ length: 5 }, (_, i) => jsonRecord(i));
     const shard = new FakeShard(records);

@@ -369,6 +369,7 @@ export function resolveCoordinatorOptions<T = unknown>(
     hostId,
     maxShardConsumers,
     workerThreads,
+    workerThreadsStart: o.workerThreads !== undefined || handlerModule !== undefined ? 'all' : 'on-demand',
     initialPosition,
     codec,
     codecName,

@@ -163,8 +163,12 @@ export interface CoordinatorOptions<T = unknown> {
    */
   maxShardConsumers?: number;
   /**
-   * Worker threads reading shards (several shards per thread).
-   * @defaultValue min(os.availableParallelism(), 4)
+   * Worker threads reading shards (several shards per thread). Set, that many start with the
+   * coordinator. Unset, up to min(os.availableParallelism(), 4) start as this host takes shards: one
+   * with the first, another whenever each running one reads 4 (a thread costs about 0.2 s of CPU to
+   * start and some 10-20 MiB; one keeps 4 shards at Kinesis' 2 MiB/s read limit). With `handlerModule`,
+   * every thread starts with the coordinator (the handlers run on them).
+   * @defaultValue min(os.availableParallelism(), 4), started on demand
    */
   workerThreads?: number;
   /**
@@ -333,6 +337,8 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly hostId: string;
   readonly maxShardConsumers: number;
   readonly workerThreads: number;
+  /** 'all' when `workerThreads` was given or with a `handlerModule`; else 'on-demand'. */
+  readonly workerThreadsStart: 'all' | 'on-demand';
   readonly initialPosition: 'TRIM_HORIZON' | 'LATEST' | Readonly<{ timestamp: Date }>;
   readonly codec: Codec<T>;
   /** The built-in codec's name; undefined for a custom Codec (which cannot cross threads). */

@@ -42,6 +42,8 @@ import {
 
 const LEASE_MS = 3_000;
 const SHARDS = 6;
+/** The Redis outage: four lease durations, and more than two of the stores' 5 s command timeouts. */
+const OUTAGE_MS = 4 * LEASE_MS;
 const KEYS = 60;
 
 type Store = 'redis' | 'dynamodb';
@@ -445,7 +447,7 @@ for (const store of ['redis', 'dynamodb'] as Store[]) {
 
     // Redis only: the DynamoDB calls' timeouts and a hung DynamoDB are in dynamodb-faults.test.ts.
     if (store === 'redis')
-      it('Redis hung for 20 s: no two hosts deliver a shard at once, reading resumes, nothing lost', async () => {
+      it(`Redis hung for ${OUTAGE_MS / 1000} s: no two hosts deliver a shard at once, reading resumes, nothing lost`, async () => {
         // A private redis-server, paused with SIGSTOP: the shared one must keep serving the other tests.
         const server = await startRedisServer();
         servers.push(server);
@@ -482,8 +484,8 @@ for (const store of ['redis', 'dynamodb'] as Store[]) {
           ),
           outageAt,
         );
-        // The outage lasts 20 s by design: this wait is the fault, not a guess at a condition.
-        await delay(outageAt + 20_000 - Date.now());
+        // The outage lasts OUTAGE_MS by design: this wait is the fault, not a guess at a condition.
+        await delay(outageAt + OUTAGE_MS - Date.now());
         const resumedAt = Date.now();
         process.kill(server.pid, 'SIGCONT');
         const shardIds = (await manager.listLeases()).map((l) => l.shardId);

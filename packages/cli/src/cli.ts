@@ -4,26 +4,21 @@
  * (`shardline: <message>`), with the stack only under -v.
  */
 import { createRequire } from 'node:module';
-import { codecs } from '@shardline/common';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { DemoOptions } from './commands/demo.js';
-import { DEMO_DEFAULTS, demoCommand } from './commands/demo.js';
-import { describeCommand } from './commands/describe.js';
-import { registerFanOutCommands } from './commands/fanout.js';
-import { listCommand } from './commands/list.js';
+import type { FanOutDeregisterOptions } from './commands/fanout.js';
 import type { LocalOptions } from './commands/local.js';
-import { LOCAL_DEFAULTS, localCommand } from './commands/local.js';
 import type { PutOptions } from './commands/put.js';
-import { putCommand } from './commands/put.js';
 import type { StatusOptions } from './commands/status.js';
-import { STATUS_DEFAULTS, statusCommand } from './commands/status.js';
 import type { TailOptions } from './commands/tail.js';
-import { tailCommand } from './commands/tail.js';
-import type { CliIo } from './context.js';
-import { CommandContext } from './context.js';
-import { EXIT_CODES, toCliError } from './exit.js';
+import type { CliIo, CommandContext } from './context.js';
+import { CODEC_NAMES, DEMO_DEFAULTS, LOCAL_OPTION_DEFAULTS, STATUS_DEFAULTS } from './defaults.js';
+import { endpointProblem } from './endpoint.js';
+import { EXIT_CODES } from './exit-codes.js';
 import type { GlobalOptions } from './kinesis.js';
-import { endpointProblem } from './kinesis.js';
+
+// Only commander and the dependency-free modules above load up front: a command's module (and with it
+// the AWS SDK and the library) loads when the command runs, so `--help` and usage errors answer at once.
 
 export type { CliIo } from './context.js';
 
@@ -42,7 +37,6 @@ Environment:
 A local Kinesis for the other commands: shardline local (then export what it prints).`;
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
-const CODEC_NAMES = Object.keys(codecs);
 
 function parseEndpoint(value: string): string {
   // commander quotes the value itself ("argument 'localhost:4567' is invalid"): only say what is wrong.
@@ -112,7 +106,9 @@ function parseTimestamp(value: string): Date {
 }
 
 function codecOption(): Option {
-  return new Option('--codec <name>', 'codec of the record payloads').choices(CODEC_NAMES).default('json');
+  return new Option('--codec <name>', 'codec of the record payloads')
+    .choices([...CODEC_NAMES])
+    .default('json');
 }
 
 /**
@@ -132,6 +128,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
       const command = args[args.length - 1] as Command;
       const first = args[0];
       stream = typeof first === 'string' ? first : undefined;
+      const { CommandContext } = await import('./context.js');
       ctx = new CommandContext(io, command.optsWithGlobals<GlobalOptions>(), signal);
       exitCode = await fn(ctx, ...args);
     };
@@ -160,13 +157,15 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
   program
     .command('list')
     .description('list the streams')
-    .action(run((c) => listCommand(c)));
+    .action(run(async (c) => (await import('./commands/list.js')).listCommand(c)));
 
   program
     .command('describe')
     .description('show a stream and its shards: parents, hash key ranges, open or closed')
     .argument('<stream>', 'stream name')
-    .action(run((c, name: string) => describeCommand(c, name)));
+    .action(
+      run(async (c, name: string) => (await import('./commands/describe.js')).describeCommand(c, name)),
+    );
 
   program
     .command('tail')
@@ -187,7 +186,11 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     .addOption(codecOption())
     .option('-n, --count <count>', 'stop after this many records', parseCount)
     .option('-f, --follow', 'keep reading new records until Ctrl-C')
-    .action(run((c, name: string, options: TailOptions) => tailCommand(c, name, options)));
+    .action(
+      run(async (c, name: string, options: TailOptions) =>
+        (await import('./commands/tail.js')).tailCommand(c, name, options),
+      ),
+    );
 
   program
     .command('put')
@@ -197,7 +200,11 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     .option('-k, --partition-key <key>', 'partition key of every record (default: a random key per record)')
     .option('--aggregate', 'KPL-aggregate the records')
     .addOption(codecOption())
-    .action(run((c, name: string, options: PutOptions) => putCommand(c, name, options)));
+    .action(
+      run(async (c, name: string, options: PutOptions) =>
+        (await import('./commands/put.js')).putCommand(c, name, options),
+      ),
+    );
 
   program
     .command('status')
@@ -213,9 +220,32 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
       `redraw every N seconds until Ctrl-C (default ${STATUS_DEFAULTS.watchIntervalSeconds})`,
       parseWatchSeconds,
     )
-    .action(run((c, name: string, options: StatusOptions) => statusCommand(c, name, options)));
+    .action(
+      run(async (c, name: string, options: StatusOptions) =>
+        (await import('./commands/status.js')).statusCommand(c, name, options),
+      ),
+    );
 
-  registerFanOutCommands(program, run);
+  const fanout = program
+    .command('fanout')
+    .description('enhanced fan-out consumers of a stream: list them, deregister one (never automatic)');
+  fanout
+    .command('list')
+    .description('list the registered consumers of a stream')
+    .argument('<stream>', 'stream name or ARN')
+    .action(
+      run(async (c, name: string) => (await import('./commands/fanout.js')).fanOutListCommand(c, name)),
+    );
+  fanout
+    .command('deregister')
+    .description('deregister a consumer (every reader subscribed with it stops receiving)')
+    .argument('<stream>', 'stream name or ARN')
+    .requiredOption('--consumer <name>', 'the consumer name (fanOut.consumerName)')
+    .action(
+      run(async (c, name: string, options: FanOutDeregisterOptions) =>
+        (await import('./commands/fanout.js')).fanOutDeregisterCommand(c, name, options),
+      ),
+    );
 
   program
     .command('local')
@@ -225,16 +255,23 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     .addOption(
       new Option('--engine <engine>', 'the emulator')
         .choices(['kinesis-mock', 'kinesalite'])
-        .default(LOCAL_DEFAULTS.engine),
+        .default(LOCAL_OPTION_DEFAULTS.engine),
     )
-    .option('--port <port>', 'port of its endpoint (0: a free one)', parseListenPort, LOCAL_DEFAULTS.port)
+    .option(
+      '--port <port>',
+      'port of its endpoint (0: a free one)',
+      parseListenPort,
+      LOCAL_OPTION_DEFAULTS.port,
+    )
     .addOption(
       new Option('--stream <name>', 'create this stream once it runs (repeatable)')
         .argParser(collectStreamName)
         .default([], 'none'),
     )
-    .option('--shards <n>', 'shards of each --stream', parseCount, LOCAL_DEFAULTS.shards)
-    .action(run((c, options: LocalOptions) => localCommand(c, options)));
+    .option('--shards <n>', 'shards of each --stream', parseCount, LOCAL_OPTION_DEFAULTS.shards)
+    .action(
+      run(async (c, options: LocalOptions) => (await import('./commands/local.js')).localCommand(c, options)),
+    );
 
   program
     .command('demo')
@@ -262,7 +299,9 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
       'serve GET /metrics (Prometheus text) on 127.0.0.1:<port> during the run',
       parsePort,
     )
-    .action(run((c, options: DemoOptions) => demoCommand(c, options)));
+    .action(
+      run(async (c, options: DemoOptions) => (await import('./commands/demo.js')).demoCommand(c, options)),
+    );
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -273,6 +312,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal: AbortSi
     }
     if (signal.aborted) return EXIT_CODES.INTERRUPTED;
     const verbose = ctx?.globals.verbose === true || argv.includes('-v') || argv.includes('--verbose');
+    const { toCliError } = await import('./exit.js');
     const failure = toCliError(error, { stream, endpoint: ctx?.endpoint });
     io.stderr.write(`shardline: ${failure.message}\n`);
     if (verbose) {

@@ -2,35 +2,9 @@
  * Exit codes and the one place that turns any error into a message and an exit code.
  */
 import { classifyAwsError, ErrorCodes, networkErrorCode, rootCause } from '@shardline/common';
+import { CliError, EXIT_CODES } from './exit-codes.js';
 
-/** The process exit codes of `shardline` (documented in the package README). */
-export const EXIT_CODES = Object.freeze({
-  /** Done. */
-  OK: 0,
-  /** Any other failure (a Kinesis error, a record Kinesis refused). */
-  FAILURE: 1,
-  /** Bad usage: an unknown or invalid option, a missing argument, bad input (stdin line N). */
-  USAGE: 2,
-  /** The stream does not exist. */
-  NOT_FOUND: 3,
-  /** Kinesis could not be reached (connection refused, DNS, timeout). */
-  UNREACHABLE: 4,
-  /** Credentials missing, rejected or lacking permission. */
-  ACCESS_DENIED: 5,
-  /** Interrupted by Ctrl-C (SIGINT), after a graceful stop. */
-  INTERRUPTED: 130,
-});
-
-/** An error that knows its message for the user and its exit code. */
-export class CliError extends Error {
-  override readonly name = 'CliError';
-  readonly exitCode: number;
-
-  constructor(message: string, exitCode: number, options?: { cause?: unknown }) {
-    super(message, options);
-    this.exitCode = exitCode;
-  }
-}
+export { CliError, EXIT_CODES } from './exit-codes.js';
 
 /** What an error is about, to word its message. */
 export interface ErrorContext {

@@ -10,7 +10,10 @@ import type {
   StreamDescriptionSummary,
 } from '@aws-sdk/client-kinesis';
 import { DescribeStreamSummaryCommand, ListStreamsCommand } from '@aws-sdk/client-kinesis';
+import { endpointProblem } from './endpoint.js';
 import { CliError, EXIT_CODES } from './exit.js';
+
+export { endpointProblem };
 
 /** The global options every command gets. */
 export interface GlobalOptions {
@@ -40,25 +43,6 @@ export const LOCAL_CREDENTIALS = Object.freeze({
 
 /** The region when an endpoint is given and no region is: emulators accept any. */
 export const ENDPOINT_DEFAULT_REGION = 'us-east-1';
-
-/**
- * Why `value` is not an endpoint URL (http:// or https://), or undefined when it is one. Callers show
- * the whole value beside it: `localhost:4567` parses as a URL of scheme `localhost:`, so the parsed
- * URL would show only part of it.
- */
-export function endpointProblem(value: string): string | undefined {
-  const hint = /^[a-z0-9.-]+:[0-9]+$/i.test(value) ? `: did you mean http://${value} ?` : '';
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return `must be a URL such as http://127.0.0.1:4567${hint}`;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return `must be an http:// or https:// URL${hint}`;
-  }
-  return undefined;
-}
 
 /**
  * The endpoint: `--endpoint`, else `AWS_ENDPOINT_URL_KINESIS`, else `AWS_ENDPOINT_URL` (the variables

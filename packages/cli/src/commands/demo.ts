@@ -14,6 +14,7 @@ import { Producer } from '@shardline/producer';
 import { type LocalKinesis, startLocalKinesis } from '@shardline/testing';
 import { Registry } from 'prom-client';
 import type { CommandContext } from '../context.js';
+import { DEMO_DEFAULTS } from '../defaults.js';
 import { type DemoShardView, HostGroup, mergeShardViews } from '../demo/hosts.js';
 import { LiveView, type ProgressSnapshot } from '../demo/live-view.js';
 import { closeMetrics, demoGauges, serveMetrics } from '../demo/metrics.js';
@@ -23,6 +24,9 @@ import { demoResult, type FailoverInfo, type SplitInfo } from '../demo/result.js
 import { planSplit, splitShard } from '../demo/split.js';
 import { DeliveryTally, type DemoItem } from '../demo/tally.js';
 import { CliError, EXIT_CODES } from '../exit.js';
+
+export { DEMO_DEFAULTS };
+
 import { toJson } from '../output.js';
 
 /** `shardline demo` options (after commander's parsing). */
@@ -42,33 +46,6 @@ export interface DemoOptions {
   /** Serve GET /metrics (Prometheus text) on 127.0.0.1:port while the demo runs. */
   metricsPort?: number;
 }
-
-export const DEMO_DEFAULTS = Object.freeze({
-  records: 2_000,
-  shards: 4,
-  rate: 500,
-  /** Partition keys the records are spread over (key-00 .. key-31). */
-  keys: 32,
-  streamName: 'shardline-demo',
-  group: 'shardline-demo',
-  /** A Redis that takes longer than this to answer PING is not used: the demo must start at once. */
-  redisProbeMs: 500,
-  progressIntervalMs: 1_000,
-  /** How long the consumer gets, after the last record was produced, to deliver everything. */
-  drainTimeoutMs: 60_000,
-  hosts: 1,
-  /** Most hosts: each is a process with a worker thread, on one machine. */
-  maxHosts: 16,
-  /** Leases of the multi-host demo: short, so a killed host's shards move within seconds. */
-  hostLeaseDurationMs: 3_000,
-  hostStatusIntervalMs: 500,
-  /** --kill-one kills a host once this share of the records is produced (before the split). */
-  killAtFraction: 0.3,
-  /** How long the demo waits for the hosts to share the shards before producing. */
-  spreadWaitMs: 15_000,
-  /** How long --kill-one waits for a host to hold a shard before killing it anyway. */
-  killWaitMs: 10_000,
-});
 
 /** Checks the option combinations before anything starts (usage errors: exit 2). */
 function checkCombinations(options: DemoOptions): void {

@@ -9,7 +9,6 @@ import {
   DescribeStreamConsumerCommand,
   ListStreamConsumersCommand,
 } from '@aws-sdk/client-kinesis';
-import type { Command } from 'commander';
 import type { CommandContext } from '../context.js';
 import { describeStreamSummary } from '../kinesis.js';
 import { table, toJson } from '../output.js';
@@ -99,29 +98,4 @@ export async function fanOutDeregisterCommand(
     await ctx.out(`deregistered consumer ${options.consumer} (${consumerArn})\n`);
   }
   return 0;
-}
-
-/** Adds `fanout list` and `fanout deregister` to `program`; `run` is the CLI's action wrapper. */
-export function registerFanOutCommands(
-  program: Command,
-  run: <A extends unknown[]>(
-    fn: (ctx: CommandContext, ...args: A) => Promise<number>,
-  ) => (...args: A) => Promise<void>,
-): void {
-  const fanout = program
-    .command('fanout')
-    .description('enhanced fan-out consumers of a stream: list them, deregister one (never automatic)');
-  fanout
-    .command('list')
-    .description('list the registered consumers of a stream')
-    .argument('<stream>', 'stream name or ARN')
-    .action(run((c, name: string) => fanOutListCommand(c, name)));
-  fanout
-    .command('deregister')
-    .description('deregister a consumer (every reader subscribed with it stops receiving)')
-    .argument('<stream>', 'stream name or ARN')
-    .requiredOption('--consumer <name>', 'the consumer name (fanOut.consumerName)')
-    .action(
-      run((c, name: string, options: FanOutDeregisterOptions) => fanOutDeregisterCommand(c, name, options)),
-    );
 }

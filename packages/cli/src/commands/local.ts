@@ -11,6 +11,7 @@ import {
   startLocalKinesis,
 } from '@shardline/testing';
 import type { CommandContext } from '../context.js';
+import { LOCAL_OPTION_DEFAULTS } from '../defaults.js';
 import { CliError, EXIT_CODES } from '../exit.js';
 import { LOCAL_CREDENTIALS } from '../kinesis.js';
 import { toJson } from '../output.js';
@@ -27,10 +28,7 @@ export interface LocalOptions {
 }
 
 export const LOCAL_DEFAULTS = Object.freeze({
-  engine: 'kinesis-mock' as LocalKinesisEngine,
-  /** kinesalite's own default port, and the one the README's examples use. */
-  port: 4567,
-  shards: 1,
+  ...LOCAL_OPTION_DEFAULTS,
   region: LOCAL_KINESIS_DEFAULTS.region,
   /** How often the command checks that the emulator's process is still alive. */
   aliveCheckMs: 1_000,

@@ -18,7 +18,11 @@ import {
   redactRedisUrl,
 } from '@shardline/coordinator';
 import type { CommandContext } from '../context.js';
+import { STATUS_DEFAULTS } from '../defaults.js';
 import { CliError, EXIT_CODES } from '../exit.js';
+
+export { STATUS_DEFAULTS };
+
 import { table, toJson } from '../output.js';
 
 /** `shardline status` options (after commander's parsing). */
@@ -29,15 +33,6 @@ export interface StatusOptions {
   /** `true` for a bare `--watch`, the seconds otherwise. */
   watch?: true | number;
 }
-
-export const STATUS_DEFAULTS = Object.freeze({
-  keyPrefix: 'shardline',
-  watchIntervalSeconds: 2,
-  /** A status is a glance: a Redis that does not answer within this is reported unreachable. */
-  redisTimeoutMs: 3_000,
-  /** Shards measured at once (each costs a GetShardIterator and a GetRecords). */
-  lagConcurrency: 8,
-});
 
 /** One shard as `status --json` prints it. */
 export interface StatusShard {

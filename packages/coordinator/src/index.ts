@@ -54,6 +54,10 @@ export type {
   MetricsRegistry,
   RecordBatch,
   RecordHandler,
+  RemovedStream,
+  RemoveStreamOptions,
   ResolvedCoordinatorOptions,
+  ResolvedStreamSpec,
+  StreamSpec,
 } from './options.js';
 export { COORDINATOR_DEFAULTS, resolveCoordinatorOptions } from './options.js';

@@ -40,7 +40,7 @@ import { resolveCoordinatorOptions, resolveStreamSpec } from './options.js';
 import { moduleTaskSettings } from './session-factory.js';
 import type { CoordinatorStatus } from './status.js';
 import { kclStreamId, StreamRuntime, type StreamRuntimeShared, streamOptions } from './stream-runtime.js';
-import { CrashGuard, Supervisor } from './supervisor.js';
+import { Supervisor } from './supervisor.js';
 
 export type { CoordinatorStatus, ShardFailureStatus, ShardStatus, StreamStatus } from './status.js';
 
@@ -130,7 +130,6 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       ledger: this.#ledger,
       iterator: this.#iterator,
       deadLetter: this.#deadLetter,
-      crashGuard: new CrashGuard(),
       expect: (runtime, count) => {
         this.#expected.set(runtime, count);
         let sum = 0;

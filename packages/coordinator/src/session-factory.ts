@@ -32,7 +32,7 @@ export interface SessionFactoryOptions<T> {
   leases: LeaseManager;
   events: CoordinatorEvents;
   metrics: CoordinatorMetrics | undefined;
-  ledger: CreditLedger;
+  ledger: Pick<CreditLedger, 'open'>;
   policy: FailurePolicy;
   /** Iterator mode's iterator; undefined for a handler or handlerModule. */
   iterator: BatchIterator<T> | undefined;

@@ -26,7 +26,7 @@ import { SessionFactory, warnIfUnheard } from './session-factory.js';
 import { listShardsApi, ShardDiscovery } from './shard-discovery.js';
 import type { ShardSession } from './shard-session.js';
 import { buildStatus, type CoordinatorStatus, type RecordedFailure } from './status.js';
-import type { CrashGuard, Supervisor } from './supervisor.js';
+import { CrashGuard, type Supervisor } from './supervisor.js';
 import { Topology } from './topology.js';
 
 const RUNTIME_TIMING = Object.freeze({
@@ -42,7 +42,6 @@ export interface StreamRuntimeShared<T> {
   ledger: CreditLedger;
   iterator: BatchIterator<T> | undefined;
   deadLetter: DeadLetterQueue | undefined;
-  crashGuard: CrashGuard;
   /** This stream's allocation target (the ledger expects the streams' sum). */
   expect(runtime: StreamRuntime<T>, count: number): void;
   /** Leases this stream may hold: the host's maxShardConsumers minus those of its other streams. */
@@ -172,7 +171,8 @@ export class StreamRuntime<T> {
       leases: this.leases,
       events: this.events,
       metrics: this.#metrics,
-      ledger: shared.ledger,
+      // Streams may share shard ids: each stream's credit accounts are its own in the host's ledger.
+      ledger: { open: (shardId, send) => shared.ledger.open(`${o.stream}/${shardId}`, send) },
       policy: new FailurePolicy({
         onHandlerError: o.onHandlerError,
         maxRecordAgeMs: o.maxRecordAgeMs,
@@ -184,7 +184,7 @@ export class StreamRuntime<T> {
       }),
       iterator: shared.iterator,
       supervisor: shared.supervisor,
-      crashGuard: shared.crashGuard,
+      crashGuard: new CrashGuard(),
       deadLetter: shared.deadLetter,
     });
   }

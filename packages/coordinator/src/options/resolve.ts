@@ -196,7 +196,13 @@ export function resolveStreamSpec(
   name: string,
   defaults: Pick<ResolvedCoordinatorOptions, 'initialPosition' | 'fanOut'>,
 ): ResolvedStreamSpec {
-  const spec = objectOption(value, name, "{ streamName: 'orders' }");
+  if (!isObject(value)) {
+    throw new ShardlineOptionError(
+      name,
+      `must be an object like { streamName: 'orders' } or { streamArn } (got ${show(value)})`,
+    );
+  }
+  const spec = value;
   rejectUnknownKeys(spec, STREAM_SPEC_KEYS, `${name}.`);
   const stream = resolveStream(spec, `${name}.`);
   return Object.freeze({

@@ -396,7 +396,8 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly workerKinesisConfig: PortableKinesisConfig;
   readonly leases: Readonly<{
     redis: RedisConnection | undefined;
-    dynamodb: Readonly<DynamoDbLeasesOptions> | undefined;
+    /** `streamId`: one stream's runtime options in multi-stream mode (KCL's multi-stream lease keys). */
+    dynamodb: Readonly<DynamoDbLeasesOptions & { streamId?: string }> | undefined;
     keyPrefix: string;
     store: MemoryLeaseStore | undefined;
   }>;

@@ -90,6 +90,8 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   readonly #streams = new Map<string, StreamRuntime<T>>();
   /** Streams being added or removed (their names are taken meanwhile). */
   readonly #pending = new Set<string>();
+  /** removeStream() calls under way: stop() waits for them before closing the pool. */
+  readonly #removals = new Set<Promise<unknown>>();
   /** Each stream's allocation target: the ledger expects their sum. */
   readonly #expected = new Map<StreamRuntime<T>, number>();
   #state: CoordinatorStatus['state'] = 'starting';
@@ -269,6 +271,20 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     }
     this.#streams.delete(streamName);
     this.#pending.add(streamName);
+    const removal = this.#remove(runtime, streamName, mode);
+    this.#removals.add(removal);
+    try {
+      return await removal;
+    } finally {
+      this.#removals.delete(removal);
+    }
+  }
+
+  async #remove(
+    runtime: StreamRuntime<T>,
+    streamName: string,
+    mode: 'release' | 'delete',
+  ): Promise<RemovedStream> {
     try {
       await runtime.halt();
       const released = await runtime.releaseAll();
@@ -333,6 +349,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
     // Offers not taken are withdrawn and the loop ends; the batch in hand finishes.
     this.#iterator?.end();
     await Promise.all(runtimes.map((runtime) => runtime.releaseAll()));
+    await Promise.allSettled([...this.#removals]);
     try {
       await this.#supervisor.close();
     } catch (error) {

@@ -18,6 +18,7 @@ import {
   useTestRedis,
 } from '@shardline/testing';
 import { expect } from 'chai';
+import { Registry } from 'prom-client';
 import { expectExactlyOnceInOrder, type Item, keyedItems, putItems, waitFor } from './coordinator-helpers.js';
 
 describe('startCoordinator: several streams in one coordinator (kinesalite)', function () {
@@ -111,10 +112,12 @@ describe('startCoordinator: several streams in one coordinator (kinesalite)', fu
     await Promise.all([putItems(client, a, itemsA), putItems(client, b, itemsB)]);
     const c = collector();
     const acquired: string[] = [];
+    const registry = new Registry();
     const coordinator = await start({
       group: 'two',
       streams: [{ streamName: a }, { streamName: b }],
       handler: c.handler,
+      metrics: { registry },
     });
     coordinator.on('lease.acquired', (e) => acquired.push(`${e.streamName}/${e.shardId}`));
     await waitFor(
@@ -136,6 +139,17 @@ describe('startCoordinator: several streams in one coordinator (kinesalite)', fu
       [b, 2, 2],
     ]);
     expect(status.shards.map((s) => `${s.streamName}/${s.shardId}`).sort()).to.deep.equal(acquired.sort());
+    // Metrics keep their names, each stream's series under its own `stream` label.
+    const metric = registry.getSingleMetric('shardline_records_processed_total');
+    const values = ((await metric?.get())?.values ?? []) as Array<{
+      value: number;
+      labels: Record<string, unknown>;
+    }>;
+    const processed = (name: string) =>
+      values
+        .filter((v) => v.labels.stream === name && v.labels.group === 'two')
+        .reduce((n, v) => n + v.value, 0);
+    expect([processed(a), processed(b)]).to.deep.equal([itemsA.length, itemsB.length]);
     // Each stream's leases live under its own {group:stream} namespace: same shard ids, no collision.
     for (const name of [a, b]) {
       expect(await redisKeys(`${redis.keyPrefix}:{two:${name}}:lease:*`)).to.deep.equal(

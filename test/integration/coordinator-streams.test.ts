@@ -5,6 +5,8 @@
  * multi-stream lease keys in a DynamoDB table (dynalite). Every test counts the records per stream.
  */
 
+import { fileURLToPath } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import { type DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamSummaryCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import type { Coordinator, CoordinatorOptions, RecordBatch } from '@shardline/coordinator';
@@ -20,6 +22,8 @@ import {
 import { expect } from 'chai';
 import { Registry } from 'prom-client';
 import { expectExactlyOnceInOrder, type Item, keyedItems, putItems, waitFor } from './coordinator-helpers.js';
+
+const handlerModule = fileURLToPath(new URL('./fixtures/handler-module.mjs', import.meta.url));
 
 describe('startCoordinator: several streams in one coordinator (kinesalite)', function () {
   this.timeout(30_000);
@@ -256,6 +260,33 @@ describe('startCoordinator: several streams in one coordinator (kinesalite)', fu
         (e: unknown) => e,
       );
       expect(error).to.have.property('code', 'ERR_CLOSED');
+    }
+  });
+
+  it('handlerModule: batches built in the worker threads name their stream', async () => {
+    const [a, b] = [await stream(1), await stream(1)];
+    const items = keyedItems(80, 8);
+    await Promise.all([putItems(client, a, items), putItems(client, b, items)]);
+    const channel = new BroadcastChannel('shardline-handler-module-test');
+    const c = collector();
+    channel.onmessage = (event) => {
+      const { streamName, items: got } = (event as MessageEvent).data as {
+        streamName: string;
+        items: Item[];
+      };
+      c.of(streamName).push(...got);
+    };
+    try {
+      await start({ group: 'module', streams: [{ streamName: a }, { streamName: b }], handlerModule });
+      await waitFor(
+        () => c.of(a).length >= items.length && c.of(b).length >= items.length,
+        () => `received ${c.of(a).length} of ${a}, ${c.of(b).length} of ${b} (${[...c.received.keys()]})`,
+      );
+      expect([...c.received.keys()].sort()).to.deep.equal([a, b].sort());
+      expectExactlyOnceInOrder(c.of(a), items);
+      expectExactlyOnceInOrder(c.of(b), items);
+    } finally {
+      channel.close();
     }
   });
 

@@ -263,6 +263,29 @@ describe('startCoordinator: several streams in one coordinator (kinesalite)', fu
     }
   });
 
+  it('iterator mode: removeStream from inside the loop (not awaited there) ends that stream; the others read on', async () => {
+    const [a, b] = [await stream(1), await stream(1)];
+    const items = keyedItems(60, 6);
+    await Promise.all([putItems(client, a, items), putItems(client, b, items)]);
+    const coordinator = await start({
+      group: 'iter',
+      leases: {},
+      streams: [{ streamName: a }, { streamName: b }],
+    });
+    const c = collector();
+    let removal: Promise<unknown> | undefined;
+    for await (const batch of coordinator) {
+      c.of(batch.streamName).push(...batch.records.map((r) => r.data));
+      if (batch.streamName === b && removal === undefined) removal = coordinator.removeStream(b);
+      if (c.of(a).length >= items.length && removal !== undefined) break;
+    }
+    const result = (await removal) as { released: number };
+    expect(result).to.include({ streamName: b, released: 1, deleted: 0 });
+    expectExactlyOnceInOrder(c.of(a), items);
+    expect(c.of(b).length).to.be.greaterThan(0);
+    expect(coordinator.status().streams.map((s) => s.streamName)).to.deep.equal([a]);
+  });
+
   it('handlerModule: batches built in the worker threads name their stream', async () => {
     const [a, b] = [await stream(1), await stream(1)];
     const items = keyedItems(80, 8);

@@ -162,6 +162,36 @@ describe('startCoordinator: several streams in one coordinator (kinesalite)', fu
     }
   });
 
+  it('single-stream options: same Redis keys as before, batches/events/status name the one stream; addStream adds a second', async () => {
+    const [one, two] = [await stream(1), await stream(1)];
+    const items = keyedItems(50, 5);
+    await Promise.all([putItems(client, one, items), putItems(client, two, items)]);
+    const c = collector();
+    const events: string[] = [];
+    const coordinator = await start({ group: 'single', streamName: one, handler: c.handler });
+    coordinator.on('checkpoint', (e) => events.push(e.streamName));
+    await waitFor(
+      () => c.of(one).length >= items.length,
+      () => `received ${c.of(one).length}/${items.length}`,
+    );
+    expectExactlyOnceInOrder(c.of(one), items);
+    const status = coordinator.status();
+    expect(status.stream).to.equal(one);
+    expect(status.streams.map((s) => s.streamName)).to.deep.equal([one]);
+    expect(status.shards.map((s) => s.streamName)).to.deep.equal([one]);
+    expect(await redisKeys(`${redis.keyPrefix}:*:lease:*`)).to.deep.equal([
+      `${redis.keyPrefix}:{single:${one}}:lease:shardId-000000000000`,
+    ]);
+    await coordinator.addStream({ streamName: two });
+    await waitFor(
+      () => c.of(two).length >= items.length && events.includes(two),
+      () => `received ${c.of(two).length}/${items.length} of ${two}`,
+    );
+    expectExactlyOnceInOrder(c.of(two), items);
+    expect([...new Set(events)].sort()).to.deep.equal([one, two].sort());
+    expect(coordinator.status().streams.map((s) => s.streamName)).to.deep.equal([one, two]);
+  });
+
   it('addStream at run time, removeStream(release): another host resumes the stream from its checkpoints, nothing lost or repeated', async () => {
     const name = await stream(2);
     const first = keyedItems(150, 10);

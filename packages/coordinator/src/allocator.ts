@@ -39,6 +39,12 @@ export interface AllocationInput {
    * @defaultValue none
    */
   exclude?: ReadonlySet<string>;
+  /**
+   * This plan's cap in place of the allocator's `maxShardConsumers` (a multi-stream host: its total
+   * minus the leases its other streams hold). At least 0.
+   * @defaultValue the allocator's maxShardConsumers
+   */
+  maxShardConsumers?: number;
 }
 
 export interface HandoffRequest {
@@ -133,6 +139,7 @@ export class Allocator {
   }
 
   plan(input: AllocationInput): AllocationPlan {
+    const cap = input.maxShardConsumers ?? this.maxShardConsumers;
     const { leases, topology, now } = input;
     const me = this.hostId;
     const checkpoints = new Map<string, Lease['checkpoint']>();
@@ -163,7 +170,7 @@ export class Allocator {
     }
     const mine = active.filter((l) => held(l) && l.owner === me);
     const fairShare = active.length === 0 ? 0 : Math.ceil(active.length / liveIds.size);
-    const target = Math.min(fairShare, this.maxShardConsumers);
+    const target = Math.min(fairShare, cap);
 
     const plan: AllocationPlan = {
       acquire: [],
@@ -178,9 +185,9 @@ export class Allocator {
     };
 
     // Over the cap (leases taken by a race, or by a previous run with a higher cap): give back the youngest.
-    if (mine.length > this.maxShardConsumers) {
+    if (mine.length > cap) {
       plan.release = mine
-        .slice(this.maxShardConsumers)
+        .slice(cap)
         .map((l) => l.shardId)
         .reverse();
     }
@@ -212,7 +219,7 @@ export class Allocator {
     const streak = new Map<string, number>();
     for (const lease of stillFree) streak.set(lease.shardId, (this.#freeStreak.get(lease.shardId) ?? 0) + 1);
     this.#freeStreak = streak;
-    let capRoom = Math.max(0, this.maxShardConsumers - mine.length - plan.acquire.length);
+    let capRoom = Math.max(0, cap - mine.length - plan.acquire.length);
     for (const lease of stillFree) {
       if (capRoom === 0) break;
       if (streak.get(lease.shardId)! >= this.#overflowAfterPlans) {

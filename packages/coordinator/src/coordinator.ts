@@ -13,37 +13,36 @@
 
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import {
+  classifyAwsError,
   createKinesisClient,
   ErrorCodes,
   isKinesisClient,
   ShardlineError,
+  ShardlineOptionError,
   serializeError,
 } from '@shardline/common';
 import { firstFetcher } from '@shardline/shard-worker';
-import { Allocator } from './allocator.js';
 import { DeadLetterQueue } from './dead-letter.js';
 import { BatchIterator } from './delivery/batch-iterator.js';
 import { CreditLedger } from './delivery/credit-ledger.js';
-import { FailurePolicy } from './delivery/failure-policy.js';
 import type { CoordinatorEventListener, CoordinatorEventName, CoordinatorEventSource } from './events.js';
-import { CoordinatorEvents } from './events.js';
-import { ensureStreamConsumer } from './fan-out.js';
-import { LeaseRenewal } from './lease-renewal.js';
-import { createLeaseManager } from './leases/create.js';
-import { GoneLeases } from './leases/gone-leases.js';
-import type { Checkpoint, HostInfo, Lease, LeaseManager } from './leases/types.js';
-import { CoordinatorMetrics, metricsSnapshot } from './metrics.js';
-import type { CoordinatorOptions, RecordBatch, ResolvedCoordinatorOptions } from './options.js';
-import { resolveCoordinatorOptions } from './options.js';
-import { executePlan } from './plan-execution.js';
-import { moduleTaskSettings, SessionFactory, warnIfUnheard } from './session-factory.js';
-import { listShardsApi, ShardDiscovery } from './shard-discovery.js';
-import type { ShardSession } from './shard-session.js';
-import { buildStatus, type CoordinatorStatus, type RecordedFailure } from './status.js';
-import { CrashGuard, Supervisor } from './supervisor.js';
-import { Topology } from './topology.js';
+import { HostEvents } from './events.js';
+import type {
+  CoordinatorOptions,
+  RecordBatch,
+  RemovedStream,
+  RemoveStreamOptions,
+  ResolvedCoordinatorOptions,
+  ResolvedStreamSpec,
+  StreamSpec,
+} from './options.js';
+import { resolveCoordinatorOptions, resolveStreamSpec } from './options.js';
+import { moduleTaskSettings } from './session-factory.js';
+import type { CoordinatorStatus } from './status.js';
+import { kclStreamId, StreamRuntime, type StreamRuntimeShared, streamOptions } from './stream-runtime.js';
+import { Supervisor } from './supervisor.js';
 
-export type { CoordinatorStatus, ShardFailureStatus, ShardStatus } from './status.js';
+export type { CoordinatorStatus, ShardFailureStatus, ShardStatus, StreamStatus } from './status.js';
 
 /** What `startCoordinator()` resolves with. */
 export interface Coordinator<T = unknown> extends AsyncIterable<RecordBatch<T>>, CoordinatorEventSource {
@@ -56,85 +55,54 @@ export interface Coordinator<T = unknown> extends AsyncIterable<RecordBatch<T>>,
    */
   stop(): Promise<void>;
   status(): CoordinatorStatus;
+  /**
+   * Starts tracking another stream (`{ streamName | streamArn, initialPosition?, fanOut? }`), sharing
+   * the worker pool, buffer budget and host id; resolves once its shards were listed and its leases
+   * created (readers start in the background). With a single-stream coordinator (`streamName` /
+   * `streamArn`), the added stream's leases are kept per stream as with `streams`.
+   *
+   * @throws ShardlineOptionError for an invalid spec or a stream tracked already; the discovery error
+   * (e.g. `ERR_NOT_FOUND`) for a stream that cannot be listed; ERR_CLOSED once stopping.
+   */
+  addStream(spec: StreamSpec): Promise<void>;
+  /**
+   * Stops tracking a stream: its readers stop with a final checkpoint and release their leases
+   * (`leases: 'release'`, the default, keeps the checkpoints so another host or a later `addStream()`
+   * resumes), or then also deletes its leases and checkpoints (`'delete'`; leases another host holds
+   * are left alone and counted in `heldElsewhere`).
+   *
+   * @throws ShardlineOptionError for a stream not tracked; ERR_CLOSED once stopping.
+   */
+  removeStream(streamName: string, options?: RemoveStreamOptions): Promise<RemovedStream>;
 }
-
-const COORDINATOR_TIMING = Object.freeze({
-  /** A shard whose reader failed fatally is retried after this long. */
-  failedReaderCooldownMs: 30_000,
-});
 
 class CoordinatorImpl<T> implements Coordinator<T> {
   readonly #o: ResolvedCoordinatorOptions<T>;
-  readonly #events: CoordinatorEvents;
+  readonly #events: HostEvents;
   readonly #client: KinesisClient;
   readonly #ownsClient: boolean;
-  readonly #discovery: ShardDiscovery;
-  readonly #leases: LeaseManager;
-  readonly #topology = new Topology();
-  readonly #allocator: Allocator;
   readonly #supervisor: Supervisor;
   readonly #ledger: CreditLedger;
-  readonly #factory: SessionFactory<T>;
   readonly #iterator: BatchIterator<T> | undefined;
   readonly #deadLetter: DeadLetterQueue | undefined;
-  readonly #metrics: CoordinatorMetrics | undefined;
-  readonly #abort = new AbortController();
-  readonly #sessions = new Map<string, ShardSession<T>>();
-  /** Shards stopped here after a failure: not taken again by this host ('reader' ones until cooled down). */
-  readonly #failed = new Map<string, RecordedFailure>();
+  readonly #shared: StreamRuntimeShared<T>;
+  /** Every stream tracked, by name, in the order added. */
+  readonly #streams = new Map<string, StreamRuntime<T>>();
+  /** Streams being added or removed (their names are taken meanwhile). */
+  readonly #pending = new Set<string>();
+  /** removeStream() calls under way: stop() waits for them before closing the pool. */
+  readonly #removals = new Set<Promise<unknown>>();
+  /** Each stream's allocation target: the ledger expects their sum. */
+  readonly #expected = new Map<StreamRuntime<T>, number>();
   #state: CoordinatorStatus['state'] = 'starting';
-  #leaseSnapshot: Lease[] = [];
-  #snapshotNow = 0;
-  /** Checkpoints of leases this host let go since the last snapshot (the snapshot may predate them). */
-  readonly #letGo = new Map<string, Checkpoint>();
-  #hostsSnapshot: HostInfo[] = [];
-  readonly #goneLeases: GoneLeases;
-  #tickTimer: NodeJS.Timeout | undefined;
-  #syncTimer: NodeJS.Timeout | undefined;
-  readonly #renewal: LeaseRenewal;
-  #ticking: Promise<void> | undefined;
-  #tickAgain = false;
-  #syncing: Promise<void> | undefined;
-  #lastWarning: string | undefined;
   #stopping: Promise<void> | undefined;
   readonly #onAbort = () => void this.stop();
 
   constructor(o: ResolvedCoordinatorOptions<T>) {
     this.#o = o;
-    this.#events = new CoordinatorEvents(o.logger);
-    // First: a registry holding a clashing metric throws here, before anything is opened.
-    this.#metrics =
-      o.metrics === undefined
-        ? undefined
-        : new CoordinatorMetrics({
-            registry: o.metrics.registry,
-            stream: o.stream,
-            group: o.group,
-            events: this.#events,
-            snapshot: () =>
-              metricsSnapshot(this.#sessions.values(), this.#factory.stats, this.#ledger.bufferedRecords),
-          });
+    this.#events = new HostEvents(o.logger);
     this.#ownsClient = !isKinesisClient(o.kinesis);
     this.#client = isKinesisClient(o.kinesis) ? (o.kinesis as KinesisClient) : createKinesisClient(o.kinesis);
-    const stream: { streamName?: string; streamArn?: string } = {};
-    if (o.streamName !== undefined) stream.streamName = o.streamName;
-    if (o.streamArn !== undefined) stream.streamArn = o.streamArn;
-    this.#discovery = new ShardDiscovery({ api: listShardsApi(this.#client), ...stream, logger: o.logger });
-    this.#leases = createLeaseManager(o);
-    this.#goneLeases = new GoneLeases({
-      leases: this.#leases,
-      delayMs: o.leaseCleanupDelayMs,
-      logger: o.logger,
-      report: (error, shardId) => this.#report(error, 'removing the lease of a gone shard failed', shardId),
-    });
-    this.#renewal = new LeaseRenewal({
-      leases: this.#leases,
-      leaseDurationMs: o.leaseDurationMs,
-      intervalMs: o.leaseRenewIntervalMs,
-      sessions: () => this.#sessions.values() as Iterable<ShardSession<unknown>>,
-      report: (error) => this.#report(error, 'lease renewal failed'),
-    });
-    this.#allocator = new Allocator({ hostId: o.hostId, maxShardConsumers: o.maxShardConsumers });
     this.#supervisor = new Supervisor({
       workerThreads: o.workerThreads,
       threads: o.workerThreadsStart,
@@ -157,26 +125,25 @@ class CoordinatorImpl<T> implements Coordinator<T> {
       maxBufferedBytes: o.maxBufferedBytes,
     });
     if (o.delivery === 'iterator') this.#iterator = new BatchIterator<T>();
-    this.#factory = new SessionFactory<T>({
-      options: o,
-      leases: this.#leases,
-      events: this.#events,
-      metrics: this.#metrics,
-      ledger: this.#ledger,
-      policy: new FailurePolicy({
-        onHandlerError: o.onHandlerError,
-        maxRecordAgeMs: o.maxRecordAgeMs,
-        expired: (shardId, records) => this.#factory.countExpired(shardId, records),
-        events: this.#events,
-        logger: o.logger,
-        deadLetter: (shardId, records, error, attempts) =>
-          this.#factory.sendDeadLetter(shardId, records, error, attempts),
-      }),
-      iterator: this.#iterator,
+    this.#shared = {
+      hostEvents: this.#events,
+      client: this.#client,
       supervisor: this.#supervisor,
-      crashGuard: new CrashGuard(),
+      ledger: this.#ledger,
+      iterator: this.#iterator,
       deadLetter: this.#deadLetter,
-    });
+      expect: (runtime, count) => {
+        this.#expected.set(runtime, count);
+        let sum = 0;
+        for (const n of this.#expected.values()) sum += n;
+        this.#ledger.expect(sum);
+      },
+      capacity: (runtime) => {
+        let others = 0;
+        for (const r of this.#streams.values()) if (r !== runtime) others += r.held;
+        return this.#o.maxShardConsumers - others;
+      },
+    };
   }
 
   get hostId(): string {
@@ -203,39 +170,135 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   /**
-   * Initial sync; throws (after cleaning up) when the stream cannot be listed. The first allocation
-   * runs right after startCoordinator() resolves, so listeners added then see every event.
+   * Initial sync of every stream; throws (after cleaning up) when one cannot be listed. The first
+   * allocation runs right after startCoordinator() resolves, so listeners added then see every event.
    */
   async start(): Promise<void> {
+    const runtimes: StreamRuntime<T>[] = [];
     try {
-      if (this.#o.fanOut !== undefined) {
-        const consumer = await ensureStreamConsumer(this.#client, {
-          streamName: this.#o.streamName,
-          streamArn: this.#o.streamArn,
-          consumerName: this.#o.fanOut.consumerName,
-          timeoutMs: this.#o.fanOut.registrationTimeoutMs,
-          logger: this.#o.logger,
-          signal: this.#abort.signal,
-        });
-        this.#factory.consumerArn = consumer.consumerArn;
+      for (const spec of this.#o.streams) {
+        const runtime = await this.#open(spec, this.#o.multiStream);
+        this.#streams.set(runtime.stream, runtime);
+        runtimes.push(runtime);
       }
-      await this.#sync(true);
+      await Promise.all(runtimes.map((runtime) => runtime.start()));
     } catch (error) {
       await this.stop().catch(() => undefined);
       throw error;
     }
     this.#state = 'running';
-    setImmediate(() => {
-      if (this.#stopping === undefined) void this.#tick();
-    });
-    const interval = this.#o.leaseRenewIntervalMs;
-    this.#renewal.start();
-    this.#tickTimer = setInterval(() => void this.#tick(), interval);
-    this.#syncTimer = setInterval(() => void this.#syncAndTick(), this.#o.shardSyncIntervalMs);
+    for (const runtime of runtimes) runtime.run();
     const signal = this.#o.signal;
     if (signal !== undefined) {
       if (signal.aborted) void this.stop();
       else signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  /** A stream's runtime (not started); multi-stream DynamoDB leases need the stream's KCL identifier first. */
+  async #open(spec: ResolvedStreamSpec, multiStream: boolean): Promise<StreamRuntime<T>> {
+    let streamId: string | undefined;
+    if (multiStream && this.#o.leases.dynamodb !== undefined) {
+      try {
+        streamId = await kclStreamId(this.#client, spec);
+      } catch (error) {
+        throw error instanceof ShardlineError ? error : classifyAwsError(error, 'DescribeStreamSummary');
+      }
+    }
+    return new StreamRuntime<T>(streamOptions(this.#o, spec, streamId), this.#shared);
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#stopping !== undefined) {
+      throw new ShardlineError(
+        ErrorCodes.CLOSED,
+        `coordinator of host '${this.#o.hostId}' is ${this.#state === 'stopped' ? 'stopped' : 'stopping'}: cannot ${operation}()`,
+      );
+    }
+  }
+
+  async addStream(spec: StreamSpec): Promise<void> {
+    this.#assertOpen('addStream');
+    if (!this.#o.multiStream && this.#o.leases.dynamodb !== undefined) {
+      throw new ShardlineOptionError(
+        'streams',
+        "is needed to add streams with DynamoDB leases: a single-stream coordinator's lease table holds one stream's leases keyed by shard id; start with streams: [{ streamName }] (KCL's multi-stream lease keys)",
+      );
+    }
+    const resolved = resolveStreamSpec(spec, 'stream', this.#o);
+    const name = resolved.stream;
+    if (this.#streams.has(name) || this.#pending.has(name)) {
+      throw new ShardlineOptionError(
+        `stream.${resolved.streamName !== undefined ? 'streamName' : 'streamArn'}`,
+        `names stream '${name}', which this coordinator tracks already`,
+      );
+    }
+    this.#pending.add(name);
+    let runtime: StreamRuntime<T> | undefined;
+    try {
+      runtime = await this.#open(resolved, true);
+      await runtime.start();
+      this.#assertOpen('addStream');
+    } catch (error) {
+      if (runtime !== undefined) {
+        await runtime.halt();
+        await runtime.close();
+      }
+      throw error;
+    } finally {
+      this.#pending.delete(name);
+    }
+    this.#streams.set(name, runtime);
+    runtime.run();
+  }
+
+  async removeStream(streamName: string, options: RemoveStreamOptions = {}): Promise<RemovedStream> {
+    this.#assertOpen('removeStream');
+    if (typeof options !== 'object' || options === null) {
+      throw new ShardlineOptionError('options', "must be an object like { leases: 'release' }");
+    }
+    const mode = options.leases ?? 'release';
+    if (mode !== 'release' && mode !== 'delete') {
+      throw new ShardlineOptionError('options.leases', `must be 'release' or 'delete' (got ${String(mode)})`);
+    }
+    const runtime = typeof streamName === 'string' ? this.#streams.get(streamName) : undefined;
+    if (runtime === undefined) {
+      const tracked = [...this.#streams.keys()].map((n) => `'${n}'`).join(', ');
+      throw new ShardlineOptionError(
+        'streamName',
+        `must name a stream this coordinator tracks (${tracked === '' ? 'none' : tracked}; got ${String(streamName)})`,
+      );
+    }
+    this.#streams.delete(streamName);
+    this.#pending.add(streamName);
+    const removal = this.#remove(runtime, streamName, mode);
+    this.#removals.add(removal);
+    try {
+      return await removal;
+    } finally {
+      this.#removals.delete(removal);
+    }
+  }
+
+  async #remove(
+    runtime: StreamRuntime<T>,
+    streamName: string,
+    mode: 'release' | 'delete',
+  ): Promise<RemovedStream> {
+    try {
+      await runtime.halt();
+      const released = await runtime.releaseAll();
+      this.#expected.delete(runtime);
+      this.#shared.expect(runtime, 0);
+      this.#expected.delete(runtime);
+      const { deleted, heldElsewhere } =
+        mode === 'delete'
+          ? await runtime.deleteLeases()
+          : { deleted: 0, heldElsewhere: await runtime.countHeldElsewhere() };
+      return { streamName, released, deleted, heldElsewhere };
+    } finally {
+      await runtime.close();
+      this.#pending.delete(streamName);
     }
   }
 
@@ -250,183 +313,56 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   status(): CoordinatorStatus {
-    return buildStatus({
+    const parts = [...this.#streams.values()].map((runtime) => runtime.status(this.#state));
+    const hosts = new Map<string, CoordinatorStatus['hosts'][number]>();
+    for (const part of parts) {
+      for (const h of part.hosts) {
+        const seen = hosts.get(h.hostId);
+        if (seen === undefined) hosts.set(h.hostId, { ...h });
+        else {
+          seen.shards += h.shards;
+          if (h.lastSeenAt > seen.lastSeenAt) seen.lastSeenAt = h.lastSeenAt;
+        }
+      }
+    }
+    return {
       hostId: this.#o.hostId,
       group: this.#o.group,
-      stream: this.#o.stream,
+      stream: this.#o.multiStream ? parts.map((p) => p.stream).join(',') : this.#o.stream,
       state: this.#state,
-      topology: this.#topology,
-      leases: this.#leaseSnapshot,
-      leasesReadAtMs: this.#snapshotNow,
-      hosts: this.#hostsSnapshot,
-      sessions: this.#sessions as ReadonlyMap<string, ShardSession<unknown>>,
-      stats: this.#factory.stats,
-      letGo: this.#letGo,
-      failed: this.#failed,
+      streams: parts.flatMap((p) => p.streams),
+      shards: parts.flatMap((p) => p.shards),
+      hosts: [...hosts.values()],
+      resharding: parts.some((p) => p.resharding),
       bufferedRecords: this.#ledger.bufferedRecords,
       bufferedBytes: this.#ledger.bufferedBytes,
-    });
-  }
-
-  // ---- shard sync ----------------------------------------------------------------------------------
-
-  #sync(initial = false): Promise<void> {
-    this.#syncing ??= (async () => {
-      try {
-        const shards = await this.#discovery.list(this.#abort.signal);
-        if (this.#stopping !== undefined && !initial) return;
-        this.#topology.update(shards);
-        this.#goneLeases.noteListing(this.#leaseSnapshot, this.#topology);
-        await this.#leases.ensureLeases(this.#topology.leaseSeeds());
-      } catch (error) {
-        if (initial) throw error;
-        if (this.#stopping !== undefined) return;
-        this.#report(error, 'shard sync failed');
-      } finally {
-        this.#syncing = undefined;
-      }
-    })();
-    return this.#syncing;
-  }
-
-  async #syncAndTick(): Promise<void> {
-    await this.#sync();
-    await this.#tick();
-  }
-
-  // ---- lease tick ----------------------------------------------------------------------------------
-
-  #tick(): Promise<void> {
-    if (this.#ticking !== undefined) {
-      this.#tickAgain = true;
-      return this.#ticking;
-    }
-    this.#ticking = (async () => {
-      try {
-        do {
-          this.#tickAgain = false;
-          await this.#tickOnce();
-        } while (this.#tickAgain && this.#stopping === undefined);
-      } catch (error) {
-        if (this.#stopping === undefined) this.#report(error, 'lease tick failed');
-      } finally {
-        this.#ticking = undefined;
-      }
-    })();
-    return this.#ticking;
-  }
-
-  async #tickOnce(): Promise<void> {
-    if (this.#stopping !== undefined) return;
-    const reading = () => [...this.#sessions.values()].filter((s) => s.state === 'reading').length;
-    await this.#leases.heartbeat(reading());
-    const [leases, hosts, now] = await Promise.all([
-      this.#leases.listLeases(),
-      this.#leases.liveHosts(),
-      this.#leases.now(),
-    ]);
-    this.#leaseSnapshot = leases;
-    this.#letGo.clear();
-    this.#hostsSnapshot = hosts;
-    this.#snapshotNow = now;
-    if (this.#stopping !== undefined) return;
-
-    const exclude = new Set<string>();
-    for (const [id, failure] of this.#failed) {
-      if (
-        failure.reason === 'reader' &&
-        failure.atMs + COORDINATOR_TIMING.failedReaderCooldownMs <= Date.now()
-      ) {
-        this.#failed.delete(id);
-      } else exclude.add(id);
-    }
-    // Shards still being let go here are not taken again until that finished.
-    for (const [id, session] of this.#sessions) if (session.state !== 'reading') exclude.add(id);
-    const plan = this.#allocator.plan({ leases, topology: this.#topology, liveHosts: hosts, now, exclude });
-
-    if (plan.warning?.message !== this.#lastWarning) {
-      this.#lastWarning = plan.warning?.message;
-      if (plan.warning !== undefined) {
-        const { code, message, ...details } = plan.warning;
-        this.#o.logger.warn(details, message);
-        this.#events.emit('warning', { code, message, details: { ...details } });
-      }
-    }
-    this.#ledger.expect(Math.max(plan.target, reading() + plan.acquire.length));
-    for (const shardId of plan.release) this.#sessions.get(shardId)?.release('over-capacity');
-    for (const { shardId } of plan.handOver) this.#sessions.get(shardId)?.release('handoff');
-
-    await executePlan(plan, {
-      hostId: this.#o.hostId,
-      leases: this.#leases,
-      has: (shardId) => this.#sessions.has(shardId),
-      stopping: () => this.#stopping !== undefined,
-      begin: (lease, sent) => this.#begin(lease, sent),
-      report: (error, message, shardId) => this.#report(error, message, shardId),
-    });
-    if (this.#stopping !== undefined) return;
-    await this.#goneLeases.remove(leases, this.#topology, now, () => this.#stopping !== undefined);
-  }
-
-  // ---- sessions ------------------------------------------------------------------------------------
-
-  #begin(lease: Lease, sent: number): void {
-    const { shardId } = lease;
-    const known = new Set(this.#leaseSnapshot.map((l) => l.shardId));
-    const session = this.#factory.create(lease, sent, this.#topology.isRoot(shardId, known), {
-      noteChildren: (children) => this.#topology.noteChildren(shardId, children),
-      stopping: () => this.#stopping !== undefined,
-      report: (error, message) => this.#report(error, message, shardId),
-      failed: (failure) => {
-        // status() shows it at once; this host does not take it again ('reader' failures: after a cooldown).
-        if (this.#stopping === undefined) this.#failed.set(shardId, { ...failure, atMs: Date.now() });
-        warnIfUnheard(this.#o, this.#events, shardId, failure);
-      },
-    });
-    this.#sessions.set(shardId, session);
-    this.#failed.delete(shardId);
-    session.start();
-    void session.done.then(() => this.#sessionDone(session));
-  }
-
-  #sessionDone(session: ShardSession<T>): void {
-    const { shardId } = session;
-    if (this.#sessions.get(shardId) === session) this.#sessions.delete(shardId);
-    const checkpoint = session.checkpoint;
-    if (checkpoint !== undefined) this.#letGo.set(shardId, checkpoint);
-    if (session.state === 'ended' && this.#stopping === undefined) void this.#syncAndTick();
+    };
   }
 
   // ---- stop ----------------------------------------------------------------------------------------
 
   async #stop(): Promise<void> {
     if (this.#state !== 'stopped') this.#state = 'stopping';
-    clearInterval(this.#tickTimer);
-    clearInterval(this.#syncTimer);
     this.#o.signal?.removeEventListener('abort', this.#onAbort);
-    this.#abort.abort();
-    await this.#ticking;
-    await this.#syncing;
+    const runtimes = [...this.#streams.values()];
+    await Promise.all(runtimes.map((runtime) => runtime.halt()));
     // Offers not taken are withdrawn and the loop ends; the batch in hand finishes.
     this.#iterator?.end();
-    for (const session of this.#sessions.values()) session.release('stop');
-    // Renewal goes on until every lease is released (or lost).
-    await Promise.all([...this.#sessions.values()].map((session) => session.done));
-    await this.#renewal.stop();
+    await Promise.all(runtimes.map((runtime) => runtime.releaseAll()));
+    await Promise.allSettled([...this.#removals]);
     try {
       await this.#supervisor.close();
     } catch (error) {
       this.#report(error, 'worker pool shutdown failed');
     }
-    await this.#leases.close().catch((error: unknown) => this.#report(error, 'lease manager close failed'));
+    await Promise.all(runtimes.map((runtime) => runtime.close()));
     await this.#deadLetter?.close();
     if (this.#ownsClient) this.#client.destroy();
     this.#state = 'stopped';
-    this.#metrics?.close();
     this.#events.clear();
   }
 
-  #report(error: unknown, message: string, shardId?: string): void {
+  #report(error: unknown, message: string): void {
     const e =
       error instanceof ShardlineError
         ? error
@@ -437,8 +373,8 @@ class CoordinatorImpl<T> implements Coordinator<T> {
               cause: error,
             },
           );
-    this.#o.logger.warn({ shardId, err: serializeError(e) }, message);
-    this.#events.emit('error', shardId === undefined ? { error: e } : { error: e, shardId });
+    this.#o.logger.warn({ err: serializeError(e) }, message);
+    this.#events.emit('error', { error: e });
   }
 }
 

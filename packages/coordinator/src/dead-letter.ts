@@ -121,8 +121,10 @@ export class DeadLetterQueue {
     records: readonly ShardRecord<unknown>[],
     error: ShardlineError,
     attempts: number,
+    /** The shard's stream (a multi-stream coordinator's queue is shared). @defaultValue the queue's */
+    stream = this.#o.stream,
   ) {
-    const { group, stream } = this.#o;
+    const { group } = this.#o;
     const now = new Date().toISOString();
     const jobs = records.map((record) => {
       const bytes = record.data instanceof Uint8Array;

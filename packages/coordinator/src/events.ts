@@ -49,8 +49,11 @@ export type HandlerFailureAction = 'retry' | 'isolate' | 'stop-shard' | 'dead-le
 /** What happened to records older than `maxRecordAgeMs`: `onHandlerError.then`. */
 export type ExpiredRecordAction = 'stop-shard' | 'dead-letter' | 'skip';
 
-/** Event name -> payload of every event the coordinator emits. */
-export interface CoordinatorEventMap {
+/**
+ * Event name -> payload as one stream's runtime emits it (internal): the coordinator adds
+ * `streamName` before its listeners see it ({@link CoordinatorEventMap}).
+ */
+export interface StreamEventMap {
   /** This host took a shard's lease. */
   'lease.acquired': { shardId: string; counter: number; checkpoint?: string };
   /** This host lost a lease without releasing it; its reader stops at once. */
@@ -108,13 +111,24 @@ export interface CoordinatorEventMap {
   warning: { code: string; message: string; details?: Record<string, unknown> };
 }
 
+/**
+ * Event name -> payload of every event the coordinator emits. Every payload names its stream
+ * (`streamName`; with one stream, always that one); `error` and `warning` may concern the whole host
+ * (e.g. the worker pool's shutdown), then without `streamName`.
+ */
+export type CoordinatorEventMap = {
+  [K in keyof StreamEventMap]: K extends 'error' | 'warning'
+    ? StreamEventMap[K] & { streamName?: string }
+    : StreamEventMap[K] & { streamName: string };
+};
+
 export type CoordinatorEventName = keyof CoordinatorEventMap;
 export type CoordinatorEventListener<E extends CoordinatorEventName> = (
   payload: CoordinatorEventMap[E],
 ) => unknown;
 
 /** Every event name, for validating names given by JavaScript callers. */
-export const COORDINATOR_EVENT_NAMES: readonly CoordinatorEventName[] = Object.freeze([
+export const COORDINATOR_EVENT_NAMES: readonly (keyof StreamEventMap)[] = Object.freeze([
   'lease.acquired',
   'lease.lost',
   'lease.released',
@@ -137,10 +151,31 @@ export interface CoordinatorEventSource {
 }
 
 /**
- * The coordinator's emitter: the shared {@link TypedEvents} rules over {@link CoordinatorEventMap}
- * (an `error` event with no listener is not thrown: the coordinator logs errors itself).
+ * One stream's emitter (internal): the shared {@link TypedEvents} rules over {@link StreamEventMap}
+ * (an `error` event with no listener is not thrown: the coordinator logs errors itself). Given a
+ * `forward` host emitter and a `streamName`, every event is also emitted there with `streamName` added.
  */
-export class CoordinatorEvents extends TypedEvents<CoordinatorEventMap> implements CoordinatorEventSource {
+export class CoordinatorEvents extends TypedEvents<StreamEventMap> {
+  readonly #forward: HostEvents | undefined;
+  readonly #streamName: string | undefined;
+
+  constructor(logger: Logger, forward?: { to: HostEvents; streamName: string }) {
+    super(COORDINATOR_EVENT_NAMES, { logger });
+    this.#forward = forward?.to;
+    this.#streamName = forward?.streamName;
+  }
+
+  override emit<E extends keyof StreamEventMap & string>(event: E, payload: StreamEventMap[E]): void {
+    super.emit(event, payload);
+    const to = this.#forward;
+    if (to !== undefined && to.listenerCount(event) > 0) {
+      to.emit(event, { ...payload, streamName: this.#streamName } as CoordinatorEventMap[E]);
+    }
+  }
+}
+
+/** The coordinator's public emitter: every stream's events, each naming its stream. */
+export class HostEvents extends TypedEvents<CoordinatorEventMap> implements CoordinatorEventSource {
   constructor(logger: Logger) {
     super(COORDINATOR_EVENT_NAMES, { logger });
   }

@@ -1,4 +1,10 @@
-export type { Coordinator, CoordinatorStatus, ShardFailureStatus, ShardStatus } from './coordinator.js';
+export type {
+  Coordinator,
+  CoordinatorStatus,
+  ShardFailureStatus,
+  ShardStatus,
+  StreamStatus,
+} from './coordinator.js';
 export { startCoordinator } from './coordinator.js';
 export type { DeadLetterJob } from './dead-letter.js';
 export type {
@@ -54,6 +60,10 @@ export type {
   MetricsRegistry,
   RecordBatch,
   RecordHandler,
+  RemovedStream,
+  RemoveStreamOptions,
   ResolvedCoordinatorOptions,
+  ResolvedStreamSpec,
+  StreamSpec,
 } from './options.js';
 export { COORDINATOR_DEFAULTS, resolveCoordinatorOptions } from './options.js';

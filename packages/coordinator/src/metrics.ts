@@ -19,7 +19,7 @@ import type { MetricsRegistry, SourcedGauge, WorkerMessage } from '@shardline/co
 import { addGaugeSource, collectGaugeSources, sharedMetric } from '@shardline/common';
 import type { Registry } from 'prom-client';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import type { CoordinatorEventSource } from './events.js';
+import type { CoordinatorEvents } from './events.js';
 import type { ModuleWorkerMessage } from './module-protocol.js';
 
 /** The consumer's metric names. */
@@ -85,7 +85,7 @@ export interface CoordinatorMetricsOptions {
   stream: string;
   group: string;
   /** Where the lease, batch, checkpoint and failure events come from. */
-  events: CoordinatorEventSource;
+  events: Pick<CoordinatorEvents, 'on'>;
   /** Called at each scrape (must be cheap and must not throw). */
   snapshot: () => CoordinatorMetricsSnapshot;
 }
@@ -248,7 +248,7 @@ export class CoordinatorMetrics {
     this.#subscribe(o.events);
   }
 
-  #subscribe(events: CoordinatorEventSource): void {
+  #subscribe(events: Pick<CoordinatorEvents, 'on'>): void {
     const labels = this.#labels;
     this.#cleanup.push(
       events.on('batch.processed', (e) => {

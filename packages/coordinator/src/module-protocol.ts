@@ -8,7 +8,7 @@
 
 import type { SerializedError, ShardPosition } from '@shardline/common';
 import { PROTOCOL_VERSION } from '@shardline/common';
-import type { CoordinatorEventMap, HandlerFailureAction } from './events.js';
+import type { HandlerFailureAction, StreamEventMap } from './events.js';
 
 /** module worker -> coordinator: a batch reached the worker's lane (charged against the host budget). */
 export interface ModuleBatchMessage {
@@ -79,7 +79,7 @@ export interface ModuleDeadLetterMessage {
 export interface ModuleBatchProcessedMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-batch-processed';
-  event: CoordinatorEventMap['batch.processed'];
+  event: StreamEventMap['batch.processed'];
 }
 
 /** module worker -> coordinator: a `handler.failed` event to emit on the coordinator. */
@@ -96,7 +96,7 @@ export interface ModuleHandlerFailedMessage {
 export interface ModuleRecordExpiredMessage {
   v: typeof PROTOCOL_VERSION;
   type: 'module-record-expired';
-  event: CoordinatorEventMap['record.expired'];
+  event: StreamEventMap['record.expired'];
 }
 
 export type ModuleWorkerMessage =

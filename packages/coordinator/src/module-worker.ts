@@ -132,6 +132,7 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
   const inner = new MessageChannel();
   const lane = new Lane({
     shardId,
+    streamName: options.streamName ?? options.streamArn?.slice(options.streamArn.lastIndexOf('/') + 1) ?? '',
     codec: resolveCodec((options.codec ?? 'json') as CodecName, 'codec'),
     sink: { mode: 'handler', handler },
     parallelism: module.parallelism,

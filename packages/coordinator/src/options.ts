@@ -8,7 +8,7 @@
  */
 
 export { COORDINATOR_DEFAULTS } from './options/defaults.js';
-export { resolveCoordinatorOptions } from './options/resolve.js';
+export { resolveCoordinatorOptions, resolveStreamSpec } from './options/resolve.js';
 export type {
   BatchAnswer,
   CheckpointOptions,
@@ -22,5 +22,9 @@ export type {
   MetricsRegistry,
   RecordBatch,
   RecordHandler,
+  RemovedStream,
+  RemoveStreamOptions,
   ResolvedCoordinatorOptions,
+  ResolvedStreamSpec,
+  StreamSpec,
 } from './options/types.js';

@@ -56,7 +56,8 @@ export interface ReaderRunDeps<T> {
   events: CoordinatorEvents;
   logger: Logger;
   metrics: CoordinatorMetrics | undefined;
-  ledger: CreditLedger;
+  /** The host's credit ledger, or one stream's view of it (its accounts keyed apart from other streams'). */
+  ledger: Pick<CreditLedger, 'open'>;
   stats: ShardStats;
   /** Starts a reader task (the supervisor's pool). */
   startReader(

@@ -32,7 +32,7 @@ export interface SessionFactoryOptions<T> {
   leases: LeaseManager;
   events: CoordinatorEvents;
   metrics: CoordinatorMetrics | undefined;
-  ledger: CreditLedger;
+  ledger: Pick<CreditLedger, 'open'>;
   policy: FailurePolicy;
   /** Iterator mode's iterator; undefined for a handler or handlerModule. */
   iterator: BatchIterator<T> | undefined;
@@ -92,6 +92,7 @@ export class SessionFactory<T> {
           : (laneHooks) =>
               new Lane<T>({
                 shardId,
+                streamName: o.stream,
                 codec: o.codec,
                 sink:
                   iterator !== undefined
@@ -119,7 +120,7 @@ export class SessionFactory<T> {
     if (queue === undefined) {
       return Promise.reject(new ShardlineErrorClass(ErrorCodes.INTERNAL, 'no dead-letter queue configured'));
     }
-    const sent = queue.send(shardId, records, error, attempts);
+    const sent = queue.send(shardId, records, error, attempts, this.#o.options.stream);
     const metrics = this.#o.metrics;
     return metrics === undefined ? sent : sent.then(() => metrics.deadLettered(records.length));
   }
@@ -176,7 +177,7 @@ export function moduleTaskSettings(
  */
 export function warnIfUnheard(
   o: Pick<ResolvedCoordinatorOptions, 'logger' | 'stream' | 'group'>,
-  events: CoordinatorEvents,
+  events: { listenerCount(event: 'handler.failed' | 'error'): number },
   shardId: string,
   failure: ShardFailure,
 ): void {

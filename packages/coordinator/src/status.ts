@@ -23,6 +23,8 @@ export interface ShardFailureStatus {
 
 /** A shard as `status()` shows it. */
 export interface ShardStatus {
+  /** The shard's stream. */
+  streamName: string;
   shardId: string;
   state: 'reading' | 'leased-elsewhere' | 'available' | 'waiting-for-parent' | 'ended' | 'failing';
   owner?: string;
@@ -45,11 +47,25 @@ export interface ShardStatus {
 }
 
 /** `coordinator.status()`: plain, JSON-serialisable. */
+/** One stream of the coordinator, as `status()` shows it. */
+export interface StreamStatus {
+  streamName: string;
+  /** Shards of the stream known to this host (its `shards` rows). */
+  shards: number;
+  /** Of them, those this host reads. */
+  reading: number;
+  resharding: boolean;
+}
+
 export interface CoordinatorStatus {
   hostId: string;
   group: string;
+  /** The stream; with `streams`, their names joined by ','. */
   stream: string;
   state: 'starting' | 'running' | 'stopping' | 'stopped';
+  /** Every stream tracked (one entry with a single stream). */
+  streams: StreamStatus[];
+  /** Every shard of every stream, each naming its stream. */
   shards: ShardStatus[];
   hosts: Array<{ hostId: string; shards: number; lastSeenAt: string }>;
   resharding: boolean;
@@ -127,6 +143,7 @@ export function buildStatus(s: StatusSource): CoordinatorStatus {
     else if (phase === 'waiting-for-parent') state = 'waiting-for-parent';
     else state = 'available';
     const entry: ShardStatus = {
+      streamName: s.stream,
       shardId,
       state,
       parentShardIds: s.topology.parentsOf(shardId),
@@ -145,18 +162,27 @@ export function buildStatus(s: StatusSource): CoordinatorStatus {
     if (failure !== undefined) entry.failure = failureStatus(failure);
     return entry;
   });
+  const resharding = s.topology.resharding(checkpointOf);
   return {
     hostId: s.hostId,
     group: s.group,
     stream: s.stream,
     state: s.state,
+    streams: [
+      {
+        streamName: s.stream,
+        shards: shards.length,
+        reading: shards.filter((x) => x.state === 'reading').length,
+        resharding,
+      },
+    ],
     shards,
     hosts: s.hosts.map((h) => ({
       hostId: h.hostId,
       shards: h.shards,
       lastSeenAt: new Date(h.lastSeenAtMs).toISOString(),
     })),
-    resharding: s.topology.resharding(checkpointOf),
+    resharding,
     bufferedRecords: s.bufferedRecords,
     bufferedBytes: s.bufferedBytes,
   };

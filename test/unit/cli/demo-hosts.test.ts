@@ -10,6 +10,7 @@ function shard(
   extra: Partial<ShardStatus> = {},
 ): ShardStatus {
   return {
+    streamName: 's',
     shardId,
     state,
     parentShardIds: [],
@@ -27,6 +28,7 @@ function host(hostId: string, shards: ShardStatus[]): CoordinatorStatus {
     group: 'g',
     stream: 's',
     state: 'running',
+    streams: [{ streamName: 's', shards: shards.length, reading: 0, resharding: false }],
     shards,
     hosts: [],
     resharding: false,

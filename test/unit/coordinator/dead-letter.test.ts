@@ -94,6 +94,16 @@ describe('DeadLetterQueue (BullMQ queue stubbed)', () => {
   });
 
   describe('job shape', () => {
+    it("a multi-stream coordinator's shared queue names each record's stream, in the data and the job id", async () => {
+      const q = dlq({ stream: 'orders,payments' });
+      await q.send('shardId-000000000000', [record({ a: 1 })], handlerError(), 1, 'payments');
+      await q.send('shardId-000000000000', [record({ a: 1 })], handlerError(), 1, 'orders');
+      expect(jobs(0)[0]!.data.stream).to.equal('payments');
+      expect(jobs(1)[0]!.data.stream).to.equal('orders');
+      expect(jobs(0)[0]!.opts.jobId).to.equal(`billing/payments/shardId-000000000000/${SEQ}/`);
+      expect(jobs(1)[0]!.opts.jobId).to.equal(`billing/orders/shardId-000000000000/${SEQ}/`);
+    });
+
     it('a decoded record becomes a json job with its position, the error and the attempts', async () => {
       await dlq().send('shardId-000000000003', [record({ orderId: 7, total: 12.5 })], handlerError(), 4);
       expect(jobs()).to.deep.equal([

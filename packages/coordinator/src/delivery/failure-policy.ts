@@ -21,7 +21,7 @@
 
 import type { BackoffMs, Logger, ShardPosition, ShardRecord } from '@shardline/common';
 import { backoffDelay, ErrorCodes, ShardlineError, serializeError, sleep } from '@shardline/common';
-import type { CoordinatorEventMap, CoordinatorEvents } from '../events.js';
+import type { CoordinatorEvents, StreamEventMap } from '../events.js';
 import type { RecordBatch, RecordHandler } from '../options.js';
 import { failedIndex, reportedFailure } from './handler-answer.js';
 import type { BuiltBatch } from './lane.js';
@@ -60,6 +60,8 @@ export interface FailurePolicyOptions {
 /** What the policy needs of the lane it works for. */
 export interface PolicyLane<T> {
   readonly shardId: string;
+  /** The shard's stream (batches name it). */
+  readonly streamName?: string;
   /** Aborts when the lane halts. */
   readonly signal: AbortSignal;
   /** True once records may be handed out; false when the lane halted. */
@@ -238,7 +240,7 @@ export class FailurePolicy {
     action: ThenAction,
   ): void {
     const first = records[0]!;
-    const payload: CoordinatorEventMap['record.expired'] = {
+    const payload: StreamEventMap['record.expired'] = {
       shardId,
       records: records.length,
       sequenceNumber: first.sequenceNumber,

@@ -115,13 +115,21 @@ class Watermark<T> {
     const state = { group, done: 0 };
     return {
       shardId: lane.shardId,
+      ...(lane.streamName === undefined ? {} : { streamName: lane.streamName }),
       signal: lane.signal,
       gate: () => lane.gate(),
       makeBatch: (records, end, millisBehindLatest): BuiltBatch<T> =>
-        buildBatch(lane.shardId, records, end, millisBehindLatest, (position) => {
-          this.#mark(state, position);
-          return this.#position === undefined ? Promise.resolve() : lane.writeCheckpoint(this.#position);
-        }),
+        buildBatch(
+          lane.shardId,
+          records,
+          end,
+          millisBehindLatest,
+          (position) => {
+            this.#mark(state, position);
+            return this.#position === undefined ? Promise.resolve() : lane.writeCheckpoint(this.#position);
+          },
+          lane.streamName,
+        ),
       reportProcessed: (records, end, started, millisBehindLatest) => {
         lane.reportHandled(records, end, started, millisBehindLatest);
         this.#unreported += records;

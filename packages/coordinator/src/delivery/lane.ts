@@ -52,6 +52,8 @@ export type LaneSink<T> =
 
 export interface LaneOptions<T> {
   shardId: string;
+  /** The shard's stream: every batch names it. @defaultValue '' */
+  streamName?: string;
   /** Decodes `'bytes'` batches (the reader's codec, or a custom Codec on this thread). */
   codec: Codec<T>;
   sink: LaneSink<T>;
@@ -74,6 +76,7 @@ const passed = (outcome: Outcome) =>
 
 export class Lane<T = unknown> {
   readonly shardId: string;
+  readonly streamName: string;
   readonly #o: LaneOptions<T>;
   readonly #queue: BatchMessage[] = [];
   readonly #abort = new AbortController();
@@ -89,6 +92,7 @@ export class Lane<T = unknown> {
   constructor(options: LaneOptions<T>) {
     this.#o = options;
     this.shardId = options.shardId;
+    this.streamName = options.streamName ?? '';
   }
 
   /** Aborts when the lane halts: retry and dead-letter sleeps end at once. */
@@ -354,8 +358,13 @@ export class Lane<T = unknown> {
 
   /** The user's view of `records`; its `checkpoint(upTo?)` writes through the hooks. */
   makeBatch(records: ShardRecord<T>[], end: ShardPosition, millisBehindLatest?: number): BuiltBatch<T> {
-    return buildBatch(this.shardId, records, end, millisBehindLatest, (position) =>
-      this.#o.hooks.checkpoint(position),
+    return buildBatch(
+      this.shardId,
+      records,
+      end,
+      millisBehindLatest,
+      (position) => this.#o.hooks.checkpoint(position),
+      this.streamName,
     );
   }
 }

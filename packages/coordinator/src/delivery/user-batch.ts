@@ -21,6 +21,7 @@ export function buildBatch<T>(
   end: ShardPosition,
   millisBehindLatest: number | undefined,
   write: (position: ShardPosition) => Promise<void>,
+  streamName = '',
 ): BuiltBatch<T> {
   let toEnd = false;
   const checkpoint = (position: ShardPosition, whole: boolean): Promise<void> =>
@@ -28,6 +29,7 @@ export function buildBatch<T>(
       if (whole) toEnd = true;
     });
   const batch: RecordBatch<T> = {
+    streamName,
     shardId,
     records,
     checkpoint: (upTo?: ShardRecord<T>) => {

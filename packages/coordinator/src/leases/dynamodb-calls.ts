@@ -58,6 +58,11 @@ export interface LeaseCallsOptions {
   assertOpen(operation: string): void;
   /** Each lease item read, at the local time of the answer. */
   observe(lease: ItemLease, at: number): void;
+  /**
+   * KCL multi-stream identifier (`account:streamName:creationEpoch`): lease keys are
+   * `<streamId>:<shardId>` and only this stream's items are seen. Undefined: lease key = shard id.
+   */
+  streamId?: string | undefined;
 }
 
 export class LeaseCalls {
@@ -90,11 +95,21 @@ export class LeaseCalls {
   }
 
   #key(shardId: string): Item {
-    return { [KCL.leaseKey]: s(shardId) };
+    const id = this.#o.streamId;
+    return { [KCL.leaseKey]: s(id === undefined ? shardId : `${id}:${shardId}`) };
+  }
+
+  /** The lease of an item, its shard id without the stream prefix; undefined: not this stream's lease. */
+  #read(item: Item): ItemLease | undefined {
+    const lease = leaseFromItem(item);
+    const id = this.#o.streamId;
+    if (lease === undefined || id === undefined) return lease;
+    if (!lease.shardId.startsWith(`${id}:`)) return undefined;
+    return { ...lease, shardId: lease.shardId.slice(id.length + 1) };
   }
 
   #seen(item: Item | undefined): ItemLease | undefined {
-    const lease = item === undefined ? undefined : leaseFromItem(item);
+    const lease = item === undefined ? undefined : this.#read(item);
     if (lease !== undefined) this.#o.observe(lease, monotonicNow());
     return lease;
   }
@@ -138,7 +153,14 @@ export class LeaseCalls {
   }
 
   /** Creates the item unless one with its key exists; false when one did. */
-  async putNew(item: Item): Promise<boolean> {
+  async putNew(given: Item): Promise<boolean> {
+    const id = this.#o.streamId;
+    const shardId = given[KCL.leaseKey]?.S ?? '';
+    // KCL's MultiStreamLease: the stream identifier under `streamName`, the shard under `shardId`.
+    const item: Item =
+      id === undefined
+        ? given
+        : { ...given, ...this.#key(shardId), [KCL.streamName]: s(id), [KCL.shardId]: s(shardId) };
     try {
       await this.#send(
         'PutItem',
@@ -187,7 +209,7 @@ export class LeaseCalls {
       );
       const at = monotonicNow();
       for (const item of out.Items ?? []) {
-        const lease = leaseFromItem(item);
+        const lease = this.#read(item);
         if (lease === undefined) continue;
         this.#o.observe(lease, at);
         leases.push(lease);

@@ -21,6 +21,10 @@ import type { Checkpoint, LeaseFailure } from './types.js';
 /** KCL's attribute names (DynamoDBLeaseSerializer). */
 export const KCL = Object.freeze({
   leaseKey: 'leaseKey',
+  /** Multi-stream leases: the stream identifier `account:streamName:creationEpoch`. */
+  streamName: 'streamName',
+  /** Multi-stream leases: the shard id (the lease key being `<streamName>:<shardId>`). */
+  shardId: 'shardId',
   leaseOwner: 'leaseOwner',
   leaseCounter: 'leaseCounter',
   checkpoint: 'checkpoint',

@@ -51,6 +51,15 @@ export interface DynamoDbLeaseManagerOptions extends DynamoDbLeasesOptions {
    * @defaultValue 5000
    */
   callTimeoutMs?: number;
+  /**
+   * One stream of a multi-stream lease table (KCL 3.x multi-stream mode): its identifier
+   * `account:streamName:creationEpoch` (account and creation time in epoch seconds from
+   * DescribeStreamSummary). Lease keys are then `<streamId>:<shardId>`, the items carry `streamName`
+   * (the identifier) and `shardId` as KCL's MultiStreamLease does, and this manager only sees its
+   * stream's items. Undefined: one stream per table, lease key = shard id.
+   * @defaultValue undefined
+   */
+  streamId?: string;
 }
 
 export const DYNAMODB_LEASE_DEFAULTS = Object.freeze({

@@ -64,7 +64,13 @@ export class DynamoDbLeaseManager implements LeaseManager {
     if (typeof options !== 'object' || options === null) {
       throw new ShardlineOptionError('options', 'must be an object like { tableName, hostId, region? }');
     }
-    const { hostId, leaseDurationMs, callTimeoutMs, ...table } = options;
+    const { hostId, leaseDurationMs, callTimeoutMs, streamId, ...table } = options;
+    if (streamId !== undefined && (typeof streamId !== 'string' || !/^[^:]*:[^:]+:\d+$/.test(streamId))) {
+      throw new ShardlineOptionError(
+        'streamId',
+        `must be a KCL stream identifier 'account:streamName:creationEpoch' (got ${String(streamId)})`,
+      );
+    }
     if (typeof hostId !== 'string' || hostId.length === 0) {
       throw new ShardlineOptionError('hostId', `must be a non-empty string (got ${String(hostId)})`);
     }
@@ -91,6 +97,7 @@ export class DynamoDbLeaseManager implements LeaseManager {
       callTimeoutMs: this.#callTimeoutMs,
       assertOpen: (operation) => this.#assertOpen(operation),
       observe: (lease, at) => this.#observer.observe(lease, at),
+      streamId,
     });
   }
 

@@ -15,22 +15,22 @@ const FAN_OUT_KEYS = [
   'registrationTimeoutMs',
 ] as const satisfies readonly (keyof FanOutOptions)[];
 
-export function resolveFanOut(value: unknown): ResolvedCoordinatorOptions['fanOut'] {
+export function resolveFanOut(value: unknown, name = 'fanOut'): ResolvedCoordinatorOptions['fanOut'] {
   if (value === undefined) return undefined;
-  const given = objectOption(value, 'fanOut', "{ consumerName: 'billing', transport: 'auto' }");
-  rejectUnknownKeys(given, FAN_OUT_KEYS, 'fanOut.');
+  const given = objectOption(value, name, "{ consumerName: 'billing', transport: 'auto' }");
+  rejectUnknownKeys(given, FAN_OUT_KEYS, `${name}.`);
   const consumerName = matching(
     given.consumerName,
-    'fanOut.consumerName',
+    `${name}.consumerName`,
     CONSUMER_NAME,
     "a stream consumer name: 1 to 128 of a-z, A-Z, 0-9, '_', '.', '-'",
   );
   const defaults = COORDINATOR_DEFAULTS.fanOut;
   const transport = (given.transport ?? defaults.transport) as KinesisTransport;
-  resolveKinesisTransport(transport, undefined, 'fanOut.transport');
+  resolveKinesisTransport(transport, undefined, `${name}.transport`);
   const subscriptionRenewMs = milliseconds(
     given.subscriptionRenewMs,
-    'fanOut.subscriptionRenewMs',
+    `${name}.subscriptionRenewMs`,
     defaults.subscriptionRenewMs,
     {
       min: LIMITS.minSubscriptionRenewMs,
@@ -40,7 +40,7 @@ export function resolveFanOut(value: unknown): ResolvedCoordinatorOptions['fanOu
   );
   const registrationTimeoutMs = milliseconds(
     given.registrationTimeoutMs,
-    'fanOut.registrationTimeoutMs',
+    `${name}.registrationTimeoutMs`,
     defaults.registrationTimeoutMs,
     { min: 0 },
   );

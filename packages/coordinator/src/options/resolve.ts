@@ -38,11 +38,12 @@ import {
   resolveHandlerControls,
   resolveOnHandlerError,
 } from './handler.js';
-import type { CoordinatorOptions, ResolvedCoordinatorOptions } from './types.js';
+import type { CoordinatorOptions, ResolvedCoordinatorOptions, ResolvedStreamSpec } from './types.js';
 
 const TOP_LEVEL_KEYS = [
   'streamName',
   'streamArn',
+  'streams',
   'group',
   'kinesis',
   'leases',
@@ -78,22 +79,33 @@ const TOP_LEVEL_KEYS = [
 const STREAM_NAME = /^[a-zA-Z0-9_.-]{1,128}$/;
 const STREAM_ARN = /^arn:[a-z0-9-]+:kinesis:[a-z0-9-]*:[0-9]*:stream\/([a-zA-Z0-9_.-]{1,128})$/;
 
-function resolveStream(o: Record<string, unknown>): {
+function resolveStream(
+  o: Record<string, unknown>,
+  prefix = '',
+): {
   streamName?: string;
   streamArn?: string;
   stream: string;
 } {
   const { streamName, streamArn } = o;
   if (streamName !== undefined && streamArn !== undefined) {
-    throw new ShardlineOptionError('streamName', 'and streamArn are exclusive: pass exactly one of them');
+    throw new ShardlineOptionError(
+      `${prefix}streamName`,
+      'and streamArn are exclusive: pass exactly one of them',
+    );
   }
   if (streamName === undefined && streamArn === undefined) {
-    throw new ShardlineOptionError('streamName', 'or streamArn is required: pass exactly one of them');
+    throw new ShardlineOptionError(
+      `${prefix}streamName`,
+      prefix === ''
+        ? 'or streamArn (or streams) is required: pass exactly one of them'
+        : 'or streamArn is required: pass exactly one of them',
+    );
   }
   if (streamName !== undefined) {
     const name = matching(
       streamName,
-      'streamName',
+      `${prefix}streamName`,
       STREAM_NAME,
       "a Kinesis stream name: 1 to 128 of a-z, A-Z, 0-9, '_', '.', '-'",
     );
@@ -102,7 +114,7 @@ function resolveStream(o: Record<string, unknown>): {
   const match = typeof streamArn === 'string' ? STREAM_ARN.exec(streamArn) : null;
   if (match === null) {
     throw new ShardlineOptionError(
-      'streamArn',
+      `${prefix}streamArn`,
       `must be a Kinesis stream ARN like 'arn:aws:kinesis:eu-west-1:123456789012:stream/orders' (got ${show(streamArn)})`,
     );
   }
@@ -170,22 +182,87 @@ function resolveLeases(value: unknown): ResolvedCoordinatorOptions['leases'] {
   return Object.freeze({ redis, dynamodb, keyPrefix, store });
 }
 
-function resolveInitialPosition(value: unknown): ResolvedCoordinatorOptions['initialPosition'] {
+/** The keys of a `streams` entry. */
+const STREAM_SPEC_KEYS = ['streamName', 'streamArn', 'initialPosition', 'fanOut'] as const;
+
+/**
+ * One `streams` entry (or `coordinator.addStream()`'s spec), its `initialPosition` and `fanOut`
+ * defaulting to `defaults` (the top-level ones). `name` names it in errors (`streams[2]`).
+ *
+ * @throws ShardlineOptionError naming the entry's option.
+ */
+export function resolveStreamSpec(
+  value: unknown,
+  name: string,
+  defaults: Pick<ResolvedCoordinatorOptions, 'initialPosition' | 'fanOut'>,
+): ResolvedStreamSpec {
+  if (!isObject(value)) {
+    throw new ShardlineOptionError(
+      name,
+      `must be an object like { streamName: 'orders' } or { streamArn } (got ${show(value)})`,
+    );
+  }
+  const spec = value;
+  rejectUnknownKeys(spec, STREAM_SPEC_KEYS, `${name}.`);
+  const stream = resolveStream(spec, `${name}.`);
+  return Object.freeze({
+    streamName: stream.streamName,
+    streamArn: stream.streamArn,
+    stream: stream.stream,
+    initialPosition:
+      spec.initialPosition === undefined
+        ? defaults.initialPosition
+        : resolveInitialPosition(spec.initialPosition, `${name}.initialPosition`),
+    fanOut: spec.fanOut === undefined ? defaults.fanOut : resolveFanOut(spec.fanOut, `${name}.fanOut`),
+  });
+}
+
+function resolveStreams(
+  o: Record<string, unknown>,
+  defaults: Pick<ResolvedCoordinatorOptions, 'initialPosition' | 'fanOut'>,
+): ResolvedStreamSpec[] {
+  if (o.streamName !== undefined || o.streamArn !== undefined) {
+    throw new ShardlineOptionError(
+      'streams',
+      `cannot be combined with ${o.streamName !== undefined ? 'streamName' : 'streamArn'}: pass the one stream as streamName/streamArn, or every stream in streams`,
+    );
+  }
+  if (!Array.isArray(o.streams)) {
+    throw new ShardlineOptionError(
+      'streams',
+      `must be an array of { streamName | streamArn, initialPosition?, fanOut? } (got ${show(o.streams)})`,
+    );
+  }
+  const seen = new Set<string>();
+  return o.streams.map((entry: unknown, i) => {
+    const spec = resolveStreamSpec(entry, `streams[${i}]`, defaults);
+    if (seen.has(spec.stream)) {
+      throw new ShardlineOptionError(
+        `streams[${i}].${spec.streamName !== undefined ? 'streamName' : 'streamArn'}`,
+        `names stream '${spec.stream}' a second time: each stream may appear once`,
+      );
+    }
+    seen.add(spec.stream);
+    return spec;
+  });
+}
+
+function resolveInitialPosition(
+  value: unknown,
+  name = 'initialPosition',
+): ResolvedCoordinatorOptions['initialPosition'] {
   const v = value ?? COORDINATOR_DEFAULTS.initialPosition;
   if (v === 'TRIM_HORIZON' || v === 'LATEST') return v;
   if (isObject(v)) {
-    rejectUnknownKeys(v, ['timestamp'], 'initialPosition.');
+    rejectUnknownKeys(v, ['timestamp'], `${name}.`);
     const timestamp = v.timestamp;
     if (timestamp instanceof Date && !Number.isNaN(timestamp.getTime())) {
       return Object.freeze({ timestamp: new Date(timestamp.getTime()) });
     }
-    throw new ShardlineOptionError(
-      'initialPosition.timestamp',
-      `must be a valid Date (got ${show(timestamp)})`,
-    );
+    throw new ShardlineOptionError(`${name}.timestamp`, `must be a valid Date (got ${show(timestamp)})`);
   }
   throw new ShardlineOptionError(
-    'initialPosition',
+    name,
     `must be 'TRIM_HORIZON', 'LATEST' or { timestamp: Date } (got ${show(v)})`,
   );
 }
@@ -250,7 +327,8 @@ export function resolveCoordinatorOptions<T = unknown>(
   const o = input as unknown as Record<string, unknown>;
   rejectUnknownKeys(o, TOP_LEVEL_KEYS, '');
 
-  const stream = resolveStream(o);
+  const multiStream = o.streams !== undefined;
+  const stream = multiStream ? undefined : resolveStream(o);
   const group = identifier(o.group, 'group', 'the consumer group name');
   noBraces(group, 'group');
   const { kinesis, workerKinesisConfig } = resolveKinesis(o.kinesis);
@@ -270,6 +348,19 @@ export function resolveCoordinatorOptions<T = unknown>(
     { min: 1 },
   );
   const initialPosition = resolveInitialPosition(o.initialPosition);
+  const fanOut = resolveFanOut(o.fanOut);
+  const streams: ResolvedStreamSpec[] =
+    stream === undefined
+      ? resolveStreams(o, { initialPosition, fanOut })
+      : [
+          Object.freeze({
+            streamName: stream.streamName,
+            streamArn: stream.streamArn,
+            stream: stream.stream,
+            initialPosition,
+            fanOut,
+          }),
+        ];
   const codec = resolveCodec(
     (o.codec ?? COORDINATOR_DEFAULTS.codec) as CodecName | Codec,
     'codec',
@@ -359,9 +450,11 @@ export function resolveCoordinatorOptions<T = unknown>(
   const deadLetter = resolveDeadLetter(o.deadLetter, onHandlerError.then, leases.redis);
 
   return Object.freeze({
-    streamName: stream.streamName,
-    streamArn: stream.streamArn,
-    stream: stream.stream,
+    streamName: stream?.streamName,
+    streamArn: stream?.streamArn,
+    stream: stream?.stream ?? streams.map((s) => s.stream).join(','),
+    streams: Object.freeze(streams),
+    multiStream,
     group,
     kinesis,
     workerKinesisConfig,
@@ -394,6 +487,6 @@ export function resolveCoordinatorOptions<T = unknown>(
     logger: resolveLogger(o.logger),
     metrics: resolveMetricsOptions(o.metrics),
     signal: resolveSignal(o.signal),
-    fanOut: resolveFanOut(o.fanOut),
+    fanOut,
   });
 }

@@ -21,6 +21,8 @@ import type { RedisConnection } from '../leases/redis-options.js';
 
 /** A batch of one shard's records, as handed to a handler or the async iterator. */
 export interface RecordBatch<T = unknown> {
+  /** The stream the shard belongs to (with one stream, always that one). */
+  streamName: string;
   shardId: string;
   records: ShardRecord<T>[];
   millisBehindLatest?: number;
@@ -136,12 +138,59 @@ export interface MetricsOptions {
   registry: MetricsRegistry;
 }
 
-/** Options of `startCoordinator()`. Exactly one of `streamName` and `streamArn`. */
+/**
+ * One stream of a multi-stream coordinator (`streams`, `coordinator.addStream()`): exactly one of
+ * `streamName` and `streamArn`; `initialPosition` and `fanOut` override the top-level ones.
+ */
+export interface StreamSpec {
+  /** The stream, by name. */
+  streamName?: string;
+  /** The stream, by ARN. */
+  streamArn?: string;
+  /** @defaultValue the top-level `initialPosition` */
+  initialPosition?: InitialPosition;
+  /** @defaultValue the top-level `fanOut` */
+  fanOut?: FanOutOptions;
+}
+
+/** `coordinator.removeStream(name, options)`. */
+export interface RemoveStreamOptions {
+  /**
+   * `'release'`: release this host's leases of the stream, keeping the checkpoints (another host, or a
+   * later `addStream()`, resumes from them). `'delete'`: then delete every lease (and so checkpoint)
+   * of the stream no other host holds.
+   * @defaultValue 'release'
+   */
+  leases?: 'release' | 'delete';
+}
+
+/** What `coordinator.removeStream()` resolves with. */
+export interface RemovedStream {
+  streamName: string;
+  /** Leases this host released (each after a final checkpoint). */
+  released: number;
+  /** Lease items deleted (`leases: 'delete'`). */
+  deleted: number;
+  /** Leases of the stream another host holds (left alone, also by `'delete'`). */
+  heldElsewhere: number;
+}
+
+/**
+ * Options of `startCoordinator()`. Exactly one of `streamName`, `streamArn` and `streams`.
+ */
 export interface CoordinatorOptions<T = unknown> {
   /** The stream, by name. */
   streamName?: string;
   /** The stream, by ARN. */
   streamArn?: string;
+  /**
+   * Several streams in one coordinator, sharing its worker pool, buffer budget (`maxBufferedRecords`,
+   * `maxBufferedBytes`), `maxShardConsumers` (the host's total) and host id; leases and checkpoints are
+   * kept per stream (see the coordinator README, "Several streams"). May be empty: streams are added
+   * with `coordinator.addStream()`. Exclusive with `streamName` and `streamArn`.
+   * @defaultValue undefined (one stream: `streamName` or `streamArn`)
+   */
+  streams?: StreamSpec[];
   /** Consumer group: leases and checkpoints are namespaced by it. */
   group: string;
   /**
@@ -317,12 +366,29 @@ export interface FanOutOptions {
   registrationTimeoutMs?: number;
 }
 
+/** One stream after validation and defaults; frozen. */
+export interface ResolvedStreamSpec {
+  readonly streamName: string | undefined;
+  readonly streamArn: string | undefined;
+  /** The stream's name (taken from the ARN when given by ARN). */
+  readonly stream: string;
+  readonly initialPosition: ResolvedCoordinatorOptions['initialPosition'];
+  readonly fanOut: ResolvedCoordinatorOptions['fanOut'];
+}
+
 /** {@link CoordinatorOptions} after validation and defaults; frozen. */
 export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly streamName: string | undefined;
   readonly streamArn: string | undefined;
-  /** The stream's name (taken from the ARN when given by ARN): for status(), logs and lease keys. */
+  /**
+   * The stream's name (taken from the ARN when given by ARN): for status(), logs and lease keys. With
+   * `streams`: the names given, joined by ','; each stream's runtime gets options with its own.
+   */
   readonly stream: string;
+  /** Every stream at start: the one stream, or the `streams` entries. */
+  readonly streams: readonly ResolvedStreamSpec[];
+  /** `streams` was given: leases are kept per stream (DynamoDB: KCL's multi-stream lease keys). */
+  readonly multiStream: boolean;
   readonly group: string;
   /** As given (not frozen): a config or a client, for `createKinesisClient()`. */
   readonly kinesis: KinesisClientConfig | KinesisClient;
@@ -330,7 +396,8 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
   readonly workerKinesisConfig: PortableKinesisConfig;
   readonly leases: Readonly<{
     redis: RedisConnection | undefined;
-    dynamodb: Readonly<DynamoDbLeasesOptions> | undefined;
+    /** `streamId`: one stream's runtime options in multi-stream mode (KCL's multi-stream lease keys). */
+    dynamodb: Readonly<DynamoDbLeasesOptions & { streamId?: string }> | undefined;
     keyPrefix: string;
     store: MemoryLeaseStore | undefined;
   }>;

@@ -26,7 +26,7 @@ import { DeadLetterQueue } from './dead-letter.js';
 import { BatchIterator } from './delivery/batch-iterator.js';
 import { CreditLedger } from './delivery/credit-ledger.js';
 import type { CoordinatorEventListener, CoordinatorEventName, CoordinatorEventSource } from './events.js';
-import { HostEvents } from './events.js';
+import { HostEvents, reportedError } from './events.js';
 import type {
   CoordinatorOptions,
   RecordBatch,
@@ -363,16 +363,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
   }
 
   #report(error: unknown, message: string): void {
-    const e =
-      error instanceof ShardlineError
-        ? error
-        : new ShardlineError(
-            ErrorCodes.INTERNAL,
-            `${message}: ${String((error as Error)?.message ?? error)}`,
-            {
-              cause: error,
-            },
-          );
+    const e = reportedError(error, message);
     this.#o.logger.warn({ err: serializeError(e) }, message);
     this.#events.emit('error', { error: e });
   }

@@ -6,8 +6,8 @@
  * to break the coordinator or the other listeners (the rules of `TypedEvents` in @shardline/common).
  */
 
-import type { Logger, ShardlineError } from '@shardline/common';
-import { TypedEvents } from '@shardline/common';
+import type { Logger } from '@shardline/common';
+import { ErrorCodes, ShardlineError, TypedEvents } from '@shardline/common';
 
 /** Why this host no longer holds a lease it was reading. */
 export type LeaseLostReason =
@@ -179,4 +179,16 @@ export class HostEvents extends TypedEvents<CoordinatorEventMap> implements Coor
   constructor(logger: Logger) {
     super(COORDINATOR_EVENT_NAMES, { logger });
   }
+}
+
+/** `error` as the coordinator reports it (its `error` event, its log): a ShardlineError, else ERR_INTERNAL saying what failed. */
+export function reportedError(error: unknown, message: string): ShardlineError {
+  if (error instanceof ShardlineError) return error;
+  return new ShardlineError(
+    ErrorCodes.INTERNAL,
+    `${message}: ${String((error as Error)?.message ?? error)}`,
+    {
+      cause: error,
+    },
+  );
 }

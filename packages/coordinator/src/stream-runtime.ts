@@ -13,7 +13,7 @@ import type { DeadLetterQueue } from './dead-letter.js';
 import type { BatchIterator } from './delivery/batch-iterator.js';
 import type { CreditLedger } from './delivery/credit-ledger.js';
 import { FailurePolicy } from './delivery/failure-policy.js';
-import { CoordinatorEvents, type HostEvents } from './events.js';
+import { CoordinatorEvents, type HostEvents, reportedError } from './events.js';
 import { ensureStreamConsumer } from './fan-out.js';
 import { LeaseRenewal } from './lease-renewal.js';
 import { createLeaseManager } from './leases/create.js';
@@ -442,16 +442,7 @@ export class StreamRuntime<T> {
   }
 
   #report(error: unknown, message: string, shardId?: string): void {
-    const e =
-      error instanceof ShardlineError
-        ? error
-        : new ShardlineError(
-            ErrorCodes.INTERNAL,
-            `${message}: ${String((error as Error)?.message ?? error)}`,
-            {
-              cause: error,
-            },
-          );
+    const e = reportedError(error, message);
     this.o.logger.warn({ shardId, err: serializeError(e) }, message);
     this.events.emit('error', shardId === undefined ? { error: e } : { error: e, shardId });
   }

@@ -25,6 +25,7 @@ import { DeadLetterQueue } from './dead-letter.js';
 import { BatchIterator } from './delivery/batch-iterator.js';
 import { CreditLedger } from './delivery/credit-ledger.js';
 import { FailurePolicy } from './delivery/failure-policy.js';
+import { processTracing } from './delivery/tracing.js';
 import type { CoordinatorEventListener, CoordinatorEventName, CoordinatorEventSource } from './events.js';
 import { CoordinatorEvents } from './events.js';
 import { ensureStreamConsumer } from './fan-out.js';
@@ -171,6 +172,7 @@ class CoordinatorImpl<T> implements Coordinator<T> {
         logger: o.logger,
         deadLetter: (shardId, records, error, attempts) =>
           this.#factory.sendDeadLetter(shardId, records, error, attempts),
+        tracing: processTracing(o),
       }),
       iterator: this.#iterator,
       supervisor: this.#supervisor,

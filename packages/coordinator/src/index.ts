@@ -55,5 +55,6 @@ export type {
   RecordBatch,
   RecordHandler,
   ResolvedCoordinatorOptions,
+  TracingOptions,
 } from './options.js';
 export { COORDINATOR_DEFAULTS, resolveCoordinatorOptions } from './options.js';

@@ -29,6 +29,7 @@ import { exposeShardReaderControl, openShardReaderControl } from '@shardline/sha
 import shardReaderTask from '@shardline/shard-worker/worker';
 import { FailurePolicy } from './delivery/failure-policy.js';
 import { Lane } from './delivery/lane.js';
+import { processTracing } from './delivery/tracing.js';
 import { CoordinatorEvents } from './events.js';
 import type {
   ModuleCoordinatorMessage,
@@ -47,6 +48,11 @@ export interface ModuleTaskSettings {
   maxRecordAgeMs: number;
   /** `parallelism`: concurrent key groups of a batch. */
   parallelism: number;
+  /**
+   * `tracing.enabled`: `process` spans around the handler calls in this thread (real ones once the
+   * thread has a tracer provider: OpenTelemetry's global state is per thread).
+   */
+  tracing?: { stream: string; group: string; links: boolean };
 }
 
 export interface ModuleReaderTask extends ShardReaderTask {
@@ -140,6 +146,10 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
       maxRecordAgeMs: module.maxRecordAgeMs,
       events,
       logger,
+      tracing:
+        module.tracing === undefined
+          ? undefined
+          : processTracing({ ...module.tracing, tracing: { enabled: true, links: module.tracing.links } }),
       deadLetter: (_shardId, records, error, attempts) =>
         request((id) => ({
           v: PROTOCOL_VERSION,

@@ -23,4 +23,5 @@ export type {
   RecordBatch,
   RecordHandler,
   ResolvedCoordinatorOptions,
+  TracingOptions,
 } from './options/types.js';

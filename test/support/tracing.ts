@@ -17,6 +17,8 @@ export interface TestTracing {
   spans(name?: string): ReadableSpan[];
   /** Runs `fn` inside a new active span `name` (ended when `fn` settles). */
   inSpan<R>(name: string, fn: (span: Span) => Promise<R>): Promise<R>;
+  /** Runs `fn` with the span context of `traceparent` active (as a remote parent would be). */
+  inContext<R>(traceparent: string, fn: () => R): R;
   uninstall(): Promise<void>;
 }
 
@@ -37,6 +39,15 @@ export function installTracing(): TestTracing {
           span.end();
         }
       }),
+    inContext: (traceparent, fn) => {
+      const [, traceId, spanId, flags] = traceparent.split('-');
+      const span = trace.wrapSpanContext({
+        traceId: traceId!,
+        spanId: spanId!,
+        traceFlags: Number.parseInt(flags!, 16),
+      });
+      return context.with(trace.setSpan(context.active(), span), fn);
+    },
     uninstall: async () => {
       trace.disable();
       context.disable();

@@ -38,7 +38,12 @@ export function stripTraceEnvelopes(records: readonly FetchedRecord[]): Stripped
     if (data === undefined || !hasTraceEnvelopeMagic(data)) continue;
     const unwrapped = unwrapTraceEnvelope(data);
     if (unwrapped === undefined) continue;
-    out[r] = { ...record, Data: unwrapped.payload };
+    out[r] = {
+      Data: unwrapped.payload,
+      PartitionKey: record.PartitionKey,
+      SequenceNumber: record.SequenceNumber,
+      ApproximateArrivalTimestamp: record.ApproximateArrivalTimestamp,
+    };
     traces[r] = unwrapped.traceContext;
   }
   return { records: out, traces };

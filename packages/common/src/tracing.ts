@@ -71,6 +71,7 @@ function isApi(value: unknown): value is typeof OtelApi {
     typeof v.trace?.setSpan === 'function' &&
     typeof v.context?.active === 'function' &&
     typeof v.context?.with === 'function' &&
+    typeof v.isSpanContextValid === 'function' &&
     v.ROOT_CONTEXT !== undefined
   );
 }
@@ -147,9 +148,8 @@ class OtelTracing implements Tracing {
 
   activeTraceparent(): string | undefined {
     const sc = this.#api.trace.getSpanContext(this.#api.context.active());
-    if (sc === undefined) return undefined;
-    const traceparent = formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags);
-    return parseTraceparent(traceparent) === undefined ? undefined : traceparent;
+    if (sc === undefined || !this.#api.isSpanContextValid(sc)) return undefined;
+    return formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags);
   }
 
   startSpan(

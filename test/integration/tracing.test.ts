@@ -5,6 +5,8 @@
  * traces; every record delivered once, in order per key, with its payload exactly as sent (envelope
  * stripped) and its traceContext. With propagation off, the raw records hold no envelope bytes.
  */
+import { fileURLToPath } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { SpanKind } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -52,7 +54,7 @@ describe('tracing end to end (kinesalite, Redis leases, in-memory exporter)', fu
     ]);
     client = kinesis.client();
     await Promise.all(
-      ['plain', 'kpl', 'off'].map((name) => kinesis.createStream(`${base}-${name}`, { shards: 2 })),
+      ['plain', 'kpl', 'off', 'module'].map((name) => kinesis.createStream(`${base}-${name}`, { shards: 2 })),
     );
   });
   afterEach(async () => {
@@ -231,5 +233,60 @@ describe('tracing end to end (kinesalite, Redis leases, in-memory exporter)', fu
     // The send spans still link to the contexts the records were put in; nothing reaches the consumer.
     expect(checkSendSpans(stream, items.length).some((s) => s.links.length > 0)).to.equal(true);
     for (const span of checkProcessSpans(stream, 'g-off', items.length)) expect(span.links).to.deep.equal([]);
+  });
+
+  it('handlerModule: process spans in the worker thread (its own provider), linked, the handler in the span', async () => {
+    const stream = `${base}-module`;
+    const items = keyedItems(40, 4);
+    const contexts = await produce(stream, items, 2, { propagate: true, aggregate: false });
+    interface Report {
+      span?: {
+        name: string;
+        kind: number;
+        spanId: string;
+        attributes: Record<string, unknown>;
+        links: string[];
+      };
+      handled?: Array<{ data: Item; traceContext?: string }>;
+      activeSpanId?: string;
+    }
+    const reports: Report[] = [];
+    const channel = new BroadcastChannel('shardline-tracing-module-test');
+    channel.onmessage = (event) => reports.push((event as { data: Report }).data);
+    try {
+      await coordinators.start({
+        streamName: stream,
+        group: 'g-module',
+        handlerModule: fileURLToPath(new URL('./fixtures/traced-handler-module.mjs', import.meta.url)),
+      });
+      const handled = () => reports.flatMap((r) => r.handled ?? []);
+      const spans = () => reports.flatMap((r) => (r.span === undefined ? [] : [r.span]));
+      await waitFor(
+        () => handled().length >= items.length && spans().length >= reports.filter((r) => r.handled).length,
+        () => `handled ${handled().length} of ${items.length}, ${spans().length} spans`,
+        15_000,
+      );
+      expectExactlyOnceInOrder(
+        handled().map((h) => h.data),
+        items,
+      );
+      for (const h of handled()) expect(h.traceContext).to.equal(contexts.get(`${h.data.k}/${h.data.i}`));
+      const processes = spans().filter((s) => s.name === `process ${stream}`);
+      expect(processes.map((s) => s.spanId).sort()).to.deep.equal(
+        reports
+          .filter((r) => r.handled)
+          .map((r) => r.activeSpanId)
+          .sort(),
+      );
+      for (const span of processes) {
+        expect(span.kind).to.equal(SpanKind.CONSUMER);
+        expect(span.attributes['messaging.consumer.group.name']).to.equal('g-module');
+        expect(String(span.attributes['messaging.destination.partition.id'])).to.match(/^shardId-/);
+      }
+      const parents = new Set([...contexts.values()].map(traceIdOf));
+      expect(new Set(processes.flatMap((s) => s.links))).to.deep.equal(parents);
+    } finally {
+      channel.close();
+    }
   });
 });

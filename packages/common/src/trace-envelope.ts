@@ -104,17 +104,35 @@ export function unwrapTraceEnvelope(data: Uint8Array): UnwrappedTraceEnvelope | 
   const n = data[5]!;
   const end = TRACE_ENVELOPE_HEADER_BYTES + n;
   if (n < 55 || end > data.length) return undefined;
-  // One call for the whole string; a byte outside ASCII becomes a character the check refuses.
-  const traceContext = String.fromCharCode.apply(
-    null,
-    data.subarray(TRACE_ENVELOPE_HEADER_BYTES, end) as unknown as number[],
-  );
-  // Records of one batch mostly share a few contexts: the last valid one is not checked again.
-  if (traceContext !== lastValid) {
+  let traceContext: string;
+  if (n === 55) {
+    // The length of version 00, the one producers write: its layout checked byte by byte (no string
+    // until it passes).
+    if (!isTraceparent55(data)) return undefined;
+    traceContext = LATIN1.decode(data.subarray(TRACE_ENVELOPE_HEADER_BYTES, end));
+    if (traceContext.startsWith(ZERO_TRACE, 3) || traceContext.startsWith(ZERO_SPAN, 36)) return undefined;
+  } else {
+    // A later traceparent version: longer, checked as a string (a byte outside ASCII fails the check).
+    traceContext = LATIN1.decode(data.subarray(TRACE_ENVELOPE_HEADER_BYTES, end));
     if (parseTraceparent(traceContext) === undefined) return undefined;
-    lastValid = traceContext;
   }
   return { traceContext, payload: data.subarray(end) };
 }
 
-let lastValid = '';
+const LATIN1 = new TextDecoder('latin1');
+/** 1 for the bytes of lower-case hex digits. */
+const HEX = new Uint8Array(256);
+for (const c of '0123456789abcdef') HEX[c.charCodeAt(0)] = 1;
+
+/** `<2 hex, not ff>-<32 hex>-<16 hex>-<2 hex>` at offset 6 of `data` (55 bytes, known to be there). */
+function isTraceparent55(data: Uint8Array): boolean {
+  const o = TRACE_ENVELOPE_HEADER_BYTES;
+  if (data[o] === 0x66 && data[o + 1] === 0x66) return false;
+  for (let i = 0; i < 55; i++) {
+    const b = data[o + i]!;
+    if (i === 2 || i === 35 || i === 52) {
+      if (b !== 0x2d) return false;
+    } else if (HEX[b] !== 1) return false;
+  }
+  return true;
+}

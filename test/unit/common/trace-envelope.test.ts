@@ -27,6 +27,16 @@ describe('trace envelope', () => {
     expect(unwrapped!.payload.buffer).to.equal(wrapped.buffer);
   });
 
+  it('reads the traceparent versions the W3C format allows: a later version, longer ones; never ff', () => {
+    for (const tp of [`01-${TRACE_ID}-${SPAN_ID}-01`, `01-${TRACE_ID}-${SPAN_ID}-01-more-fields`]) {
+      expect(unwrapTraceEnvelope(wrapTraceEnvelope(tp, bytes('x')))?.traceContext).to.equal(tp);
+    }
+    const ff = wrapTraceEnvelope(TP, bytes('x')).map((b, i) => (i === 6 || i === 7 ? 0x66 : b));
+    expect(unwrapTraceEnvelope(ff)).to.equal(undefined);
+    const zeroSpan = wrapTraceEnvelope(TP, bytes('x')).map((b, i) => (i >= 42 && i < 58 ? 0x30 : b));
+    expect(unwrapTraceEnvelope(zeroSpan)).to.equal(undefined);
+  });
+
   it('round-trips an empty payload', () => {
     const unwrapped = unwrapTraceEnvelope(wrapTraceEnvelope(TP, new Uint8Array(0)));
     expect(unwrapped?.traceContext).to.equal(TP);

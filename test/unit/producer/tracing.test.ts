@@ -1,3 +1,4 @@
+import { finished } from 'node:stream/promises';
 import type { KinesisClient, PutRecordsCommandInput } from '@aws-sdk/client-kinesis';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import {
@@ -185,6 +186,21 @@ describe('producer tracing (unit, stub Kinesis, in-memory exporter)', () => {
     const [send] = tracing.spans('send orders');
     expect(send!.status.code).to.equal(SpanStatusCode.ERROR);
     expect(send!.events.map((e) => e.name)).to.include('exception');
+  });
+
+  it('writable(): a record written inside a span carries the context of that span', async () => {
+    const producer = make({ tracing: { propagate: true } });
+    let traceparent = '';
+    await tracing.inSpan('parent', async (span) => {
+      const sc = span.spanContext();
+      traceparent = `00-${sc.traceId}-${sc.spanId}-01`;
+      const writable = producer.writable();
+      writable.end({ data: { n: 1 }, partitionKey: 'a' });
+      await finished(writable);
+    });
+    const unwrapped = unwrapTraceEnvelope(entries()[0]!.Data!);
+    expect(unwrapped?.traceContext).to.equal(traceparent);
+    expect(decoder.decode(unwrapped!.payload)).to.equal('{"n":1}');
   });
 
   it('enabled: false starts no span (and propagate still works without spans of its own)', async () => {

@@ -52,7 +52,7 @@ export interface ModuleTaskSettings {
    * `tracing.enabled`: `process` spans around the handler calls in this thread (real ones once the
    * thread has a tracer provider: OpenTelemetry's global state is per thread).
    */
-  tracing?: { stream: string; group: string; links: boolean };
+  tracing?: { group: string; links: boolean };
 }
 
 export interface ModuleReaderTask extends ShardReaderTask {
@@ -79,6 +79,11 @@ function loadHandler(url: string): Promise<RecordHandler> {
     loading.catch(() => handlers.delete(url));
   }
   return loading;
+}
+
+/** `orders` of `arn:aws:kinesis:eu-west-1:123456789012:stream/orders`. */
+function streamNameOf(arn: string): string {
+  return arn.slice(arn.lastIndexOf('/') + 1);
 }
 
 /** Runs one shard reader and the handler module on its batches; resolves with the reader's outcome. */
@@ -149,7 +154,12 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
       tracing:
         module.tracing === undefined
           ? undefined
-          : processTracing({ ...module.tracing, tracing: { enabled: true, links: module.tracing.links } }),
+          : processTracing({
+              // The task's own stream: one pool of threads may read several streams.
+              stream: options.streamName ?? streamNameOf(options.streamArn ?? ''),
+              group: module.tracing.group,
+              tracing: { enabled: true, links: module.tracing.links },
+            }),
       deadLetter: (_shardId, records, error, attempts) =>
         request((id) => ({
           v: PROTOCOL_VERSION,

@@ -164,13 +164,13 @@ export class SessionFactory<T> {
 export function moduleTaskSettings(
   o: Pick<
     ResolvedCoordinatorOptions,
-    'handlerModule' | 'onHandlerError' | 'maxRecordAgeMs' | 'parallelism' | 'tracing' | 'stream' | 'group'
+    'handlerModule' | 'onHandlerError' | 'maxRecordAgeMs' | 'parallelism' | 'tracing' | 'group'
   >,
 ): { module?: ModuleTaskSettings } {
   if (o.handlerModule === undefined) return {};
   const { onHandlerError, maxRecordAgeMs, parallelism } = o;
   const module: ModuleTaskSettings = { url: o.handlerModule, onHandlerError, maxRecordAgeMs, parallelism };
-  if (o.tracing.enabled) module.tracing = { stream: o.stream, group: o.group, links: o.tracing.links };
+  if (o.tracing.enabled) module.tracing = { group: o.group, links: o.tracing.links };
   return { module };
 }
 

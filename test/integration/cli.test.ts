@@ -2,7 +2,8 @@
  * The `shardline` bin (bin/shardline.js, loading the built dist/bin.js), run as a child process against
  * a local Kinesis: each command's stdout and exit code, and each error case.
  */
-import { SplitShardCommand } from '@aws-sdk/client-kinesis';
+import { PutRecordsCommand, SplitShardCommand } from '@aws-sdk/client-kinesis';
+import { wrapTraceEnvelope } from '@shardline/common';
 import { getFreePort, type LocalKinesis, startLocalKinesis } from '@shardline/testing';
 import { expect } from 'chai';
 import { type Child, exited, type Run, spawnCli, waitUntil } from '../support/child.js';
@@ -150,6 +151,29 @@ describe('shardline CLI (kinesalite)', function () {
       [{ a: 3 }, 2, 'k'],
     ]);
     expect(new Set(read.map((r) => r.sequenceNumber)).size).to.equal(1);
+  });
+
+  it('tail strips trace envelopes: the payload as data, the traceparent as traceContext', async () => {
+    const name = streamName();
+    await kinesis.createStream(name, { shards: 1 });
+    const traceparent = `00-${'ab'.repeat(16)}-${'cd'.repeat(8)}-01`;
+    const encoder = new TextEncoder();
+    await kinesis.client().send(
+      new PutRecordsCommand({
+        StreamName: name,
+        Records: [
+          { Data: wrapTraceEnvelope(traceparent, encoder.encode('{"a":1}')), PartitionKey: 'k' },
+          { Data: encoder.encode('{"a":2}'), PartitionKey: 'k' },
+        ],
+      }),
+    );
+    const tail = await shardline([...g, 'tail', name]);
+    expect(tail.code, tail.stderr).to.equal(0);
+    const read = jsonLines<TailLine & { traceContext?: string }>(tail.stdout);
+    expect(read.map((r) => [r.data, r.traceContext])).to.deep.equal([
+      [{ a: 1 }, traceparent],
+      [{ a: 2 }, undefined],
+    ]);
   });
 
   it('tail --codec string --format raw prints the payloads only; --timestamp starts at an arrival time', async () => {

@@ -39,6 +39,7 @@ interface WireRecord {
   subSequenceNumber?: number;
   explicitHashKey?: string;
   arrivalMs: number;
+  traceContext?: string;
 }
 
 function toRecord(r: WireRecord): ShardRecord<unknown> {
@@ -50,6 +51,7 @@ function toRecord(r: WireRecord): ShardRecord<unknown> {
   };
   if (r.subSequenceNumber !== undefined) record.subSequenceNumber = r.subSequenceNumber;
   if (r.explicitHashKey !== undefined) record.explicitHashKey = r.explicitHashKey;
+  if (r.traceContext !== undefined) record.traceContext = r.traceContext;
   return record;
 }
 
@@ -115,7 +117,7 @@ function splitJsonBatch<T>(batch: JsonBatchMessage): SplitBatch<T> {
   if (!Array.isArray(items) || items.length !== n || sequenceNumbers.length !== n) {
     throw protocolError(batch, `its columns do not all hold count ${n} records`);
   }
-  const { partitionKeys, keyIndex, arrivalMs, subSequenceNumbers, explicitHashKeys } = batch;
+  const { partitionKeys, keyIndex, arrivalMs, subSequenceNumbers, explicitHashKeys, traceContexts } = batch;
   const records: ShardRecord<T>[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const partitionKey = partitionKeys[keyIndex[i]!];
@@ -134,6 +136,9 @@ function splitJsonBatch<T>(batch: JsonBatchMessage): SplitBatch<T> {
   if (explicitHashKeys !== undefined) {
     for (let i = 0; i < n; i++)
       if (explicitHashKeys[i] !== '') records[i]!.explicitHashKey = explicitHashKeys[i]!;
+  }
+  if (traceContexts !== undefined) {
+    for (let i = 0; i < n; i++) if (traceContexts[i] !== '') records[i]!.traceContext = traceContexts[i]!;
   }
   const poison = batch.poison.map((p) => ({
     before: p.before,

@@ -113,6 +113,26 @@ export {
 } from './stream-limits.js';
 export type { Clock, RateLimiterOptions, TokenBucketOptions } from './token-bucket.js';
 export { RateLimiter, TokenBucket } from './token-bucket.js';
+export type { ParsedTraceparent, UnwrappedTraceEnvelope } from './trace-envelope.js';
+export {
+  formatTraceparent,
+  hasTraceEnvelopeMagic,
+  parseTraceparent,
+  TRACE_ENVELOPE_HEADER_BYTES,
+  TRACE_ENVELOPE_MAGIC,
+  TRACE_ENVELOPE_VERSION,
+  traceEnvelopeBytes,
+  unwrapTraceEnvelope,
+  wrapTraceEnvelope,
+} from './trace-envelope.js';
+export type { TraceAttributes, TraceSpan, Tracing, TracingApiLoader } from './tracing.js';
+export {
+  defaultTracingApiLoader,
+  distinctTraceContexts,
+  loadTracing,
+  MAX_SPAN_LINKS,
+  TRACER_NAME,
+} from './tracing.js';
 export type { TypedEventListener, TypedEventsOptions } from './typed-events.js';
 export { TypedEvents } from './typed-events.js';
 export type { KinesisRecordInput, ShardPosition, ShardRecord } from './types.js';

@@ -88,6 +88,7 @@ function recordCommon(r: Obj, path: string): string | undefined {
     optCount(r, 'subSequenceNumber', path),
     optStr(r, 'explicitHashKey', path),
     finite(r, 'arrivalMs', path),
+    optStr(r, 'traceContext', path),
     r.error === undefined ? undefined : checkSerializedError(r.error, `${path}error`, 0),
   );
 }
@@ -169,6 +170,15 @@ function checkJsonBatch(m: Obj): string | undefined {
   const hashKeys = m.explicitHashKeys;
   if (hashKeys !== undefined && (!Array.isArray(hashKeys) || hashKeys.length !== n)) {
     return `explicitHashKeys must be an array of count ${n} strings when set`;
+  }
+  const traceContexts = m.traceContexts;
+  if (
+    traceContexts !== undefined &&
+    (!Array.isArray(traceContexts) ||
+      traceContexts.length !== n ||
+      traceContexts.some((t) => typeof t !== 'string'))
+  ) {
+    return `traceContexts must be an array of count ${n} strings when set`;
   }
   const poison = m.poison;
   if (!Array.isArray(poison)) return `poison must be an array (got ${kindOf(poison)})`;

@@ -31,6 +31,8 @@ export interface PackedRecordMeta {
   offset: number;
   /** Byte length of the record's data. */
   length: number;
+  /** The traceparent of the record's trace envelope (stripped from the data), if it had one. */
+  traceContext?: string;
   /**
    * Set when the reader could not unpack this record (a malformed KPL aggregate): `data` is then the
    * record's raw bytes, and the receiver applies its poison-record policy to exactly this record.
@@ -47,6 +49,8 @@ export interface DecodedRecordMessage {
   explicitHashKey?: string;
   /** ApproximateArrivalTimestamp, epoch milliseconds. */
   arrivalMs: number;
+  /** The traceparent of the record's trace envelope (stripped from the data), if it had one. */
+  traceContext?: string;
   /**
    * Set when the record could not be decoded (codec error) or unpacked (malformed KPL aggregate):
    * `data` is then a `Uint8Array` of the raw payload, and the receiver applies its poison-record
@@ -115,6 +119,11 @@ export interface JsonBatchMessage extends BatchBase {
   subSequenceNumbers?: Int32Array;
   /** Each record's explicit hash key, '' for none; absent when no record has one. */
   explicitHashKeys?: string[];
+  /**
+   * Each record's trace context (the traceparent of its trace envelope), '' for none; absent when no
+   * record has one. Optional, so either side may be older.
+   */
+  traceContexts?: string[];
   /** Records that could not be decoded (raw bytes as `data`), in order. */
   poison: PoisonRecordMessage[];
 }

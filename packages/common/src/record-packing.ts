@@ -52,6 +52,7 @@ export function packRecords(records: readonly RecordToPack[]): {
     if (r.subSequenceNumber !== undefined) meta.subSequenceNumber = r.subSequenceNumber;
     if (r.explicitHashKey !== undefined) meta.explicitHashKey = r.explicitHashKey;
     if (r.error !== undefined) meta.error = r.error;
+    if (r.traceContext !== undefined) meta.traceContext = r.traceContext;
     metas[i] = meta;
     offset += r.data.byteLength;
   }
@@ -82,6 +83,7 @@ export function unpackRecords(records: readonly PackedRecordMeta[], buffer: Arra
     if (m.subSequenceNumber !== undefined) r.subSequenceNumber = m.subSequenceNumber;
     if (m.explicitHashKey !== undefined) r.explicitHashKey = m.explicitHashKey;
     if (m.error !== undefined) r.error = m.error;
+    if (m.traceContext !== undefined) r.traceContext = m.traceContext;
     out[i] = r;
   }
   return out;

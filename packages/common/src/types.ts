@@ -22,6 +22,11 @@ export interface ShardRecord<T = unknown> {
   subSequenceNumber?: number;
   explicitHashKey?: string;
   approximateArrivalTimestamp: Date;
+  /**
+   * The W3C traceparent the producer put in the record's trace envelope (`tracing.propagate`), when it
+   * carried one; the envelope itself is stripped from the data.
+   */
+  traceContext?: string;
 }
 
 /** A position in a shard: the record at (sequenceNumber, subSequenceNumber), or the shard's end. */

@@ -65,5 +65,6 @@ export type {
   ResolvedCoordinatorOptions,
   ResolvedStreamSpec,
   StreamSpec,
+  TracingOptions,
 } from './options.js';
 export { COORDINATOR_DEFAULTS, resolveCoordinatorOptions } from './options.js';

@@ -29,6 +29,7 @@ import { exposeShardReaderControl, openShardReaderControl } from '@shardline/sha
 import shardReaderTask from '@shardline/shard-worker/worker';
 import { FailurePolicy } from './delivery/failure-policy.js';
 import { Lane } from './delivery/lane.js';
+import { processTracing } from './delivery/tracing.js';
 import { CoordinatorEvents } from './events.js';
 import type {
   ModuleCoordinatorMessage,
@@ -47,6 +48,11 @@ export interface ModuleTaskSettings {
   maxRecordAgeMs: number;
   /** `parallelism`: concurrent key groups of a batch. */
   parallelism: number;
+  /**
+   * `tracing.enabled`: `process` spans around the handler calls in this thread (real ones once the
+   * thread has a tracer provider: OpenTelemetry's global state is per thread).
+   */
+  tracing?: { group: string; links: boolean };
 }
 
 export interface ModuleReaderTask extends ShardReaderTask {
@@ -73,6 +79,11 @@ function loadHandler(url: string): Promise<RecordHandler> {
     loading.catch(() => handlers.delete(url));
   }
   return loading;
+}
+
+/** `orders` of `arn:aws:kinesis:eu-west-1:123456789012:stream/orders`. */
+function streamNameOf(arn: string): string {
+  return arn.slice(arn.lastIndexOf('/') + 1);
 }
 
 /** Runs one shard reader and the handler module on its batches; resolves with the reader's outcome. */
@@ -141,6 +152,15 @@ export default async function moduleReaderTask(task: ModuleReaderTask): Promise<
       maxRecordAgeMs: module.maxRecordAgeMs,
       events,
       logger,
+      tracing:
+        module.tracing === undefined
+          ? undefined
+          : processTracing({
+              // The task's own stream: one pool of threads may read several streams.
+              stream: options.streamName ?? streamNameOf(options.streamArn ?? ''),
+              group: module.tracing.group,
+              tracing: { enabled: true, links: module.tracing.links },
+            }),
       deadLetter: (_shardId, records, error, attempts) =>
         request((id) => ({
           v: PROTOCOL_VERSION,

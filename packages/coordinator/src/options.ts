@@ -27,4 +27,5 @@ export type {
   ResolvedCoordinatorOptions,
   ResolvedStreamSpec,
   StreamSpec,
+  TracingOptions,
 } from './options/types.js';

@@ -163,11 +163,16 @@ export class SessionFactory<T> {
 
 /** What every task of a `handlerModule` pool carries (nothing without `handlerModule`). */
 export function moduleTaskSettings(
-  o: Pick<ResolvedCoordinatorOptions, 'handlerModule' | 'onHandlerError' | 'maxRecordAgeMs' | 'parallelism'>,
+  o: Pick<
+    ResolvedCoordinatorOptions,
+    'handlerModule' | 'onHandlerError' | 'maxRecordAgeMs' | 'parallelism' | 'tracing' | 'group'
+  >,
 ): { module?: ModuleTaskSettings } {
   if (o.handlerModule === undefined) return {};
   const { onHandlerError, maxRecordAgeMs, parallelism } = o;
-  return { module: { url: o.handlerModule, onHandlerError, maxRecordAgeMs, parallelism } };
+  const module: ModuleTaskSettings = { url: o.handlerModule, onHandlerError, maxRecordAgeMs, parallelism };
+  if (o.tracing.enabled) module.tracing = { group: o.group, links: o.tracing.links };
+  return { module };
 }
 
 /**

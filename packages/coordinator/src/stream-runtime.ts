@@ -13,6 +13,7 @@ import type { DeadLetterQueue } from './dead-letter.js';
 import type { BatchIterator } from './delivery/batch-iterator.js';
 import type { CreditLedger } from './delivery/credit-ledger.js';
 import { FailurePolicy } from './delivery/failure-policy.js';
+import { processTracing } from './delivery/tracing.js';
 import { CoordinatorEvents, type HostEvents, reportedError } from './events.js';
 import { ensureStreamConsumer } from './fan-out.js';
 import { LeaseRenewal } from './lease-renewal.js';
@@ -181,6 +182,7 @@ export class StreamRuntime<T> {
         logger: o.logger,
         deadLetter: (shardId, records, error, attempts) =>
           this.#factory.sendDeadLetter(shardId, records, error, attempts),
+        tracing: processTracing(o),
       }),
       iterator: shared.iterator,
       supervisor: shared.supervisor,

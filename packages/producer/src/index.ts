@@ -5,6 +5,7 @@ export type {
   ProducerMetricsOptions,
   ProducerOptions,
   ProducerRetryOptions,
+  ProducerTracingOptions,
   RateLimitPerShard,
   ResolvedProducerOptions,
 } from './options.js';

@@ -15,6 +15,7 @@ import {
   silentLogger,
   validateRetryOptions,
 } from '@shardline/common';
+import { framingOf } from './records.js';
 
 /** Per-shard write pacing, per second. An omitted or `Infinity` limit is not paced. */
 export interface RateLimitPerShard {
@@ -37,6 +38,27 @@ export interface ProducerRetryOptions {
    * @defaultValue { initial: 100, max: 10_000 }
    */
   backoffMs?: BackoffMs;
+}
+
+/** OpenTelemetry tracing of a producer (needs the optional peer dependency `@opentelemetry/api`). */
+export interface ProducerTracingOptions {
+  /**
+   * A `send <stream>` span (kind PRODUCER) per PutRecords call, linked to the contexts the records were
+   * put in. Without `@opentelemetry/api` installed nothing happens; without a registered tracer
+   * provider the API's spans are no-ops.
+   * @defaultValue true
+   */
+  enabled?: boolean;
+  /**
+   * Carries the W3C traceparent of the context active at `put()` in each record, in a trace envelope
+   * before the payload (61 bytes; Kinesis records have no headers), so that consumers can link to it
+   * (`ShardRecord.traceContext`). Records put outside any span get no envelope. Readers older than this
+   * version see the envelope as part of the payload: turn it on once every consumer is upgraded. Not
+   * with a framed codec (jsonl, msgpack, json-array) unless `aggregate: true`: their packs join the
+   * items' bytes.
+   * @defaultValue false
+   */
+  propagate?: boolean;
 }
 
 /** Prometheus metrics of a producer. */
@@ -118,6 +140,8 @@ export interface ProducerOptions<T = unknown> {
    * @defaultValue undefined (no metrics)
    */
   metrics?: ProducerMetricsOptions;
+  /** @defaultValue { enabled: true, propagate: false } */
+  tracing?: ProducerTracingOptions;
   /**
    * Aborting stops the producer at once: pending records and waiting `put()` calls reject with
    * `ERR_ABORTED`, requests in flight are cancelled (their records may still have been written).
@@ -139,6 +163,7 @@ export const PRODUCER_DEFAULTS = Object.freeze({
   maxInFlightPerShard: Number.POSITIVE_INFINITY,
   maxInFlightRequests: 8,
   shardRefreshIntervalMs: 60_000,
+  tracing: Object.freeze({ enabled: true, propagate: false }),
 });
 
 /** {@link ProducerOptions} after validation and defaults. */
@@ -158,6 +183,7 @@ export interface ResolvedProducerOptions<T = unknown> {
   readonly shardRefreshIntervalMs: number;
   readonly logger: Logger;
   readonly metrics: Readonly<ProducerMetricsOptions> | undefined;
+  readonly tracing: Readonly<{ enabled: boolean; propagate: boolean }>;
   readonly signal: AbortSignal | undefined;
 }
 
@@ -176,6 +202,7 @@ const KNOWN = new Set([
   'shardRefreshIntervalMs',
   'logger',
   'metrics',
+  'tracing',
   'signal',
 ]);
 
@@ -341,6 +368,7 @@ export function resolveProducerOptions<T = unknown>(options: ProducerOptions<T>)
   ) {
     throw new ShardlineOptionError('logger', 'must be a pino-compatible logger with debug/info/warn/error');
   }
+  const tracing = resolveTracing(options.tracing, codec, aggregate);
   const signal = options.signal;
   if (
     signal !== undefined &&
@@ -366,6 +394,42 @@ export function resolveProducerOptions<T = unknown>(options: ProducerOptions<T>)
     shardRefreshIntervalMs,
     logger,
     metrics: resolveMetricsOptions(options.metrics),
+    tracing,
     signal,
   });
+}
+
+function resolveTracing(
+  value: unknown,
+  codec: Codec<unknown>,
+  aggregate: boolean,
+): ResolvedProducerOptions['tracing'] {
+  if (value === undefined) return PRODUCER_DEFAULTS.tracing;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ShardlineOptionError(
+      'tracing',
+      `must be an object like { enabled: true, propagate: false } (got ${describe(value)})`,
+    );
+  }
+  const input = value as Record<string, unknown>;
+  for (const key of Object.keys(input)) {
+    if (key !== 'enabled' && key !== 'propagate') {
+      throw new ShardlineOptionError(`tracing.${key}`, 'is not a tracing option (use enabled, propagate)');
+    }
+  }
+  const enabled = input.enabled ?? PRODUCER_DEFAULTS.tracing.enabled;
+  if (typeof enabled !== 'boolean') {
+    throw new ShardlineOptionError('tracing.enabled', `must be a boolean (got ${describe(enabled)})`);
+  }
+  const propagate = input.propagate ?? PRODUCER_DEFAULTS.tracing.propagate;
+  if (typeof propagate !== 'boolean') {
+    throw new ShardlineOptionError('tracing.propagate', `must be a boolean (got ${describe(propagate)})`);
+  }
+  if (propagate && !aggregate && framingOf(codec) !== undefined) {
+    throw new ShardlineOptionError(
+      'tracing.propagate',
+      `cannot be used with the framed codec '${codec.name}' without aggregate: true (its packs join the items' bytes, so a record's envelope would break them); set aggregate: true or use the 'json' codec`,
+    );
+  }
+  return Object.freeze({ enabled, propagate });
 }

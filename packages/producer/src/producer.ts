@@ -20,9 +20,11 @@ import {
   createKinesisClient,
   ErrorCodes,
   isKinesisClient,
+  loadTracing,
   ShardlineError,
   ShardlineOptionError,
   type StreamLimits,
+  type Tracing,
 } from '@shardline/common';
 import { RequestBuilder } from './batching.js';
 import { RecordBuffer } from './buffer.js';
@@ -64,6 +66,8 @@ export class Producer<T = unknown> {
   readonly #buffer: RecordBuffer;
   readonly #map: ShardMap;
   readonly #sender: Sender;
+  /** Undefined when tracing is off or `@opentelemetry/api` is not installed. */
+  readonly #tracing: Tracing | undefined;
 
   #closed = false;
   #stopped = false;
@@ -99,6 +103,7 @@ export class Producer<T = unknown> {
     );
     const client = this.#client;
     const signal = this.#abort.signal;
+    this.#tracing = o.tracing.enabled || o.tracing.propagate ? loadTracing() : undefined;
     // The parts call each other through these closures, which run only after construction.
     const buffer = new RecordBuffer(o.maxBufferedRecords, {
       route: (record) => this.#map.route(record, false),
@@ -121,6 +126,7 @@ export class Producer<T = unknown> {
       logger,
       events,
       metrics: this.#metrics,
+      tracing: o.tracing.enabled ? this.#tracing : undefined,
       buffer,
       map: this.#map,
       builder: new RequestBuilder(shared, buffer, this.#map),
@@ -145,7 +151,7 @@ export class Producer<T = unknown> {
     let record: PendingRecord;
     try {
       this.#checkOpen();
-      record = makeRecord(this.options, data, options, this.#map.limits);
+      record = makeRecord(this.options, data, options, this.#map.limits, this.#tracing?.activeTraceparent());
     } catch (error) {
       return Promise.reject(error);
     }
@@ -277,7 +283,7 @@ export class Producer<T = unknown> {
         throw invalidRecord('chunk', 'must be an object { data, partitionKey?, explicitHashKey? }');
       }
       const c = chunk as ProducerRecord<T>;
-      record = makeRecord(this.options, c.data, c, this.#map.limits);
+      record = makeRecord(this.options, c.data, c, this.#map.limits, this.#tracing?.activeTraceparent());
     } catch (error) {
       callback(error as Error);
       return;

@@ -18,7 +18,9 @@ import {
   type RateLimiter,
   ShardlineError,
   type StreamLimits,
+  traceEnvelopeBytes,
   validatePartitionKey,
+  wrapTraceEnvelope,
 } from '@shardline/common';
 import { Deque } from './deque.js';
 import type { ResolvedProducerOptions } from './options.js';
@@ -98,6 +100,10 @@ export class PendingRecord {
   onAccepted: (() => void) | undefined;
   /** Its size was checked against the stream's own limits (not only against the 10 MiB maximum). */
   sizeChecked = false;
+  /** The traceparent of the context active at `put()` (tracing on and a span active), for links. */
+  traceparent: string | undefined = undefined;
+  /** Bytes of `data` that are its trace envelope (`tracing.propagate`); 0 without one. */
+  envelopeBytes = 0;
 
   constructor(
     readonly data: Uint8Array,
@@ -183,7 +189,8 @@ export function invalidRecord(
 /**
  * Validates and encodes one `put()`: the key, the explicit hash key, the codec, the size (against the
  * stream's limits when they are known, else against the 10 MiB Kinesis maximum; {@link checkRecordSize}
- * checks it again once they are).
+ * checks it again once they are). `traceparent`: the context active at `put()`, if any; with
+ * `tracing.propagate` the payload goes in a trace envelope carrying it (its bytes count in the size).
  * @throws ShardlineError `ERR_INVALID_RECORD` / `ERR_CODEC` naming the problem.
  */
 export function makeRecord<T>(
@@ -191,6 +198,7 @@ export function makeRecord<T>(
   data: T,
   putOptions: PutOptions | undefined,
   limits: StreamLimits | undefined,
+  traceparent?: string,
 ): PendingRecord {
   let explicitHashKey: string | undefined;
   let hashKey: bigint | undefined;
@@ -209,7 +217,9 @@ export function makeRecord<T>(
   const key = putOptions?.partitionKey;
   // randomUUID draws from a cached entropy pool: cheap per record, and its MD5 spreads uniformly.
   const partitionKey = key === undefined ? randomUUID() : validatePartitionKey(key);
-  const payload = options.codec.encodeItem(data);
+  const encoded = options.codec.encodeItem(data);
+  const enveloped = traceparent !== undefined && options.tracing.propagate;
+  const payload = enveloped ? wrapTraceEnvelope(traceparent, encoded) : encoded;
   const keyBytes = key === undefined ? partitionKey.length : Buffer.byteLength(partitionKey, 'utf8');
   const record = new PendingRecord(
     payload,
@@ -220,6 +230,8 @@ export function makeRecord<T>(
     key !== undefined,
   );
   record.hashKey = hashKey;
+  record.traceparent = traceparent;
+  if (enveloped) record.envelopeBytes = traceEnvelopeBytes(traceparent);
   const error = checkRecordSize(record, limits);
   if (error !== undefined) throw error;
   return record;
@@ -242,9 +254,17 @@ export function checkRecordSize(
         : describeRecordLimit(limits);
     return invalidRecord(
       'data',
-      `is too large: ${record.data.length} bytes of data + ${record.keyBytes} bytes of partition key = ` +
-        `${record.bytes}, over ${limit}`,
-      { bytes: record.bytes, maxBytes: max, limitSource: limits?.source ?? 'kinesis-maximum' },
+      `is too large: ${record.data.length} bytes of data${
+        record.envelopeBytes > 0
+          ? ` (${record.envelopeBytes} of them the trace envelope of tracing.propagate)`
+          : ''
+      } + ${record.keyBytes} bytes of partition key = ${record.bytes}, over ${limit}`,
+      {
+        bytes: record.bytes,
+        maxBytes: max,
+        limitSource: limits?.source ?? 'kinesis-maximum',
+        ...(record.envelopeBytes > 0 ? { envelopeBytes: record.envelopeBytes } : {}),
+      },
     );
   }
   if (limits !== undefined) record.sizeChecked = true;

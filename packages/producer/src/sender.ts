@@ -15,9 +15,12 @@ import {
 import {
   backoffDelay,
   classifyAwsError,
+  distinctTraceContexts,
   KinesisError,
   type Logger,
   type ShardlineError,
+  type TraceSpan,
+  type Tracing,
 } from '@shardline/common';
 import type { RequestBuilder } from './batching.js';
 import type { RecordBuffer } from './buffer.js';
@@ -38,6 +41,12 @@ import type { ShardMap } from './shard-map.js';
 
 const THROTTLE_CODES = new Set(['ProvisionedThroughputExceededException', 'KMSThrottlingException']);
 
+/** `orders` of `arn:aws:kinesis:eu-west-1:123456789012:stream/orders`. */
+function streamNameOfArn(arn: string): string {
+  const at = arn.lastIndexOf('/');
+  return at < 0 ? arn : arn.slice(at + 1);
+}
+
 /** Records of one shard to send again after a failure, and the AWS error code that failed them. */
 interface ShardRetry {
   records: PendingRecord[];
@@ -52,6 +61,8 @@ export interface SenderDeps {
   logger: Logger;
   events: ProducerEmitter;
   metrics: ProducerMetrics | undefined;
+  /** A `send` span per call when set (tracing enabled and the API installed). */
+  tracing: Tracing | undefined;
   buffer: RecordBuffer;
   map: ShardMap;
   builder: RequestBuilder;
@@ -154,10 +165,52 @@ export class Sender {
       options.streamArn !== undefined
         ? { StreamARN: options.streamArn, Records: request.wire }
         : { StreamName: options.streamName, Records: request.wire };
-    client.send(new PutRecordsCommand(input), { abortSignal: signal }).then(
-      (output) => this.#onAnswer(request, output),
-      (error: unknown) => this.#onCallError(request, error),
+    const span = this.#deps.tracing === undefined ? undefined : this.#startSpan(this.#deps.tracing, request);
+    const call = () => client.send(new PutRecordsCommand(input), { abortSignal: signal });
+    // In the span's context, so that an instrumented SDK's HTTP span is its child.
+    (span === undefined ? call() : span.run(call)).then(
+      (output) => {
+        if (span !== undefined) this.#endSpan(span, output);
+        this.#onAnswer(request, output);
+      },
+      (error: unknown) => {
+        if (span !== undefined) {
+          span.fail(error);
+          span.end();
+        }
+        this.#onCallError(request, error);
+      },
     );
+  }
+
+  /**
+   * `send <stream>` (PRODUCER), per the OpenTelemetry messaging conventions, linked to the contexts the
+   * request's records were put in.
+   */
+  #startSpan(tracing: Tracing, request: PutRequest): TraceSpan {
+    const { options } = this.#deps;
+    const stream = options.streamName ?? streamNameOfArn(options.streamArn!);
+    // Every user record's context, those inside aggregates included.
+    const links = distinctTraceContexts(recordsOf(request), (r) => r.traceparent);
+    return tracing.startSpan(
+      `send ${stream}`,
+      'producer',
+      {
+        'messaging.system': 'aws_kinesis',
+        'messaging.destination.name': stream,
+        'messaging.operation.type': 'send',
+        'messaging.operation.name': 'send',
+        'messaging.batch.message_count': request.records,
+        'shardline.kinesis.entries': request.wire.length,
+      },
+      links,
+    );
+  }
+
+  #endSpan(span: TraceSpan, output: PutRecordsCommandOutput): void {
+    const failed = output.FailedRecordCount ?? 0;
+    span.setAttribute('shardline.kinesis.failed_entries', failed);
+    span.end();
   }
 
   #finishRequest(request: PutRequest): void {

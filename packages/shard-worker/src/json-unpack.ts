@@ -22,8 +22,9 @@
  */
 import { isAscii } from 'node:buffer';
 import type { Codec, KinesisRecordInput } from '@shardline/common';
-import { codecs, deaggregate, isAggregated, serializeError } from '@shardline/common';
+import { codecs, deaggregate, isAggregated, serializeError, unwrapTraceEnvelope } from '@shardline/common';
 import type { FetchedRecord, JsonColumns, SkipThrough, UnpackedResponse } from './records.js';
+import { stripTraceEnvelopes } from './trace-strip.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -99,6 +100,7 @@ function addItem(
   arrivalMs: number,
   sub: number,
   hashKey: string,
+  trace: string,
 ): void {
   const n = c.items.length;
   c.items.push(text);
@@ -115,6 +117,11 @@ function addItem(
     for (let i = 0; i < n; i++) c.explicitHashKeys.push('');
   }
   if (c.anyHashKey) c.explicitHashKeys.push(hashKey);
+  if (trace !== '' && !c.anyTrace) {
+    c.anyTrace = true;
+    for (let i = 0; i < n; i++) c.traceContexts.push('');
+  }
+  if (c.anyTrace) c.traceContexts.push(trace);
 }
 
 /**
@@ -122,12 +129,15 @@ function addItem(
  * the codec's. Never throws for bad data.
  */
 export function unpackJson(
-  records: readonly FetchedRecord[],
+  fetched: readonly FetchedRecord[],
   codec: Codec,
   decodeJson: (payload: Uint8Array) => string[],
   skip: SkipThrough | undefined,
   out: UnpackedResponse,
 ): void {
+  // Trace envelopes off first, so that enveloped json records still take the ASCII route.
+  const stripped = stripTraceEnvelopes(fetched);
+  const records = stripped === undefined ? fetched : stripped.records;
   const c = out.json;
   const framed = codec.framed;
   const asciiItem = asciiItemOf(codec);
@@ -154,6 +164,7 @@ export function unpackJson(
     meta: { partitionKey: string; sequenceNumber: string; arrivalMs: number },
     sub: number,
     hashKey: string | undefined,
+    trace: string,
     data: Uint8Array,
     error: unknown,
   ): void => {
@@ -168,6 +179,7 @@ export function unpackJson(
     };
     if (sub >= 0) record.subSequenceNumber = sub;
     if (hashKey !== undefined) record.explicitHashKey = hashKey;
+    if (trace !== '') record.traceContext = trace;
     out.poison.push(record);
     count++;
     lastSequenceNumber = meta.sequenceNumber;
@@ -180,7 +192,9 @@ export function unpackJson(
     const sequenceNumber = record.SequenceNumber ?? '';
     const partitionKey = record.PartitionKey ?? '';
     const arrivalMs = record.ApproximateArrivalTimestamp?.getTime() ?? 0;
-    bytes += data.byteLength;
+    // As fetched, envelope included: what the batch costs against byte credit.
+    bytes += (fetched[r]!.Data ?? EMPTY).byteLength;
+    const trace = stripped?.traces[r] ?? '';
     const skipThrough =
       skip !== undefined && skip.sequenceNumber === sequenceNumber ? skip.subSequenceNumber : -1;
 
@@ -193,7 +207,7 @@ export function unpackJson(
       }
       const item = asciiItem(ascii.text.slice(start, start + data.byteLength));
       if (item !== undefined) {
-        addItem(c, item, keyOf(partitionKey), sequenceNumber, arrivalMs, -1, '');
+        addItem(c, item, keyOf(partitionKey), sequenceNumber, arrivalMs, -1, '', trace);
         count++;
         lastSequenceNumber = sequenceNumber;
         lastSub = -1;
@@ -208,13 +222,13 @@ export function unpackJson(
       try {
         texts = decodeJson(data);
       } catch (error) {
-        if (skipThrough < 0) poison(meta, framed ? 0 : -1, undefined, data, error);
+        if (skipThrough < 0) poison(meta, framed ? 0 : -1, undefined, trace, data, error);
         continue;
       }
       const key = keyOf(partitionKey);
       for (let ordinal = 0; ordinal < texts.length; ordinal++) {
         if (ordinal <= skipThrough) continue;
-        addItem(c, texts[ordinal]!, key, sequenceNumber, arrivalMs, framed ? ordinal : -1, '');
+        addItem(c, texts[ordinal]!, key, sequenceNumber, arrivalMs, framed ? ordinal : -1, '', trace);
         count++;
         lastSequenceNumber = sequenceNumber;
         lastSub = framed ? ordinal : -1;
@@ -231,19 +245,23 @@ export function unpackJson(
       subs = deaggregate(input);
     } catch (error) {
       // The whole Kinesis record is the poison record: position (sequenceNumber), no sub-sequence.
-      if (skipThrough < 0) poison(meta, -1, undefined, data, error);
+      if (skipThrough < 0) poison(meta, -1, undefined, '', data, error);
       continue;
     }
     // Sub-sequence numbers count the items across the aggregate's sub-records.
     let ordinal = 0;
     for (const sub of subs) {
       const subMeta = { partitionKey: sub.partitionKey, sequenceNumber, arrivalMs };
+      // Each user record of an aggregate carries its own envelope.
+      const unwrapped = unwrapTraceEnvelope(sub.data);
+      const payload = unwrapped === undefined ? sub.data : unwrapped.payload;
+      const subTrace = unwrapped === undefined ? '' : unwrapped.traceContext;
       let texts: string[];
       try {
-        texts = decodeJson(sub.data);
+        texts = decodeJson(payload);
       } catch (error) {
         const at = ordinal++;
-        if (at > skipThrough) poison(subMeta, at, sub.explicitHashKey, sub.data, error);
+        if (at > skipThrough) poison(subMeta, at, sub.explicitHashKey, subTrace, payload, error);
         continue;
       }
       const key = keyOf(sub.partitionKey);
@@ -251,7 +269,7 @@ export function unpackJson(
       for (const text of texts) {
         const at = ordinal++;
         if (at <= skipThrough) continue;
-        addItem(c, text, key, sequenceNumber, arrivalMs, at, hashKey);
+        addItem(c, text, key, sequenceNumber, arrivalMs, at, hashKey, subTrace);
         count++;
         lastSequenceNumber = sequenceNumber;
         lastSub = at;

@@ -17,9 +17,10 @@ import type {
   RecordToPack,
   SerializedError,
 } from '@shardline/common';
-import { CodecError, deaggregate, serializeError } from '@shardline/common';
+import { CodecError, deaggregate, serializeError, unwrapTraceEnvelope } from '@shardline/common';
 import { unpackJson } from './json-unpack.js';
 import type { BatchEncoding } from './options.js';
+import { stripTraceEnvelopes } from './trace-strip.js';
 
 /** A record as GetRecords returns it (the SDK's `_Record`, only the fields the reader reads). */
 export interface FetchedRecord {
@@ -66,8 +67,11 @@ export interface JsonColumns {
   subSequenceNumbers: number[];
   /** '' for none; empty until a record has one (`anyHashKey`), then one per item. */
   explicitHashKeys: string[];
+  /** '' for none; empty until a record has one (`anyTrace`), then one per item. */
+  traceContexts: string[];
   anySubSequence: boolean;
   anyHashKey: boolean;
+  anyTrace: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -81,8 +85,10 @@ function jsonColumns(): JsonColumns {
     arrivalMs: [],
     subSequenceNumbers: [],
     explicitHashKeys: [],
+    traceContexts: [],
     anySubSequence: false,
     anyHashKey: false,
+    anyTrace: false,
   };
 }
 
@@ -102,6 +108,7 @@ export function jsonBatchFields(
   };
   if (c.anySubSequence) fields.subSequenceNumbers = new Int32Array(c.subSequenceNumbers);
   if (c.anyHashKey) fields.explicitHashKeys = c.explicitHashKeys;
+  if (c.anyTrace) fields.traceContexts = c.traceContexts;
   return fields;
 }
 
@@ -147,12 +154,16 @@ export function unpackResponse(
     unpackJson(records, codec, decodeJson, skip, out);
     return out;
   }
-  for (const record of records) {
+  const stripped = stripTraceEnvelopes(records);
+  for (let r = 0; r < records.length; r++) {
+    const record = stripped === undefined ? records[r]! : stripped.records[r]!;
+    const trace = stripped?.traces[r];
     const data = record.Data ?? EMPTY;
     const sequenceNumber = record.SequenceNumber ?? '';
     const partitionKey = record.PartitionKey ?? '';
     const arrivalMs = record.ApproximateArrivalTimestamp?.getTime() ?? 0;
-    out.bytes += data.byteLength;
+    // As fetched, envelope included: what the batch costs against byte credit.
+    out.bytes += (records[r]!.Data ?? EMPTY).byteLength;
     out.lastKinesisSequenceNumber = sequenceNumber;
     const skipThrough =
       skip !== undefined && skip.sequenceNumber === sequenceNumber ? skip.subSequenceNumber : -1;
@@ -176,6 +187,14 @@ export function unpackResponse(
     for (const sub of subs) {
       const meta: Meta = { partitionKey: sub.partitionKey, sequenceNumber, arrivalMs };
       if (sub.explicitHashKey !== undefined) meta.explicitHashKey = sub.explicitHashKey;
+      if (aggregated) {
+        // Each user record of an aggregate carries its own envelope.
+        const unwrapped = unwrapTraceEnvelope(sub.data);
+        if (unwrapped !== undefined) {
+          sub.data = unwrapped.payload;
+          meta.traceContext = unwrapped.traceContext;
+        }
+      } else if (trace !== undefined) meta.traceContext = trace;
       if (encoding === 'bytes') {
         // Not framed (checked by the options): one item per sub-record.
         if (aggregated) meta.subSequenceNumber = ordinal;

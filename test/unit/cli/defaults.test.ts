@@ -23,7 +23,8 @@ const CLI = fileURLToPath(new URL('../../../packages/cli/src/cli.ts', import.met
 const KINESIS = fileURLToPath(new URL('../../../packages/cli/src/kinesis.ts', import.meta.url));
 const HOOK = fileURLToPath(new URL('./fixtures/log-loads.mjs', import.meta.url));
 /** What a usage error or `--help` should not pay for. */
-const HEAVY = /@aws-sdk|@smithy|packages\/(coordinator|producer|testing|shard-worker)\/|ioredis|bullmq|piscina/;
+const HEAVY =
+  /@aws-sdk|@smithy|packages\/(coordinator|producer|testing|shard-worker)\/|ioredis|bullmq|piscina/;
 
 describe('cli defaults', () => {
   it('offers exactly the codecs of @shardline/common', () => {

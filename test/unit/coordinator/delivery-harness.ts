@@ -89,6 +89,7 @@ export interface DeliveryOptions {
   deadLetter?: FailurePolicyOptions['deadLetter'];
   maxRecordAgeMs?: number;
   parallelism?: number;
+  tracing?: FailurePolicyOptions['tracing'];
 }
 
 /** Lanes, a ledger, a policy and (iterator mode) an iterator, wired as a shard session wires them. */
@@ -110,6 +111,7 @@ export function delivery(options: DeliveryOptions = {}) {
     logger: silentLogger,
     ...(options.maxRecordAgeMs === undefined ? {} : { maxRecordAgeMs: options.maxRecordAgeMs }),
     ...(options.deadLetter === undefined ? {} : { deadLetter: options.deadLetter }),
+    ...(options.tracing === undefined ? {} : { tracing: options.tracing }),
   });
   const lanes = new Map<string, { lane: Lane<{ v: number }>; account: CreditAccount }>();
   return {

@@ -28,8 +28,10 @@ function emptyColumns(): UnpackedResponse['json'] {
     arrivalMs: [],
     subSequenceNumbers: [],
     explicitHashKeys: [],
+    traceContexts: [],
     anySubSequence: false,
     anyHashKey: false,
+    anyTrace: false,
   };
 }
 

@@ -325,6 +325,7 @@ function render(shardId: string, item: BatchRecord, format: TailFormat): string 
   if (record.subSequenceNumber !== undefined) line.subSequenceNumber = record.subSequenceNumber;
   line.partitionKey = record.partitionKey;
   if (record.explicitHashKey !== undefined) line.explicitHashKey = record.explicitHashKey;
+  if (record.traceContext !== undefined) line.traceContext = record.traceContext;
   const arrivalMs = record.approximateArrivalTimestamp.getTime();
   line.arrival = arrivalMs > 0 ? record.approximateArrivalTimestamp.toISOString() : null;
   line.data = record.data;

@@ -19,13 +19,14 @@
  * One policy per host (or per worker thread for `handlerModule`); it keeps no per-shard state.
  */
 
-import type { BackoffMs, Logger, ShardPosition, ShardRecord } from '@shardline/common';
+import type { BackoffMs, Logger, ShardPosition, ShardRecord, TraceSpan } from '@shardline/common';
 import { backoffDelay, ErrorCodes, ShardlineError, serializeError, sleep } from '@shardline/common';
 import type { CoordinatorEvents, StreamEventMap } from '../events.js';
 import type { RecordBatch, RecordHandler } from '../options.js';
 import { failedIndex, reportedFailure } from './handler-answer.js';
 import type { BuiltBatch } from './lane.js';
 import { type AgeRun, ageRuns, expiredError } from './record-age.js';
+import type { ProcessTracing } from './tracing.js';
 
 /**
  * - `processed`: the whole batch was handled; reported.
@@ -55,6 +56,8 @@ export interface FailurePolicyOptions {
     error: ShardlineError,
     attempts: number,
   ) => Promise<void>;
+  /** A `process` span around each handler call, when set. */
+  tracing?: ProcessTracing;
 }
 
 /** What the policy needs of the lane it works for. */
@@ -265,9 +268,24 @@ export class FailurePolicy {
     handler: RecordHandler<T>,
     batch: RecordBatch<T>,
   ): Promise<{ error?: ShardlineError; done: number }> {
+    const span = this.#o.tracing?.start(lane.shardId, batch.records);
+    const result = await this.#call(lane, handler, batch, span);
+    if (span !== undefined) {
+      if (result.error !== undefined) span.fail(result.error);
+      span.end();
+    }
+    return result;
+  }
+
+  async #call<T>(
+    lane: PolicyLane<T>,
+    handler: RecordHandler<T>,
+    batch: RecordBatch<T>,
+    span: TraceSpan | undefined,
+  ): Promise<{ error?: ShardlineError; done: number }> {
     let answer: unknown;
     try {
-      answer = await handler(batch);
+      answer = await (span === undefined ? handler(batch) : span.run(() => handler(batch)));
     } catch (thrown) {
       return { error: toHandlerError(thrown, lane.shardId), done: 0 };
     }

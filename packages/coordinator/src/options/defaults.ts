@@ -38,6 +38,7 @@ export const COORDINATOR_DEFAULTS = Object.freeze({
     subscriptionRenewMs: 270_000,
     registrationTimeoutMs: 60_000,
   }),
+  tracing: Object.freeze({ enabled: true, links: true }),
 });
 
 /** Service limits and bounds the options are checked against. */

@@ -38,6 +38,7 @@ import {
   resolveHandlerControls,
   resolveOnHandlerError,
 } from './handler.js';
+import { resolveTracing } from './tracing.js';
 import type { CoordinatorOptions, ResolvedCoordinatorOptions, ResolvedStreamSpec } from './types.js';
 
 const TOP_LEVEL_KEYS = [
@@ -73,6 +74,7 @@ const TOP_LEVEL_KEYS = [
   'metrics',
   'signal',
   'fanOut',
+  'tracing',
 ] as const satisfies readonly (keyof CoordinatorOptions)[];
 
 /** Kinesis stream names: 1 to 128 of [a-zA-Z0-9_.-]. */
@@ -488,5 +490,6 @@ export function resolveCoordinatorOptions<T = unknown>(
     metrics: resolveMetricsOptions(o.metrics),
     signal: resolveSignal(o.signal),
     fanOut,
+    tracing: resolveTracing(o.tracing),
   });
 }

@@ -175,6 +175,24 @@ export interface RemovedStream {
   heldElsewhere: number;
 }
 
+/** OpenTelemetry tracing (needs the optional peer dependency `@opentelemetry/api`). */
+export interface TracingOptions {
+  /**
+   * A `process <stream>` span (kind CONSUMER) around each handler call (`handler`, or `handlerModule`
+   * in a worker thread that registers a tracer provider itself), per the OpenTelemetry messaging
+   * conventions; the handler runs in its context. Without `@opentelemetry/api` installed nothing
+   * happens; without a registered tracer provider the API's spans are no-ops.
+   * @defaultValue true
+   */
+  enabled?: boolean;
+  /**
+   * Links each `process` span to the producer contexts its records carry (`ShardRecord.traceContext`,
+   * from producers with `tracing.propagate`), distinct ones, at most 128.
+   * @defaultValue true
+   */
+  links?: boolean;
+}
+
 /**
  * Options of `startCoordinator()`. Exactly one of `streamName`, `streamArn` and `streams`.
  */
@@ -342,6 +360,8 @@ export interface CoordinatorOptions<T = unknown> {
    * @defaultValue undefined (polling)
    */
   fanOut?: FanOutOptions;
+  /** @defaultValue { enabled: true, links: true } */
+  tracing?: TracingOptions;
 }
 
 /** Enhanced fan-out: see {@link CoordinatorOptions.fanOut}. */
@@ -445,4 +465,5 @@ export interface ResolvedCoordinatorOptions<T = unknown> {
         registrationTimeoutMs: number;
       }>
     | undefined;
+  readonly tracing: Readonly<{ enabled: boolean; links: boolean }>;
 }

@@ -349,11 +349,32 @@ for (const store of ['redis', 'dynamodb'] as Store[]) {
       const joinedAt = d!.reports.find((r) => r.type === 'ready')!.t;
       await waitForSpread(manager, ['host-a', 'host-b', 'host-d'], SPREAD_MS[store]);
       const rebalanceMs = Date.now() - joinedAt;
-      const handoffs = [a!, b!]
-        .flatMap((h) => h.events('lease.released'))
-        .filter((e) => e.t >= joinedAt)
-        .map((e) => e.payload.reason);
-      expect(handoffs).to.deep.equal(['handoff', 'handoff']);
+      const released = [a!, b!].flatMap((h) =>
+        h
+          .events('lease.released')
+          .filter((e) => e.t >= joinedAt)
+          .map((e) => ({ host: h.hostId, ms: e.t - joinedAt, ...e.payload })),
+      );
+      const acquired = hosts.flatMap((h) =>
+        h
+          .events('lease.acquired')
+          .filter((e) => e.t >= joinedAt)
+          .map((e) => `${h.hostId} ${e.payload.shardId} +${e.t - joinedAt}ms`),
+      );
+      const moves = `released: ${JSON.stringify(released)}; acquired: ${acquired.join(', ')}`;
+      if (store === 'redis') {
+        expect(
+          released.map((e) => e.reason),
+          moves,
+        ).to.deep.equal(['handoff', 'handoff']);
+      } else {
+        // Every move a handoff, none lost or expired. On DynamoDB, where each host sees the others'
+        // leases only at its next Scan, a loaded machine has shown one more handoff round (4 instead of 2,
+        // the spread still 2/2/2 and no duplicate): an extra move, counted and printed, not a lost record.
+        expect(released.length, moves).to.be.at.least(2);
+        expect(new Set(released.map((e) => e.reason)), moves).to.deep.equal(new Set(['handoff']));
+        if (released.length > 2) console.log(`      ${released.length} handoffs to reach 2/2/2: ${moves}`);
+      }
       const sinceJoin = Date.now();
       await waitFor(
         () => shardsDeliveredBy(d!, sinceJoin).size === 2,

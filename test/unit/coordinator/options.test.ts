@@ -4,14 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
-import {
-  type Codec,
-  codecs,
-  createKinesisClient,
-  ErrorCodes,
-  type Logger,
-  silentLogger,
-} from '@shardline/common';
+import { type Codec, codecs, createKinesisClient, type Logger, silentLogger } from '@shardline/common';
 import {
   COORDINATOR_DEFAULTS,
   type CoordinatorOptions,
@@ -20,26 +13,12 @@ import {
 } from '@shardline/coordinator';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { expect } from 'chai';
+import { optionError } from '../../support/assertions.js';
 
 const base: CoordinatorOptions = { streamName: 'orders', group: 'billing' };
 
 function resolve(extra: Record<string, unknown>) {
   return resolveCoordinatorOptions({ ...base, ...extra } as CoordinatorOptions);
-}
-
-/** The option error thrown by `fn`: code ERR_INVALID_OPTION, naming `option`. */
-function optionError(fn: () => unknown, option: string, pattern?: RegExp): Error & { code?: string } {
-  try {
-    fn();
-  } catch (error) {
-    const e = error as Error & { code?: string; option?: string };
-    expect(e.code, e.message).to.equal(ErrorCodes.INVALID_OPTION);
-    expect(e.option, e.message).to.equal(option);
-    expect(e.message.startsWith(option), e.message).to.equal(true);
-    if (pattern !== undefined) expect(e.message).to.match(pattern);
-    return e;
-  }
-  expect.fail(`expected an option error naming ${option}`);
 }
 
 describe('coordinator options', () => {

@@ -4,7 +4,6 @@
  * naming (Redis namespace, DynamoDB's KCL multi-stream identifier).
  */
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
-import { ErrorCodes } from '@shardline/common';
 import {
   type CoordinatorOptions,
   DynamoDbLeaseManager,
@@ -14,22 +13,10 @@ import { expect } from 'chai';
 import { leaseKeys } from '../../../packages/coordinator/src/leases/redis.js';
 import { resolveStreamSpec } from '../../../packages/coordinator/src/options.js';
 import { kclStreamId, streamOptions } from '../../../packages/coordinator/src/stream-runtime.js';
+import { optionError } from '../../support/assertions.js';
 
 function resolve(extra: Record<string, unknown>) {
   return resolveCoordinatorOptions({ group: 'billing', ...extra } as unknown as CoordinatorOptions);
-}
-
-function optionError(fn: () => unknown, option: string, pattern?: RegExp): Error {
-  try {
-    fn();
-  } catch (error) {
-    const e = error as Error & { code?: string; option?: string };
-    expect(e.code, e.message).to.equal(ErrorCodes.INVALID_OPTION);
-    expect(e.option, e.message).to.equal(option);
-    if (pattern !== undefined) expect(e.message).to.match(pattern);
-    return e;
-  }
-  return expect.fail(`expected an option error naming ${option}`);
 }
 
 describe('coordinator options: streams', () => {
